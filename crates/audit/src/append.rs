@@ -1,0 +1,143 @@
+//! Appending to the log, in the caller's transaction.
+//!
+//! The event is written by the same transaction as the access it records: if the
+//! append fails, the caller's transaction fails with it, and an access that rolled
+//! back leaves no event. A lane's head row is locked until the transaction ends, so
+//! each lane is a strict chain; the append takes any lane no one else holds.
+
+use db::TenantTx;
+use kernel::{AuditEventId, PatientId};
+use time::OffsetDateTime;
+
+use crate::LANES;
+use crate::chain::{ChainedEvent, Hash, genesis, to_stored_precision};
+
+/// What to record. Never put PHI values here: ids, an action and a purpose.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    /// Dotted lowercase: `patient.read`, `patient.create`, `break_glass.open`.
+    pub action: &'static str,
+    pub patient_id: Option<PatientId>,
+    /// Why: the purpose of use (`treatment`, `operations`) or a break-glass reason.
+    pub purpose: Option<String>,
+    pub break_glass: bool,
+    pub details: serde_json::Value,
+}
+
+impl AuditEntry {
+    pub fn patient(action: &'static str, patient_id: PatientId) -> Self {
+        Self {
+            action,
+            patient_id: Some(patient_id),
+            purpose: None,
+            break_glass: false,
+            details: serde_json::Value::Object(Default::default()),
+        }
+    }
+
+    pub fn purpose(mut self, purpose: impl Into<String>) -> Self {
+        self.purpose = Some(purpose.into());
+        self
+    }
+
+    pub fn break_glass(mut self, break_glass: bool) -> Self {
+        self.break_glass = break_glass;
+        self
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("the tenant has no audit chain; was it created with `tenet tenant create`?")]
+    NoChain,
+    #[error("writing the audit event")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Creates the genesis heads of a new tenant's lanes. Call in the transaction that
+/// creates the tenant.
+pub async fn init_tenant_chain(tx: &mut TenantTx) -> Result<(), sqlx::Error> {
+    let tenant_id = tx.tenant_id();
+    let lanes: Vec<i16> = (0..LANES).collect();
+    let hashes: Vec<Vec<u8>> = lanes.iter().map(|lane| genesis(tenant_id, *lane).to_vec()).collect();
+    sqlx::query(
+        "INSERT INTO audit.chain_heads (tenant_id, lane, seq, hash)
+         SELECT $1, lane, 0, hash FROM unnest($2::smallint[], $3::bytea[]) AS h(lane, hash)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant_id.as_uuid())
+    .bind(&lanes)
+    .bind(&hashes)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Appends `entry` to the tenant's log in `tx`.
+pub async fn append(tx: &mut TenantTx, entry: AuditEntry) -> Result<AuditEventId, AuditError> {
+    let tenant_id = tx.tenant_id();
+    // Prefer a lane nobody holds; when every lane is busy, wait for one.
+    let head: Option<(i16, i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT lane, seq, hash FROM audit.chain_heads WHERE tenant_id = $1
+         ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(tenant_id.as_uuid())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let (lane, seq, prev) = match head {
+        Some(head) => head,
+        None => {
+            let lane = i16::try_from(rand::random::<u16>() % LANES.unsigned_abs())
+                .expect("BUG: lane fits i16");
+            sqlx::query_as(
+                "SELECT lane, seq, hash FROM audit.chain_heads WHERE tenant_id = $1 AND lane = $2 FOR UPDATE",
+            )
+            .bind(tenant_id.as_uuid())
+            .bind(lane)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or(AuditError::NoChain)?
+        }
+    };
+    let prev: Hash = prev.try_into().map_err(|_| AuditError::NoChain)?;
+    let event = ChainedEvent {
+        tenant_id,
+        lane,
+        seq: seq + 1,
+        id: uuid::Uuid::now_v7(),
+        occurred_at: to_stored_precision(OffsetDateTime::now_utc()),
+        actor: tx.actor().to_owned(),
+        action: entry.action.to_owned(),
+        patient_id: entry.patient_id,
+        purpose: entry.purpose,
+        request_id: tx.request_id(),
+        break_glass: entry.break_glass,
+        details: entry.details,
+    };
+    let hash = event.hash(&prev, &mut Vec::with_capacity(256));
+    sqlx::query(
+        "WITH event AS (
+             INSERT INTO audit.events (tenant_id, lane, seq, id, occurred_at, actor, action, patient_id,
+                                       purpose, request_id, break_glass, details, prev_hash, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+         )
+         UPDATE audit.chain_heads SET seq = $3, hash = $14 WHERE tenant_id = $1 AND lane = $2",
+    )
+    .bind(tenant_id.as_uuid())
+    .bind(lane)
+    .bind(event.seq)
+    .bind(event.id)
+    .bind(event.occurred_at)
+    .bind(&event.actor)
+    .bind(&event.action)
+    .bind(event.patient_id.map(|id| id.into_uuid()))
+    .bind(&event.purpose)
+    .bind(event.request_id.map(|id| id.into_uuid()))
+    .bind(event.break_glass)
+    .bind(&event.details)
+    .bind(&prev[..])
+    .bind(&hash[..])
+    .execute(&mut **tx)
+    .await?;
+    Ok(AuditEventId::new_unchecked(event.id))
+}

@@ -1,0 +1,93 @@
+//! The tenant's transaction: the only way a context reads or writes tenant rows.
+//!
+//! [`TenantTx::begin`] opens a transaction and, in the same round trip, sets
+//! `tenet.tenant_id`, `tenet.actor` and `tenet.request_id` with
+//! `set_config(..., true)`: transaction-local, so the settings end with the
+//! transaction and a pooled connection carries nothing into the next one. Row-level
+//! security policies read `tenet.tenant_id`; with it unset they match no row.
+//!
+//! Architecture invariant: no query on a tenant table runs outside a `TenantTx`.
+
+use std::ops::{Deref, DerefMut};
+
+use kernel::{Actor, RequestId, TenantId};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+/// An open transaction bound to one tenant and one actor.
+pub struct TenantTx {
+    tx: Transaction<'static, Postgres>,
+    tenant_id: TenantId,
+    actor: String,
+    request_id: Option<RequestId>,
+}
+
+impl TenantTx {
+    /// Begins a transaction for `actor`'s tenant.
+    pub async fn begin(
+        pool: &PgPool,
+        actor: &Actor,
+        request_id: Option<RequestId>,
+    ) -> Result<Self, sqlx::Error> {
+        Self::begin_as(pool, actor.tenant_id, &actor.audit_name(), request_id).await
+    }
+
+    /// Begins a transaction for `tenant_id` acting as `actor_name` (the audit name of
+    /// the principal: `user:…`, `api_key:…`, `system`).
+    pub async fn begin_as(
+        pool: &PgPool,
+        tenant_id: TenantId,
+        actor_name: &str,
+        request_id: Option<RequestId>,
+    ) -> Result<Self, sqlx::Error> {
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "SELECT set_config('tenet.tenant_id', $1, true), set_config('tenet.actor', $2, true), set_config('tenet.request_id', $3, true)",
+        )
+        .bind(tenant_id.to_string())
+        .bind(actor_name)
+        .bind(request_id.map(|id| id.to_string()).unwrap_or_default())
+        .execute(&mut *tx)
+        .await?;
+        Ok(Self {
+            tx,
+            tenant_id,
+            actor: actor_name.to_owned(),
+            request_id,
+        })
+    }
+
+    pub fn tenant_id(&self) -> TenantId {
+        self.tenant_id
+    }
+
+    /// The audit name of the acting principal.
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    pub fn request_id(&self) -> Option<RequestId> {
+        self.request_id
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl Deref for TenantTx {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for TenantTx {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+}

@@ -1,0 +1,22 @@
+//! The platform context: the machinery every other context uses to be safe under
+//! retries and to tell the world what happened.
+//!
+//! - [`idempotency`]: API writes made with an `Idempotency-Key` happen once (I6).
+//! - [`outbox`]: events written in the same transaction as the change they announce.
+//!
+//! This crate must never store PHI: idempotency records keep a request hash and the
+//! id of what was made, never a body; event payloads carry ids only.
+
+pub mod idempotency;
+pub mod outbox;
+
+use db::Migration;
+
+/// The platform context's migrations.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 2026112301,
+    context: "platform",
+    name: "platform",
+    up: include_str!("../migrations/2026112301_platform.up.sql"),
+    down: include_str!("../migrations/2026112301_platform.down.sql"),
+}];

@@ -1,0 +1,69 @@
+//! The transactional outbox: an event is written in the same transaction as the
+//! change it announces, to the outbox table of the context that owns the change.
+//!
+//! The relay that delivers events (webhooks, NATS) arrives with durable jobs; until
+//! then events wait as `pending`. Payloads carry ids, never PHI.
+
+use db::TenantTx;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The contexts that have an outbox. Each writes only its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outbox {
+    Identity,
+    Clinical,
+    Audit,
+    Platform,
+}
+
+impl Outbox {
+    const fn insert_sql(self) -> &'static str {
+        // One literal per schema: table names cannot be bound as parameters.
+        macro_rules! insert {
+            ($schema:literal) => {
+                concat!(
+                    "INSERT INTO ",
+                    $schema,
+                    ".outbox (tenant_id, id, event_type, event_version, aggregate_type, aggregate_id, occurred_at, payload)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                )
+            };
+        }
+        match self {
+            Outbox::Identity => insert!("identity"),
+            Outbox::Clinical => insert!("clinical"),
+            Outbox::Audit => insert!("audit"),
+            Outbox::Platform => insert!("platform"),
+        }
+    }
+}
+
+/// An event in the standard envelope.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Dotted lowercase: `break_glass.opened`, `patient.created`.
+    pub event_type: &'static str,
+    pub event_version: i32,
+    pub aggregate_type: &'static str,
+    pub aggregate_id: Uuid,
+    /// Ids and codes only: no PHI.
+    pub payload: serde_json::Value,
+}
+
+/// Writes `event` to `outbox` in `tx`; returns the event id.
+pub async fn emit(tx: &mut TenantTx, outbox: Outbox, event: Event) -> Result<Uuid, sqlx::Error> {
+    let id = Uuid::now_v7();
+    sqlx::query(outbox.insert_sql())
+        .bind(tx.tenant_id().as_uuid())
+        .bind(id)
+        .bind(event.event_type)
+        .bind(event.event_version)
+        .bind(event.aggregate_type)
+        .bind(event.aggregate_id)
+        .bind(OffsetDateTime::now_utc())
+        .bind(&event.payload)
+        .execute(&mut **tx)
+        .await?;
+    Ok(id)
+}
