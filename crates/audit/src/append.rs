@@ -139,5 +139,6 @@ pub async fn append(tx: &mut TenantTx, entry: AuditEntry) -> Result<AuditEventId
     .bind(&hash[..])
     .execute(&mut **tx)
     .await?;
+    crate::APPENDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(AuditEventId::new_unchecked(event.id))
 }

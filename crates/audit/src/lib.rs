@@ -28,6 +28,14 @@ pub use verify::{Problem, ProblemKind, VerifyReport, verify_tenant};
 /// of one tenant lock different lanes instead of queueing behind one row.
 pub const LANES: i16 = 8;
 
+static APPENDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many events this process has appended (including any whose transaction later
+/// rolled back), for the metrics endpoint.
+pub fn appends_total() -> u64 {
+    APPENDS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 use db::Migration;
 
 /// The audit context's migrations.

@@ -73,7 +73,8 @@ const LEDGER: &str = "CREATE TABLE IF NOT EXISTS public.tenet_schema_migrations 
     name text NOT NULL,
     checksum bytea NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now()
-)";
+);
+GRANT SELECT ON public.tenet_schema_migrations TO tenet_app";
 
 impl Migrator {
     /// Panics on a wiring mistake: duplicate versions.
@@ -105,7 +106,7 @@ impl Migrator {
     }
 
     async fn applied(&self, owner: &PgPool) -> Result<Vec<(i64, Vec<u8>)>, MigrationError> {
-        owner.execute(LEDGER).await.map_err(MigrationError::Ledger)?;
+        sqlx::raw_sql(LEDGER).execute(owner).await.map_err(MigrationError::Ledger)?;
         sqlx::query_as("SELECT version, checksum FROM public.tenet_schema_migrations ORDER BY version")
             .fetch_all(owner)
             .await

@@ -1,0 +1,90 @@
+//! Prometheus metrics.
+//!
+//! Labels are route templates, methods and status codes — never a raw path, an id or
+//! anything a client typed — so no label can carry PHI and cardinality stays bounded.
+
+use std::time::Duration;
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use sqlx::PgPool;
+
+/// The API's metrics and their registry.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    pool_connections: IntGaugeVec,
+    audit_appends: IntGauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Panics on a wiring mistake (a metric registered twice), at start-up.
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("tenet".into()), None).expect("BUG: registry prefix");
+        let requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests served, by route, method and status"),
+            &["route", "method", "status"],
+        )
+        .expect("BUG: metric definition");
+        let latency = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency, by route and method").buckets(vec![
+                0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["route", "method"],
+        )
+        .expect("BUG: metric definition");
+        let pool_connections = IntGaugeVec::new(
+            Opts::new("db_pool_connections", "Database pool connections, by state"),
+            &["state"],
+        )
+        .expect("BUG: metric definition");
+        let audit_appends = IntGauge::new("audit_appends_total", "Audit events appended by this process")
+            .expect("BUG: metric definition");
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(pool_connections.clone()),
+            Box::new(audit_appends.clone()),
+        ] {
+            registry.register(collector).expect("BUG: metric registered twice");
+        }
+        Self {
+            registry,
+            requests,
+            latency,
+            pool_connections,
+            audit_appends,
+        }
+    }
+
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        self.requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+        self.latency
+            .with_label_values(&[route, method])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The text exposition format, with gauges read now.
+    pub fn render(&self, pool: &PgPool) -> String {
+        let size = i64::from(pool.size());
+        let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
+        self.pool_connections.with_label_values(&["idle"]).set(idle);
+        self.pool_connections.with_label_values(&["in_use"]).set(size - idle);
+        self.audit_appends
+            .set(i64::try_from(audit::appends_total()).unwrap_or(i64::MAX));
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("BUG: text encoding of metrics cannot fail");
+        String::from_utf8(buffer).expect("BUG: metrics text is UTF-8")
+    }
+}

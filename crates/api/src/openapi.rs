@@ -1,0 +1,53 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations.
+
+use std::sync::OnceLock;
+
+use utoipa::Modify;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::routes::{admin, audit_log, patients};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Tenet", description = "A clinical backend: tenants kept apart by the database, a PHI vault, a tamper-evident audit log."),
+    paths(
+        patients::create, patients::read, patients::update, patients::list, patients::search,
+        patients::access_log, patients::break_glass, patients::add_care_team_member,
+        admin::me, admin::create_user, admin::list_users, admin::create_api_key, admin::list_api_keys, admin::revoke_api_key,
+        audit_log::checkpoint,
+    ),
+    components(schemas(crate::error::Problem)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "patients", description = "Patients and their identity (PHI vault)"),
+        (name = "admin", description = "Users and API keys"),
+        (name = "audit", description = "Access reports and checkpoints"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A Tenet API key (`tk_…`) or an OIDC access token"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document as JSON, rendered once.
+pub fn document_json() -> String {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    DOCUMENT
+        .get_or_init(|| ApiDoc::openapi().to_pretty_json().expect("BUG: OpenAPI document serialises"))
+        .clone()
+}

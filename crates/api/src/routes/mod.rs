@@ -1,0 +1,19 @@
+//! The routes, one module per context, plus operations.
+
+pub mod admin;
+pub mod audit_log;
+pub mod idempotency;
+pub mod ops;
+pub mod patients;
+
+use axum::Router;
+
+use crate::AppState;
+
+/// Every `/v1` route.
+pub fn v1() -> Router<AppState> {
+    Router::new()
+        .merge(patients::router())
+        .merge(admin::router())
+        .merge(audit_log::router())
+}

@@ -1,0 +1,222 @@
+//! API keys: high-entropy secrets for systems, stored only as a hash.
+//!
+//! A key reads `tk_<tenant>.<key id>.<secret>`: the tenant and key id are public and
+//! locate the row (so authentication never searches across tenants); the 256-bit
+//! secret is compared in constant time against its stored SHA-256. The plaintext
+//! key exists only in the response that created it.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use db::TenantTx;
+use kernel::{Actor, ActorKind, ApiKeyId, Role, TenantId, UserId};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+const PREFIX: &str = "tk_";
+
+/// A freshly made key, to be shown once. `Debug` redacts the secret.
+pub struct NewApiKey {
+    pub id: ApiKeyId,
+    pub token: String,
+}
+
+impl fmt::Debug for NewApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewApiKey").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateApiKeyError {
+    #[error("a key label is 1 to 200 characters")]
+    InvalidLabel,
+    #[error("no such user in this tenant")]
+    UnknownUser,
+    #[error("creating the API key")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Why a presented key was refused. All of them are "401" to the caller; the
+/// distinction is for logs and metrics.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiKeyError {
+    #[error("not a Tenet API key")]
+    Malformed,
+    #[error("unknown API key")]
+    Unknown,
+    #[error("the API key was revoked")]
+    Revoked,
+    #[error("the tenant is not active")]
+    TenantInactive,
+    #[error("looking up the API key")]
+    Database(#[from] sqlx::Error),
+}
+
+fn secret_hash(secret: &[u8]) -> [u8; 32] {
+    Sha256::digest(secret).into()
+}
+
+/// Creates a key in the transaction's tenant.
+pub async fn create(
+    tx: &mut TenantTx,
+    role: Role,
+    label: &str,
+    user_id: Option<UserId>,
+) -> Result<NewApiKey, CreateApiKeyError> {
+    let label = label.trim();
+    if label.is_empty() || label.chars().count() > 200 {
+        return Err(CreateApiKeyError::InvalidLabel);
+    }
+    let id = ApiKeyId::generate();
+    let secret: [u8; 32] = rand::random();
+    sqlx::query(
+        "INSERT INTO identity.api_keys (tenant_id, id, user_id, role, label, secret_hash)
+         VALUES ($1, $2, $3, $4::identity.role, $5, $6)",
+    )
+    .bind(tx.tenant_id().as_uuid())
+    .bind(id.as_uuid())
+    .bind(user_id.map(|id| id.into_uuid()))
+    .bind(role.as_str())
+    .bind(label)
+    .bind(&secret_hash(&secret)[..])
+    .execute(&mut **tx)
+    .await
+    .map_err(|err| match crate::violated_constraint(&err) {
+        Some("api_keys_tenant_id_user_id_fkey") => CreateApiKeyError::UnknownUser,
+        _ => CreateApiKeyError::Database(err),
+    })?;
+    let token = format!(
+        "{PREFIX}{}.{}.{}",
+        tx.tenant_id().as_uuid().simple(),
+        id.as_uuid().simple(),
+        URL_SAFE_NO_PAD.encode(secret)
+    );
+    Ok(NewApiKey { id, token })
+}
+
+/// Splits a presented key into tenant, key id and secret.
+fn parse(token: &str) -> Option<(TenantId, ApiKeyId, Vec<u8>)> {
+    let rest = token.strip_prefix(PREFIX)?;
+    let mut parts = rest.splitn(3, '.');
+    let tenant_id = Uuid::try_parse(parts.next()?).ok()?;
+    let key_id = Uuid::try_parse(parts.next()?).ok()?;
+    let secret = URL_SAFE_NO_PAD.decode(parts.next()?).ok()?;
+    (secret.len() == 32).then(|| (TenantId::new_unchecked(tenant_id), ApiKeyId::new_unchecked(key_id), secret))
+}
+
+/// Checks a presented key and returns the actor it stands for. Records the key's
+/// last use (at most once a minute, to keep reads from becoming writes).
+pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Actor, ApiKeyError> {
+    let (tenant_id, key_id, secret) = parse(token).ok_or(ApiKeyError::Malformed)?;
+    let mut tx = TenantTx::begin_as(pool, tenant_id, &format!("api_key:{key_id}"), None).await?;
+    let row: Option<(Vec<u8>, String, bool, Option<Uuid>, Option<OffsetDateTime>, bool)> = sqlx::query_as(
+        "SELECT k.secret_hash, k.role::text, k.status = 'active', k.user_id, k.last_used_at, t.status = 'active'
+         FROM identity.api_keys k JOIN identity.tenants t USING (tenant_id)
+         WHERE k.tenant_id = $1 AND k.id = $2",
+    )
+    .bind(tenant_id.as_uuid())
+    .bind(key_id.as_uuid())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (stored_hash, role, active, user_id, last_used_at, tenant_active) = row.ok_or(ApiKeyError::Unknown)?;
+    if !bool::from(secret_hash(&secret).ct_eq(&stored_hash[..])) {
+        return Err(ApiKeyError::Unknown);
+    }
+    if !active {
+        return Err(ApiKeyError::Revoked);
+    }
+    if !tenant_active {
+        return Err(ApiKeyError::TenantInactive);
+    }
+    let stale = last_used_at.is_none_or(|at| OffsetDateTime::now_utc() - at > time::Duration::minutes(1));
+    if stale {
+        sqlx::query("UPDATE identity.api_keys SET last_used_at = now() WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id.as_uuid())
+            .bind(key_id.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(Actor {
+        tenant_id,
+        kind: ActorKind::ApiKey(key_id),
+        role: role.parse().expect("BUG: identity.role enum and kernel::Role disagree"),
+        user_id: user_id.map(UserId::new_unchecked),
+    })
+}
+
+/// Revokes a key of the transaction's tenant. Returns false if there is no such key.
+pub async fn revoke(tx: &mut TenantTx, key_id: ApiKeyId) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(
+        "UPDATE identity.api_keys SET status = 'revoked', revoked_at = coalesce(revoked_at, now())
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tx.tenant_id().as_uuid())
+    .bind(key_id.as_uuid())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// A key as listed (never its secret).
+#[derive(Debug, Clone)]
+pub struct ApiKeyInfo {
+    pub id: ApiKeyId,
+    pub label: String,
+    pub role: Role,
+    pub user_id: Option<UserId>,
+    pub active: bool,
+    pub created_at: OffsetDateTime,
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+/// Every key of the transaction's tenant.
+pub async fn list(tx: &mut TenantTx) -> Result<Vec<ApiKeyInfo>, sqlx::Error> {
+    let rows: Vec<(Uuid, String, String, Option<Uuid>, bool, OffsetDateTime, Option<OffsetDateTime>)> = sqlx::query_as(
+        "SELECT id, label, role::text, user_id, status = 'active', created_at, last_used_at
+         FROM identity.api_keys WHERE tenant_id = $1 ORDER BY created_at",
+    )
+    .bind(tx.tenant_id().as_uuid())
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, label, role, user_id, active, created_at, last_used_at)| ApiKeyInfo {
+            id: ApiKeyId::new_unchecked(id),
+            label,
+            role: role.parse().expect("BUG: identity.role enum and kernel::Role disagree"),
+            user_id: user_id.map(UserId::new_unchecked),
+            active,
+            created_at,
+            last_used_at,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_parses_back_into_its_parts_and_garbage_does_not() {
+        let tenant_id = TenantId::generate();
+        let key_id = ApiKeyId::generate();
+        let token = format!(
+            "tk_{}.{}.{}",
+            tenant_id.as_uuid().simple(),
+            key_id.as_uuid().simple(),
+            URL_SAFE_NO_PAD.encode([7u8; 32])
+        );
+        let (t, k, s) = parse(&token).unwrap();
+        assert_eq!((t, k, s), (tenant_id, key_id, vec![7u8; 32]));
+        for bad in ["", "tk_", "Bearer x", &token[..token.len() - 2], &token.replace("tk_", "tx_")] {
+            assert!(parse(bad).is_none(), "{bad:?} parsed");
+        }
+    }
+}
