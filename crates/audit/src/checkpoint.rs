@@ -9,7 +9,8 @@
 use std::path::Path;
 
 use db::TenantTx;
-use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+pub use ed25519_dalek::VerifyingKey;
+use ed25519_dalek::{Signer, SigningKey, Verifier};
 use kernel::TenantId;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

@@ -1,0 +1,208 @@
+//! The command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
+
+/// Tenet: a clinical backend that keeps tenants apart in the database, holds PHI in
+/// an encrypted vault and audits every touch of it in a tamper-evident log.
+#[derive(Debug, Parser)]
+#[command(name = "tenet", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    pub fn log_format(&self) -> LogFormat {
+        self.global.log_format
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Where the embedded database, master key and signing key live.
+    #[arg(long, global = true, env = "TENET_HOME", default_value = ".tenet")]
+    pub home: PathBuf,
+    /// Use this PostgreSQL database (as its owner role) instead of the embedded one.
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// The service role's connection; by default DATABASE_URL with user `tenet_app`.
+    #[arg(long, global = true, env = "TENET_APP_DATABASE_URL", hide_env_values = true)]
+    pub app_database_url: Option<String>,
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "TENET_LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start everything: the embedded PostgreSQL (unless DATABASE_URL is set),
+    /// migrations, and the HTTP API. Ctrl-C stops it all.
+    Up(UpArgs),
+    /// Serve the API on an already migrated database.
+    Serve(ServeArgs),
+    /// Apply or revert schema migrations.
+    Migrate {
+        #[command(subcommand)]
+        direction: Option<MigrateDirection>,
+    },
+    /// Manage tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage API keys.
+    Apikey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+    /// Verify and checkpoint the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Check the live schema against Tenet's rules (RLS forced, no PHI outside the
+    /// vault, ...). Exits non-zero on any violation.
+    Check {
+        /// Print violations as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage encryption keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The HTTP listen address.
+    #[arg(long, env = "TENET_HTTP", default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Seconds between automatic audit checkpoints (0: never).
+    #[arg(long, env = "TENET_CHECKPOINT_SECS", default_value_t = 300)]
+    pub checkpoint_secs: u64,
+    /// Maximum connections in the service role's pool.
+    #[arg(long, env = "TENET_DB_CONNECTIONS", default_value_t = 32)]
+    pub db_connections: u32,
+    /// The OIDC issuer whose bearer tokens are accepted (exact `iss`).
+    #[arg(long, env = "TENET_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// The audience tokens must name.
+    #[arg(long, env = "TENET_OIDC_AUDIENCE", default_value = "tenet")]
+    pub oidc_audience: String,
+    /// The issuer's JWKS URL (default: found by OIDC discovery).
+    #[arg(long, env = "TENET_OIDC_JWKS_URL")]
+    pub oidc_jwks_url: Option<String>,
+    /// The token claim that names the Tenet tenant.
+    #[arg(long, env = "TENET_OIDC_TENANT_CLAIM", default_value = "tenet_tenant")]
+    pub oidc_tenant_claim: String,
+    /// How long a break-glass grant lasts, in seconds.
+    #[arg(long, env = "TENET_BREAK_GLASS_SECS", default_value_t = 3600)]
+    pub break_glass_secs: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Create a demo tenant with users and API keys (printed once).
+    #[arg(long)]
+    pub demo: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateDirection {
+    /// Apply every pending migration (the default).
+    Up,
+    /// Revert the newest migrations.
+    Down {
+        /// How many to revert.
+        #[arg(long, default_value_t = 1)]
+        steps: usize,
+    },
+    /// Show applied and pending migrations.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant, with its data key and audit chain.
+    Create {
+        /// The tenant's display name.
+        name: String,
+    },
+    /// List tenants.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user in a tenant.
+    Create {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// A login handle, unique in the tenant.
+        #[arg(long)]
+        handle: String,
+        /// admin, clinician, care_coordinator, auditor or integration.
+        #[arg(long)]
+        role: kernel::Role,
+        /// The `sub` of this user's OIDC tokens.
+        #[arg(long)]
+        oidc_subject: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create an API key; the key is printed once.
+    Create {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// admin, clinician, care_coordinator, auditor or integration.
+        #[arg(long)]
+        role: kernel::Role,
+        /// What the key is for.
+        #[arg(long, default_value = "created by tenet apikey create")]
+        label: String,
+        /// The user the key acts as.
+        #[arg(long)]
+        user: Option<uuid::Uuid>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Re-walk every chain and checkpoint; report any edit, deletion, insertion,
+    /// reordering or truncation, and exit non-zero if there is one.
+    Verify {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<uuid::Uuid>,
+    },
+    /// Sign the current chain heads of every tenant (or one).
+    Checkpoint {
+        #[arg(long)]
+        tenant: Option<uuid::Uuid>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Replace the master key: every tenant's data key is re-wrapped, no record is
+    /// re-encrypted. Resumes if interrupted.
+    Rotate,
+}

@@ -1,0 +1,37 @@
+//! One module per subcommand. Each prints for a human on stdout; logs go to stderr.
+
+mod audit_log;
+mod check;
+mod keys;
+mod migrate;
+mod principals;
+mod up;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use sqlx::PgPool;
+
+use crate::cli::{Cli, Command, Global};
+use crate::settings;
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let global = &cli.global;
+    match cli.command {
+        Command::Up(args) => up::up(global, &args).await,
+        Command::Serve(args) => up::serve(global, &args).await,
+        Command::Migrate { direction } => migrate::run(global, direction).await,
+        Command::Tenant { command } => principals::tenant(global, command).await,
+        Command::User { command } => principals::user(global, command).await,
+        Command::Apikey { command } => principals::api_key(global, command).await,
+        Command::Audit { command } => audit_log::run(global, command).await,
+        Command::Check { json } => check::run(global, json).await,
+        Command::Keys { command } => keys::run(global, command).await,
+    }
+}
+
+/// Pools for operator commands: (owner, service role).
+async fn pools(global: &Global) -> anyhow::Result<(PgPool, PgPool)> {
+    let database = settings::database(global).await?;
+    database.config.connect(4).await.context("connecting to the database")
+}

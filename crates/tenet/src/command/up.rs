@@ -1,0 +1,90 @@
+//! `tenet up` and `tenet serve`.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use db::cluster::Startup;
+use db::TenantTx;
+use identity::keyring::Keyring;
+use kernel::Role;
+
+use crate::cli::{Global, ServeArgs, UpArgs};
+use crate::{settings, wiring};
+
+const DEMO_TENANT: &str = "Demo Clinic";
+
+pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let database = settings::database(global).await?;
+    if let Some((cluster, startup)) = &database.cluster {
+        tracing::info!(
+            data_dir = %cluster.data_dir().display(),
+            startup = ?startup,
+            "embedded PostgreSQL ready"
+        );
+    }
+    let (owner, app) = database.config.connect(4).await.context("connecting to the database")?;
+    let n_applied = schema::migrator().up(&owner).await.context("migrating")?;
+    if n_applied > 0 {
+        tracing::info!(n_applied, "migrations applied");
+    }
+    if args.demo {
+        let keyring = Keyring::new(settings::master_key(global)?);
+        demo(&owner, &app, &keyring).await?;
+    }
+    owner.close().await;
+    app.close().await;
+    tracing::info!(ready_ms = started.elapsed().as_millis() as u64, "ready to serve");
+    let result = wiring::serve(global, &args.serve, &database).await;
+    // Stop the cluster we started; one that was already running belongs to someone else.
+    if let Some((cluster, startup)) = &database.cluster
+        && *startup != Startup::AlreadyRunning
+    {
+        cluster.stop().await.context("stopping the embedded PostgreSQL")?;
+        tracing::info!("embedded PostgreSQL stopped");
+    }
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+pub async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let database = settings::database(global).await?;
+    wiring::serve(global, args, &database).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Creates the demo tenant, its users and API keys, once; prints the keys.
+#[allow(clippy::print_stdout, reason = "the keys are shown to the operator once")]
+async fn demo(owner: &sqlx::PgPool, app: &sqlx::PgPool, keyring: &Keyring) -> anyhow::Result<()> {
+    let tenants = identity::tenant::list_all(owner).await?;
+    if let Some(tenant) = tenants.iter().find(|tenant| tenant.name == DEMO_TENANT) {
+        println!(
+            "Demo tenant {} exists; its API keys were printed when it was created.\n\
+             Make another with: tenet apikey create --tenant {} --role admin",
+            tenant.tenant_id, tenant.tenant_id
+        );
+        return Ok(());
+    }
+    let tenant_id = identity::tenant::create(app, keyring, DEMO_TENANT).await?;
+    let mut tx = TenantTx::begin_as(app, tenant_id, "system", None).await?;
+    let mut lines = Vec::new();
+    for (handle, role) in [
+        ("demo-admin", Role::Admin),
+        ("demo-clinician", Role::Clinician),
+        ("demo-coordinator", Role::CareCoordinator),
+        ("demo-auditor", Role::Auditor),
+        ("demo-integration", Role::Integration),
+    ] {
+        let user_id = identity::user::create(&mut tx, handle, role, None).await?;
+        let key = identity::api_key::create(&mut tx, role, &format!("{handle} (demo)"), Some(user_id)).await?;
+        lines.push(format!("  {:<18} {:<17} {}", handle, role.as_str(), key.token));
+    }
+    tx.commit().await?;
+    println!("Demo tenant \"{DEMO_TENANT}\" created: {tenant_id}");
+    println!("API keys (shown once; keep them):");
+    println!("  {:<18} {:<17} key", "user", "role");
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(())
+}

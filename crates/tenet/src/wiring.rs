@@ -1,0 +1,139 @@
+//! Building the running system: pools, keys, the router, background tasks, and
+//! shutdown on Ctrl-C or SIGTERM.
+
+use std::future::IntoFuture;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use db::TenantTx;
+use identity::keyring::Keyring;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cli::{Global, ServeArgs};
+use crate::settings::{self, Database};
+
+/// Serves the API until a shutdown signal, then returns.
+pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> anyhow::Result<()> {
+    let (owner, app) = database
+        .config
+        .connect(args.db_connections)
+        .await
+        .context("connecting to the database")?;
+    let migrator = schema::migrator();
+    let status = migrator.status(&owner).await?;
+    if !status.is_current() {
+        anyhow::bail!(
+            "the database has {} pending migration(s); run `tenet migrate` first",
+            status.pending.len()
+        );
+    }
+    let keyring = Keyring::new(settings::master_key(global)?);
+    let checkpoint_key = Arc::new(settings::checkpoint_key(global)?);
+    let oidc = args.oidc_issuer.as_ref().map(|issuer| {
+        let mut config = oidc::OidcConfig::new(issuer.clone(), args.oidc_audience.clone());
+        config.jwks_url = args.oidc_jwks_url.clone();
+        config.tenant_claim = args.oidc_tenant_claim.clone();
+        oidc::OidcVerifier::new(config)
+    });
+    let state = api::AppState {
+        pool: app,
+        keyring,
+        oidc,
+        checkpoint_key: Some(checkpoint_key.clone()),
+        metrics: api::metrics::Metrics::new(),
+        settings: api::Settings {
+            break_glass_secs: args.break_glass_secs,
+            schema_version: migrator.migrations().last().map_or(0, |m| m.version),
+        },
+    };
+    let listener = TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("listening on {}", args.http))?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let checkpoints = (args.checkpoint_secs > 0).then(|| {
+        tokio::spawn(checkpoint_loop(
+            owner.clone(),
+            checkpoint_key,
+            Duration::from_secs(args.checkpoint_secs),
+            shutdown_rx.clone(),
+        ))
+    });
+    tracing::info!(http = %args.http, "tenet is serving");
+    let mut server_shutdown = shutdown_rx.clone();
+    let mut server = tokio::spawn(
+        axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(async move {
+                let _ = server_shutdown.wait_for(|stop| *stop).await;
+            })
+            .into_future(),
+    );
+    tokio::select! {
+        result = &mut server => result.context("the HTTP server panicked")?.context("serving HTTP")?,
+        () = shutdown_signal() => {
+            tracing::info!("shutting down: finishing requests in flight");
+            let _ = shutdown_tx.send(true);
+            server.await.context("the HTTP server panicked")?.context("serving HTTP")?;
+        }
+    }
+    if let Some(checkpoints) = checkpoints {
+        let _ = checkpoints.await;
+    }
+    owner.close().await;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+/// Signs every tenant's chain heads periodically (only where something changed).
+async fn checkpoint_loop(owner: PgPool, key: Arc<audit::CheckpointKey>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        match checkpoint_all(&owner, &key, None).await {
+            Ok(n) => tracing::info!(n_checkpoints = n, "audit checkpoints written"),
+            Err(err) => tracing::warn!(error = %format!("{err:#}"), "audit checkpoint failed; retrying next round"),
+        }
+    }
+}
+
+/// Writes a checkpoint for every tenant (or one) whose chain moved; returns how many.
+pub async fn checkpoint_all(
+    owner: &PgPool,
+    key: &audit::CheckpointKey,
+    only: Option<kernel::TenantId>,
+) -> anyhow::Result<usize> {
+    let mut n_written = 0;
+    for tenant in identity::tenant::list_all(owner).await? {
+        if only.is_some_and(|only| only != tenant.tenant_id) {
+            continue;
+        }
+        let mut tx = TenantTx::begin_as(owner, tenant.tenant_id, "system", None).await?;
+        if audit::write_checkpoint(&mut tx, key).await?.is_some() {
+            n_written += 1;
+        }
+        tx.commit().await?;
+    }
+    Ok(n_written)
+}
