@@ -32,16 +32,21 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Actor, ApiError
         .map(str::trim)
         .ok_or(ApiError::Unauthenticated)?;
     if token.starts_with("tk_") {
-        return identity::api_key::authenticate(&state.pool, token).await.map_err(|err| {
-            use identity::api_key::ApiKeyError;
-            match err {
-                ApiKeyError::Malformed | ApiKeyError::Unknown | ApiKeyError::Revoked | ApiKeyError::TenantInactive => {
-                    tracing::info!(reason = %err, "API key refused");
-                    ApiError::Unauthenticated
+        return identity::api_key::authenticate(&state.pool, token)
+            .await
+            .map_err(|err| {
+                use identity::api_key::ApiKeyError;
+                match err {
+                    ApiKeyError::Malformed
+                    | ApiKeyError::Unknown
+                    | ApiKeyError::Revoked
+                    | ApiKeyError::TenantInactive => {
+                        tracing::info!(reason = %err, "API key refused");
+                        ApiError::Unauthenticated
+                    }
+                    ApiKeyError::Database(db_err) => db_err.into(),
                 }
-                ApiKeyError::Database(db_err) => db_err.into(),
-            }
-        });
+            });
     }
     let Some(verifier) = &state.oidc else {
         tracing::info!("bearer token refused: OIDC is not configured");
@@ -75,7 +80,10 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Actor, ApiError
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         if let Some(actor) = parts.extensions.get::<Actor>() {
             return Ok(Self(actor.clone()));
         }
@@ -142,11 +150,16 @@ pub struct Clinician(pub Actor, pub UserId);
 impl FromRequestParts<AppState> for Clinician {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Authenticated(actor) = Authenticated::from_request_parts(parts, state).await?;
         match (actor.role, actor.user_id) {
             (Role::Clinician, Some(user_id)) => Ok(Self(actor, user_id)),
-            (Role::Clinician, None) => Err(ApiError::Forbidden("break-glass needs a personal credential, not a shared key")),
+            (Role::Clinician, None) => Err(ApiError::Forbidden(
+                "break-glass needs a personal credential, not a shared key",
+            )),
             _ => Err(ApiError::Forbidden("only a clinician may break the glass")),
         }
     }

@@ -29,18 +29,21 @@ where
             .and_then(|value| value.split(';').next())
             .is_some_and(|mime| {
                 let mime = mime.trim();
-                mime.eq_ignore_ascii_case("application/json") || mime.to_ascii_lowercase().ends_with("+json")
+                mime.eq_ignore_ascii_case("application/json")
+                    || mime.to_ascii_lowercase().ends_with("+json")
             });
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::MalformedJson("the body could not be read".into())
-            }
-        })?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::MalformedJson("the body could not be read".into())
+                }
+            })?;
         let value = parse(&bytes)?;
         Ok(Self { value, bytes })
     }
@@ -54,9 +57,13 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let inner = err.into_inner();
         describe(&path, &inner)
     })?;
-    deserializer
-        .end()
-        .map_err(|err| ApiError::MalformedJson(format!("trailing characters at line {} column {}", err.line(), err.column())))?;
+    deserializer.end().map_err(|err| {
+        ApiError::MalformedJson(format!(
+            "trailing characters at line {} column {}",
+            err.line(),
+            err.column()
+        ))
+    })?;
     Ok(value)
 }
 
@@ -72,14 +79,23 @@ fn describe(path: &str, err: &serde_json::Error) -> ApiError {
             let message = err.to_string();
             // serde's messages for unknown and missing fields carry only field names,
             // which are safe to echo; every other data message may carry a value.
-            let field_message = ["unknown field", "missing field", "duplicate field", "unknown variant"]
-                .iter()
-                .find(|prefix| message.starts_with(*prefix))
-                .map(|_| message.split(" at line").next().unwrap_or("").to_owned());
+            let field_message = [
+                "unknown field",
+                "missing field",
+                "duplicate field",
+                "unknown variant",
+            ]
+            .iter()
+            .find(|prefix| message.starts_with(*prefix))
+            .map(|_| message.split(" at line").next().unwrap_or("").to_owned());
             match field_message {
                 Some(text) if !text.starts_with("unknown variant") => {
                     let text: String = text.chars().take(200).collect();
-                    ApiError::InvalidInput(if path == "." { text } else { format!("{path}: {text}") })
+                    ApiError::InvalidInput(if path == "." {
+                        text
+                    } else {
+                        format!("{path}: {text}")
+                    })
                 }
                 _ => ApiError::InvalidInput(format!("{path}: wrong type or value")),
             }

@@ -19,6 +19,8 @@ pub enum ApiError {
     BreakGlassRequired,
     #[error("not found")]
     NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
     #[error("invalid input: {0}")]
@@ -70,6 +72,12 @@ impl ApiError {
                 Some("you are not on this patient's care team; open a break-glass grant with a reason to proceed".into()),
             ),
             Self::NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found", None),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                None,
+            ),
             Self::MalformedJson(detail) => (StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON", Some(detail.clone())),
             Self::InvalidInput(detail) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -161,7 +169,9 @@ impl From<identity::vault::VaultError> for ApiError {
             VaultError::DuplicateIdentifier { .. } => Self::Conflict(err.to_string()),
             VaultError::NotFound => Self::NotFound,
             VaultError::VersionConflict => Self::Conflict(err.to_string()),
-            VaultError::Undecryptable | VaultError::Keyring(_) | VaultError::Audit(_) => Self::unexpected(err),
+            VaultError::Undecryptable | VaultError::Keyring(_) | VaultError::Audit(_) => {
+                Self::unexpected(err)
+            }
             VaultError::Database(db_err) => db_err.into(),
         }
     }
@@ -172,7 +182,9 @@ impl From<identity::user::CreateUserError> for ApiError {
         use identity::user::CreateUserError;
         match err {
             CreateUserError::InvalidHandle => Self::InvalidInput(err.to_string()),
-            CreateUserError::HandleTaken | CreateUserError::SubjectTaken => Self::Conflict(err.to_string()),
+            CreateUserError::HandleTaken | CreateUserError::SubjectTaken => {
+                Self::Conflict(err.to_string())
+            }
             CreateUserError::Database(db_err) => db_err.into(),
         }
     }
@@ -182,7 +194,9 @@ impl From<identity::api_key::CreateApiKeyError> for ApiError {
     fn from(err: identity::api_key::CreateApiKeyError) -> Self {
         use identity::api_key::CreateApiKeyError;
         match err {
-            CreateApiKeyError::InvalidLabel | CreateApiKeyError::UnknownUser => Self::InvalidInput(err.to_string()),
+            CreateApiKeyError::InvalidLabel | CreateApiKeyError::UnknownUser => {
+                Self::InvalidInput(err.to_string())
+            }
             CreateApiKeyError::Database(db_err) => db_err.into(),
         }
     }

@@ -63,6 +63,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::ops::router())
         .nest("/v1", routes::v1())
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LEN_MAX))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
@@ -80,13 +82,20 @@ async fn observe(State(state): State<AppState>, mut request: Request, next: Next
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().clone();
     let started = tokio::time::Instant::now();
-    let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
+    let span =
+        tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
     let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
     let elapsed: Duration = started.elapsed();
     let status = response.status().as_u16();
-    state.metrics.observe_request(method.as_str(), &route, status, elapsed);
+    state
+        .metrics
+        .observe_request(method.as_str(), &route, status, elapsed);
     span.in_scope(|| {
-        tracing::info!(status, latency_ms = elapsed.as_secs_f64() * 1e3, "request served");
+        tracing::info!(
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1e3,
+            "request served"
+        );
     });
     if let Ok(value) = HeaderValue::from_str(&request_id.to_string()) {
         response.headers_mut().insert("x-request-id", value);

@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 use sqlx::PgPool;
 
 /// The API's metrics and their registry.
@@ -15,7 +18,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     pool_connections: IntGaugeVec,
-    audit_appends: IntGauge,
+    audit_appends: IntCounter,
 }
 
 impl Default for Metrics {
@@ -27,14 +30,22 @@ impl Default for Metrics {
 impl Metrics {
     /// Panics on a wiring mistake (a metric registered twice), at start-up.
     pub fn new() -> Self {
-        let registry = Registry::new_custom(Some("tenet".into()), None).expect("BUG: registry prefix");
+        let registry =
+            Registry::new_custom(Some("tenet".into()), None).expect("BUG: registry prefix");
         let requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests served, by route, method and status"),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests served, by route, method and status",
+            ),
             &["route", "method", "status"],
         )
         .expect("BUG: metric definition");
         let latency = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency, by route and method").buckets(vec![
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency, by route and method",
+            )
+            .buckets(vec![
                 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ]),
             &["route", "method"],
@@ -45,15 +56,20 @@ impl Metrics {
             &["state"],
         )
         .expect("BUG: metric definition");
-        let audit_appends = IntGauge::new("audit_appends_total", "Audit events appended by this process")
-            .expect("BUG: metric definition");
+        let audit_appends = IntCounter::new(
+            "audit_appends_total",
+            "Audit events appended by this process",
+        )
+        .expect("BUG: metric definition");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(pool_connections.clone()),
             Box::new(audit_appends.clone()),
         ] {
-            registry.register(collector).expect("BUG: metric registered twice");
+            registry
+                .register(collector)
+                .expect("BUG: metric registered twice");
         }
         Self {
             registry,
@@ -78,9 +94,13 @@ impl Metrics {
         let size = i64::from(pool.size());
         let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
         self.pool_connections.with_label_values(&["idle"]).set(idle);
-        self.pool_connections.with_label_values(&["in_use"]).set(size - idle);
+        self.pool_connections
+            .with_label_values(&["in_use"])
+            .set(size - idle);
+        // The audit crate counts appends itself; bring the counter up to its total.
+        let total = audit::appends_total();
         self.audit_appends
-            .set(i64::try_from(audit::appends_total()).unwrap_or(i64::MAX));
+            .inc_by(total.saturating_sub(self.audit_appends.get()));
         let mut buffer = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buffer)

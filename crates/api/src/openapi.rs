@@ -48,6 +48,10 @@ impl Modify for BearerAuth {
 pub fn document_json() -> String {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
     DOCUMENT
-        .get_or_init(|| ApiDoc::openapi().to_pretty_json().expect("BUG: OpenAPI document serialises"))
+        .get_or_init(|| {
+            ApiDoc::openapi()
+                .to_pretty_json()
+                .expect("BUG: OpenAPI document serialises")
+        })
         .clone()
 }

@@ -35,12 +35,14 @@ pub async fn access_log(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(occurred_at, actor, action, purpose, break_glass)| AccessEntry {
-            occurred_at,
-            actor,
-            action,
-            purpose,
-            break_glass,
-        })
+        .map(
+            |(occurred_at, actor, action, purpose, break_glass)| AccessEntry {
+                occurred_at,
+                actor,
+                action,
+                purpose,
+                break_glass,
+            },
+        )
         .collect())
 }

@@ -59,7 +59,10 @@ pub enum AuditError {
 pub async fn init_tenant_chain(tx: &mut TenantTx) -> Result<(), sqlx::Error> {
     let tenant_id = tx.tenant_id();
     let lanes: Vec<i16> = (0..LANES).collect();
-    let hashes: Vec<Vec<u8>> = lanes.iter().map(|lane| genesis(tenant_id, *lane).to_vec()).collect();
+    let hashes: Vec<Vec<u8>> = lanes
+        .iter()
+        .map(|lane| genesis(tenant_id, *lane).to_vec())
+        .collect();
     sqlx::query(
         "INSERT INTO audit.chain_heads (tenant_id, lane, seq, hash)
          SELECT $1, lane, 0, hash FROM unnest($2::smallint[], $3::bytea[]) AS h(lane, hash)

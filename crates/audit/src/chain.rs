@@ -76,9 +76,19 @@ impl ChainedEvent {
         buf.extend_from_slice(&micros(self.occurred_at).to_be_bytes());
         put_bytes(buf, self.actor.as_bytes());
         put_bytes(buf, self.action.as_bytes());
-        put_optional(buf, self.patient_id.as_ref().map(|id| &id.as_uuid().as_bytes()[..]));
+        put_optional(
+            buf,
+            self.patient_id
+                .as_ref()
+                .map(|id| &id.as_uuid().as_bytes()[..]),
+        );
         put_optional(buf, self.purpose.as_deref().map(str::as_bytes));
-        put_optional(buf, self.request_id.as_ref().map(|id| &id.as_uuid().as_bytes()[..]));
+        put_optional(
+            buf,
+            self.request_id
+                .as_ref()
+                .map(|id| &id.as_uuid().as_bytes()[..]),
+        );
         buf.push(u8::from(self.break_glass));
         // serde_json's map keeps keys sorted, and jsonb hands back the same values, so
         // re-serialising what we read yields the bytes we hashed.
@@ -128,24 +138,28 @@ mod tests {
         let prev = genesis(base.tenant_id, base.lane);
         let mut scratch = Vec::new();
         let h = base.hash(&prev, &mut scratch);
-        let variants: Vec<Box<dyn Fn(&mut ChainedEvent)>> = vec![
-            Box::new(|e| e.lane += 1),
-            Box::new(|e| e.seq += 1),
-            Box::new(|e| e.actor.push('!')),
-            Box::new(|e| e.action.push('x')),
-            Box::new(|e| e.patient_id = None),
-            Box::new(|e| e.purpose = Some("marketing".into())),
-            Box::new(|e| e.request_id = Some(RequestId::generate())),
-            Box::new(|e| e.break_glass = true),
-            Box::new(|e| e.details = serde_json::json!({})),
-            Box::new(|e| e.occurred_at += time::Duration::microseconds(1)),
+        let variants: [fn(&mut ChainedEvent); 10] = [
+            |e| e.lane += 1,
+            |e| e.seq += 1,
+            |e| e.actor.push('!'),
+            |e| e.action.push('x'),
+            |e| e.patient_id = None,
+            |e| e.purpose = Some("marketing".into()),
+            |e| e.request_id = Some(RequestId::generate()),
+            |e| e.break_glass = true,
+            |e| e.details = serde_json::json!({}),
+            |e| e.occurred_at += time::Duration::microseconds(1),
         ];
         for change in variants {
             let mut changed = base.clone();
             change(&mut changed);
             assert_ne!(changed.hash(&prev, &mut scratch), h);
         }
-        assert_ne!(base.hash(&[0; 32], &mut scratch), h, "the previous hash is covered");
+        assert_ne!(
+            base.hash(&[0; 32], &mut scratch),
+            h,
+            "the previous hash is covered"
+        );
     }
 
     #[test]

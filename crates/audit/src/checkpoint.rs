@@ -27,7 +27,9 @@ pub struct CheckpointKey {
 
 impl std::fmt::Debug for CheckpointKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CheckpointKey").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("CheckpointKey")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -146,7 +148,11 @@ impl Checkpoint {
         buf.extend_from_slice(self.tenant_id.as_uuid().as_bytes());
         buf.extend_from_slice(self.id.as_bytes());
         buf.extend_from_slice(&micros(self.created_at).to_be_bytes());
-        buf.extend_from_slice(&u32::try_from(self.heads.len()).unwrap_or(u32::MAX).to_be_bytes());
+        buf.extend_from_slice(
+            &u32::try_from(self.heads.len())
+                .unwrap_or(u32::MAX)
+                .to_be_bytes(),
+        );
         for head in &self.heads {
             buf.extend_from_slice(&head.lane.to_be_bytes());
             buf.extend_from_slice(&head.seq.to_be_bytes());
@@ -166,16 +172,26 @@ impl Checkpoint {
 
 /// Signs and stores the current heads of the transaction's tenant. Returns `None`
 /// when nothing was appended since the last checkpoint.
-pub async fn write_checkpoint(tx: &mut TenantTx, key: &CheckpointKey) -> Result<Option<Checkpoint>, sqlx::Error> {
+pub async fn write_checkpoint(
+    tx: &mut TenantTx,
+    key: &CheckpointKey,
+) -> Result<Option<Checkpoint>, sqlx::Error> {
     let tenant_id = tx.tenant_id();
-    let rows: Vec<(i16, i64, Vec<u8>)> =
-        sqlx::query_as("SELECT lane, seq, hash FROM audit.chain_heads WHERE tenant_id = $1 ORDER BY lane")
-            .bind(tenant_id.as_uuid())
-            .fetch_all(&mut **tx)
-            .await?;
+    let rows: Vec<(i16, i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT lane, seq, hash FROM audit.chain_heads WHERE tenant_id = $1 ORDER BY lane",
+    )
+    .bind(tenant_id.as_uuid())
+    .fetch_all(&mut **tx)
+    .await?;
     let heads: Vec<LaneHead> = rows
         .into_iter()
-        .filter_map(|(lane, seq, hash)| Some(LaneHead { lane, seq, hash: hash.try_into().ok()? }))
+        .filter_map(|(lane, seq, hash)| {
+            Some(LaneHead {
+                lane,
+                seq,
+                hash: hash.try_into().ok()?,
+            })
+        })
         .collect();
     let last: Option<serde_json::Value> = sqlx::query_scalar(
         "SELECT heads FROM audit.checkpoints WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
@@ -195,7 +211,11 @@ pub async fn write_checkpoint(tx: &mut TenantTx, key: &CheckpointKey) -> Result<
         key_id: key.key_id.clone(),
         signature: Vec::new(),
     };
-    checkpoint.signature = key.signing.sign(&checkpoint.signed_bytes()).to_bytes().to_vec();
+    checkpoint.signature = key
+        .signing
+        .sign(&checkpoint.signed_bytes())
+        .to_bytes()
+        .to_vec();
     sqlx::query(
         "INSERT INTO audit.checkpoints (tenant_id, id, created_at, heads, key_id, signature)
          VALUES ($1, $2, $3, $4, $5, $6)",

@@ -25,14 +25,30 @@ pub enum ProblemKind {
     /// The row does not follow the one before it: rows were inserted or reordered.
     BrokenLink { lane: i16, seq: i64 },
     /// Sequence numbers are missing: rows were deleted.
-    Missing { lane: i16, from_seq: i64, to_seq: i64 },
+    Missing {
+        lane: i16,
+        from_seq: i64,
+        to_seq: i64,
+    },
     /// The lane's recorded head is not its last row: the tail was cut off, or rows
     /// were added without going through the chain.
-    HeadMismatch { lane: i16, head_seq: i64, last_seq: i64 },
+    HeadMismatch {
+        lane: i16,
+        head_seq: i64,
+        last_seq: i64,
+    },
     /// A signed checkpoint covers rows that are gone.
-    Truncated { lane: i16, checkpoint_seq: i64, last_seq: i64 },
+    Truncated {
+        lane: i16,
+        checkpoint_seq: i64,
+        last_seq: i64,
+    },
     /// The chain at a checkpointed position is not the chain that was signed.
-    CheckpointMismatch { lane: i16, seq: i64, checkpoint: Uuid },
+    CheckpointMismatch {
+        lane: i16,
+        seq: i64,
+        checkpoint: Uuid,
+    },
     /// A checkpoint's signature does not verify: it was forged or edited.
     BadSignature { checkpoint: Uuid },
     /// A checkpoint was signed by a key we do not know.
@@ -42,14 +58,50 @@ pub enum ProblemKind {
 impl fmt::Display for ProblemKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Edited { lane, seq } => write!(f, "lane {lane} seq {seq}: row edited (content does not match its hash)"),
-            Self::BrokenLink { lane, seq } => write!(f, "lane {lane} seq {seq}: row does not follow its predecessor (inserted or reordered)"),
-            Self::Missing { lane, from_seq, to_seq } => write!(f, "lane {lane} seq {from_seq}..={to_seq}: rows deleted"),
-            Self::HeadMismatch { lane, head_seq, last_seq } => write!(f, "lane {lane}: head says seq {head_seq} but the last row is seq {last_seq} (tail truncated or rows added outside the chain)"),
-            Self::Truncated { lane, checkpoint_seq, last_seq } => write!(f, "lane {lane}: checkpoint covers seq {checkpoint_seq} but the log ends at seq {last_seq} (truncated)"),
-            Self::CheckpointMismatch { lane, seq, checkpoint } => write!(f, "lane {lane} seq {seq}: chain differs from checkpoint {checkpoint} (rewritten)"),
-            Self::BadSignature { checkpoint } => write!(f, "checkpoint {checkpoint}: signature invalid (forged or edited)"),
-            Self::UnknownKey { checkpoint, key_id } => write!(f, "checkpoint {checkpoint}: signed by unknown key {key_id}"),
+            Self::Edited { lane, seq } => write!(
+                f,
+                "lane {lane} seq {seq}: row edited (content does not match its hash)"
+            ),
+            Self::BrokenLink { lane, seq } => write!(
+                f,
+                "lane {lane} seq {seq}: row does not follow its predecessor (inserted or reordered)"
+            ),
+            Self::Missing {
+                lane,
+                from_seq,
+                to_seq,
+            } => write!(f, "lane {lane} seq {from_seq}..={to_seq}: rows deleted"),
+            Self::HeadMismatch {
+                lane,
+                head_seq,
+                last_seq,
+            } => write!(
+                f,
+                "lane {lane}: head says seq {head_seq} but the last row is seq {last_seq} (tail truncated or rows added outside the chain)"
+            ),
+            Self::Truncated {
+                lane,
+                checkpoint_seq,
+                last_seq,
+            } => write!(
+                f,
+                "lane {lane}: checkpoint covers seq {checkpoint_seq} but the log ends at seq {last_seq} (truncated)"
+            ),
+            Self::CheckpointMismatch {
+                lane,
+                seq,
+                checkpoint,
+            } => write!(
+                f,
+                "lane {lane} seq {seq}: chain differs from checkpoint {checkpoint} (rewritten)"
+            ),
+            Self::BadSignature { checkpoint } => write!(
+                f,
+                "checkpoint {checkpoint}: signature invalid (forged or edited)"
+            ),
+            Self::UnknownKey { checkpoint, key_id } => {
+                write!(f, "checkpoint {checkpoint}: signed by unknown key {key_id}")
+            }
         }
     }
 }
@@ -99,13 +151,18 @@ pub async fn verify_tenant(
     report.n_checkpoints = checkpoints.len() as u64;
     let mut wanted: HashMap<(i16, i64), ()> = HashMap::new();
     for checkpoint in &checkpoints {
-        match keys.iter().find(|key| crate::checkpoint::key_id(key) == checkpoint.key_id) {
+        match keys
+            .iter()
+            .find(|key| crate::checkpoint::key_id(key) == checkpoint.key_id)
+        {
             None => report.problems.push(problem(ProblemKind::UnknownKey {
                 checkpoint: checkpoint.id,
                 key_id: checkpoint.key_id.clone(),
             })),
             Some(key) if !checkpoint.signature_is_valid(key) => {
-                report.problems.push(problem(ProblemKind::BadSignature { checkpoint: checkpoint.id }));
+                report.problems.push(problem(ProblemKind::BadSignature {
+                    checkpoint: checkpoint.id,
+                }));
             }
             Some(_) => {}
         }
@@ -141,9 +198,13 @@ pub async fn verify_tenant(
                 occurred_at: row.try_get::<OffsetDateTime, _>(3)?,
                 actor: row.try_get(4)?,
                 action: row.try_get(5)?,
-                patient_id: row.try_get::<Option<Uuid>, _>(6)?.map(PatientId::new_unchecked),
+                patient_id: row
+                    .try_get::<Option<Uuid>, _>(6)?
+                    .map(PatientId::new_unchecked),
                 purpose: row.try_get(7)?,
-                request_id: row.try_get::<Option<Uuid>, _>(8)?.map(RequestId::new_unchecked),
+                request_id: row
+                    .try_get::<Option<Uuid>, _>(8)?
+                    .map(RequestId::new_unchecked),
                 break_glass: row.try_get(9)?,
                 details,
             };
@@ -161,15 +222,22 @@ pub async fn verify_tenant(
                     to_seq: seq - 1,
                 }));
             } else if prev_hash != walk.last_hash {
-                report.problems.push(problem(ProblemKind::BrokenLink { lane, seq }));
+                report
+                    .problems
+                    .push(problem(ProblemKind::BrokenLink { lane, seq }));
             }
             let computed = event.hash(&walk.last_hash, &mut scratch);
             // Recompute against the row's own claimed predecessor too: a row whose
             // content is intact but which was moved is a broken link, not an edit.
             let content_intact = prev_hash.len() == 32
-                && event.hash(prev_hash.try_into().expect("BUG: checked length"), &mut scratch) == stored_hash;
+                && event.hash(
+                    prev_hash.try_into().expect("BUG: checked length"),
+                    &mut scratch,
+                ) == stored_hash;
             if computed != stored_hash && !content_intact {
-                report.problems.push(problem(ProblemKind::Edited { lane, seq }));
+                report
+                    .problems
+                    .push(problem(ProblemKind::Edited { lane, seq }));
             }
             // Continue from the stored hash so one bad row is reported once, not as a
             // cascade down the rest of the lane.
@@ -186,18 +254,23 @@ pub async fn verify_tenant(
     }
     on_progress(report.n_events);
 
-    let heads: Vec<(i16, i64, Vec<u8>)> =
-        sqlx::query_as("SELECT lane, seq, hash FROM audit.chain_heads WHERE tenant_id = $1 ORDER BY lane")
-            .bind(tenant_id.as_uuid())
-            .fetch_all(&mut **tx)
-            .await?;
+    let heads: Vec<(i16, i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT lane, seq, hash FROM audit.chain_heads WHERE tenant_id = $1 ORDER BY lane",
+    )
+    .bind(tenant_id.as_uuid())
+    .fetch_all(&mut **tx)
+    .await?;
     for (lane, head_seq, head_hash) in heads {
         let (last_seq, last_hash) = lanes
             .get(&lane)
             .map(|walk| (walk.last_seq, walk.last_hash))
             .unwrap_or((0, genesis(tenant_id, lane)));
         if head_seq != last_seq || head_hash != last_hash {
-            report.problems.push(problem(ProblemKind::HeadMismatch { lane, head_seq, last_seq }));
+            report.problems.push(problem(ProblemKind::HeadMismatch {
+                lane,
+                head_seq,
+                last_seq,
+            }));
         }
     }
     for checkpoint in &checkpoints {
@@ -210,12 +283,16 @@ pub async fn verify_tenant(
                     checkpoint_seq: head.seq,
                     last_seq,
                 }));
-            } else if head.seq > 0 && walk.and_then(|walk| walk.checkpointed.get(&head.seq)) != Some(&head.hash) {
-                report.problems.push(problem(ProblemKind::CheckpointMismatch {
-                    lane: head.lane,
-                    seq: head.seq,
-                    checkpoint: checkpoint.id,
-                }));
+            } else if head.seq > 0
+                && walk.and_then(|walk| walk.checkpointed.get(&head.seq)) != Some(&head.hash)
+            {
+                report
+                    .problems
+                    .push(problem(ProblemKind::CheckpointMismatch {
+                        lane: head.lane,
+                        seq: head.seq,
+                        checkpoint: checkpoint.id,
+                    }));
             }
         }
     }

@@ -241,7 +241,8 @@ impl Cluster {
             "synchronous_commit = off\nfsync = off\nfull_page_writes = off\n"
         };
         let conf = self.data_dir.join("postgresql.conf");
-        let mut text = std::fs::read_to_string(&conf).map_err(io_error("reading postgresql.conf"))?;
+        let mut text =
+            std::fs::read_to_string(&conf).map_err(io_error("reading postgresql.conf"))?;
         text.push_str(settings);
         text.push_str(durability);
         std::fs::write(&conf, text).map_err(io_error("writing postgresql.conf"))?;
@@ -259,14 +260,14 @@ impl Cluster {
             .map_err(io_error("running pg_ctl"))?;
         if !output.status.success() {
             let mut err = command_failed("pg_ctl", &output);
-            if let ClusterError::Command { output, .. } = &mut err {
-                if let Ok(log) = std::fs::read_to_string(&self.log_file) {
-                    let tail: Vec<&str> = log.lines().rev().take(10).collect();
-                    output.push_str("\nlast lines of the server log:\n");
-                    for line in tail.into_iter().rev() {
-                        output.push_str(line);
-                        output.push('\n');
-                    }
+            if let ClusterError::Command { output, .. } = &mut err
+                && let Ok(log) = std::fs::read_to_string(&self.log_file)
+            {
+                let tail: Vec<&str> = log.lines().rev().take(10).collect();
+                output.push_str("\nlast lines of the server log:\n");
+                for line in tail.into_iter().rev() {
+                    output.push_str(line);
+                    output.push('\n');
                 }
             }
             return Err(err);
@@ -314,8 +315,10 @@ fn create_private_dir(dir: &Path, owner: Option<OsIdentity>) -> Result<(), Clust
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(io_error(format!("restricting {}", dir.display())))?;
     if let Some(identity) = owner {
-        chown(dir, Some(identity.uid), Some(identity.gid))
-            .map_err(io_error(format!("handing {} to {PG_OS_USER}", dir.display())))?;
+        chown(dir, Some(identity.uid), Some(identity.gid)).map_err(io_error(format!(
+            "handing {} to {PG_OS_USER}",
+            dir.display()
+        )))?;
     }
     Ok(())
 }
@@ -325,8 +328,9 @@ fn create_private_dir(dir: &Path, owner: Option<OsIdentity>) -> Result<(), Clust
 /// traversable (0711) but not listable.
 fn check_reachable(home: &Path, identity: OsIdentity) -> Result<(), ClusterError> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o711))
-        .map_err(io_error(format!("opening {} to {PG_OS_USER}", home.display())))?;
+    std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o711)).map_err(io_error(
+        format!("opening {} to {PG_OS_USER}", home.display()),
+    ))?;
     for ancestor in home.ancestors().skip(1) {
         let metadata = std::fs::metadata(ancestor)
             .map_err(io_error(format!("reading {}", ancestor.display())))?;
@@ -414,10 +418,17 @@ fn find_bin_dir() -> Result<PathBuf, ClusterError> {
         }
     }
     candidates.sort();
-    if let Some((_, dir)) = candidates.into_iter().rev().find(|(_, dir)| has_server(dir)) {
+    if let Some((_, dir)) = candidates
+        .into_iter()
+        .rev()
+        .find(|(_, dir)| has_server(dir))
+    {
         return Ok(dir);
     }
-    if let Ok(output) = std::process::Command::new("pg_config").arg("--bindir").output() {
+    if let Ok(output) = std::process::Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+    {
         let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
         if has_server(&dir) {
             return Ok(dir);

@@ -106,11 +106,16 @@ impl Migrator {
     }
 
     async fn applied(&self, owner: &PgPool) -> Result<Vec<(i64, Vec<u8>)>, MigrationError> {
-        sqlx::raw_sql(LEDGER).execute(owner).await.map_err(MigrationError::Ledger)?;
-        sqlx::query_as("SELECT version, checksum FROM public.tenet_schema_migrations ORDER BY version")
-            .fetch_all(owner)
+        sqlx::raw_sql(LEDGER)
+            .execute(owner)
             .await
-            .map_err(MigrationError::Ledger)
+            .map_err(MigrationError::Ledger)?;
+        sqlx::query_as(
+            "SELECT version, checksum FROM public.tenet_schema_migrations ORDER BY version",
+        )
+        .fetch_all(owner)
+        .await
+        .map_err(MigrationError::Ledger)
     }
 
     pub async fn status(&self, owner: &PgPool) -> Result<MigrationStatus, MigrationError> {
@@ -145,7 +150,10 @@ impl Migrator {
         }
         let mut n_applied = 0;
         for migration in &self.migrations {
-            if applied.iter().any(|(version, _)| *version == migration.version) {
+            if applied
+                .iter()
+                .any(|(version, _)| *version == migration.version)
+            {
                 continue;
             }
             let failed = |source| MigrationError::Failed {
@@ -156,7 +164,9 @@ impl Migrator {
             let mut conn = owner.acquire().await.map_err(failed)?;
             let mut tx = conn.begin().await.map_err(failed)?;
             // A lock per database, so two nodes starting at once do not both migrate.
-            tx.execute("SELECT pg_advisory_xact_lock(7346020001)").await.map_err(failed)?;
+            tx.execute("SELECT pg_advisory_xact_lock(7346020001)")
+                .await
+                .map_err(failed)?;
             let already: bool = sqlx::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM public.tenet_schema_migrations WHERE version = $1)",
             )
@@ -167,7 +177,10 @@ impl Migrator {
             if already {
                 continue;
             }
-            sqlx::raw_sql(migration.up).execute(&mut *tx).await.map_err(failed)?;
+            sqlx::raw_sql(migration.up)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
             sqlx::query(
                 "INSERT INTO public.tenet_schema_migrations (version, context, name, checksum) VALUES ($1, $2, $3, $4)",
             )
@@ -179,7 +192,12 @@ impl Migrator {
             .await
             .map_err(failed)?;
             tx.commit().await.map_err(failed)?;
-            tracing::info!(version = migration.version, context = migration.context, name = migration.name, "migration applied");
+            tracing::info!(
+                version = migration.version,
+                context = migration.context,
+                name = migration.name,
+                "migration applied"
+            );
             n_applied += 1;
         }
         Ok(n_applied)
@@ -202,15 +220,24 @@ impl Migrator {
             };
             let mut conn = owner.acquire().await.map_err(failed)?;
             let mut tx = conn.begin().await.map_err(failed)?;
-            tx.execute("SELECT pg_advisory_xact_lock(7346020001)").await.map_err(failed)?;
-            sqlx::raw_sql(migration.down).execute(&mut *tx).await.map_err(failed)?;
+            tx.execute("SELECT pg_advisory_xact_lock(7346020001)")
+                .await
+                .map_err(failed)?;
+            sqlx::raw_sql(migration.down)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
             sqlx::query("DELETE FROM public.tenet_schema_migrations WHERE version = $1")
                 .bind(migration.version)
                 .execute(&mut *tx)
                 .await
                 .map_err(failed)?;
             tx.commit().await.map_err(failed)?;
-            tracing::info!(version = migration.version, name = migration.name, "migration reverted");
+            tracing::info!(
+                version = migration.version,
+                name = migration.name,
+                "migration reverted"
+            );
             n_reverted += 1;
         }
         Ok(n_reverted)

@@ -20,19 +20,36 @@ pub async fn ensure_roles(admin: &PgPool) -> Result<(), sqlx::Error> {
     // Two concurrent bootstraps (parallel test binaries) may race to create a role;
     // the second sees a unique violation, which is harmless.
     for (role, attributes) in [
-        (OWNER_ROLE, "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"),
-        (APP_ROLE, "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOINHERIT"),
+        (
+            OWNER_ROLE,
+            "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE",
+        ),
+        (
+            APP_ROLE,
+            "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOINHERIT",
+        ),
     ] {
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-            .bind(role)
-            .fetch_one(admin)
-            .await?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+                .bind(role)
+                .fetch_one(admin)
+                .await?;
         if !exists {
-            match admin.execute(format!("CREATE ROLE {role} {attributes}").as_str()).await {
+            match admin
+                .execute(format!("CREATE ROLE {role} {attributes}").as_str())
+                .await
+            {
                 Ok(_) => {}
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") || e.code().as_deref() == Some("42710") => {}
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("23505")
+                        || e.code().as_deref() == Some("42710") => {}
                 Err(e) => return Err(e),
             }
+        } else {
+            // A role someone altered (say, to BYPASSRLS) is put back on every start.
+            admin
+                .execute(format!("ALTER ROLE {role} {attributes}").as_str())
+                .await?;
         }
     }
     Ok(())
@@ -40,18 +57,29 @@ pub async fn ensure_roles(admin: &PgPool) -> Result<(), sqlx::Error> {
 
 /// Creates `database` owned by [`OWNER_ROLE`] if it does not exist, optionally as a
 /// copy of `template`, and lets only our two roles connect to it.
-pub async fn ensure_database(admin: &PgPool, database: &str, template: Option<&str>) -> Result<bool, sqlx::Error> {
-    assert!(is_identifier(database), "BUG: database name {database:?} is not a plain identifier");
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(database)
-        .fetch_one(admin)
-        .await?;
+pub async fn ensure_database(
+    admin: &PgPool,
+    database: &str,
+    template: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    assert!(
+        is_identifier(database),
+        "BUG: database name {database:?} is not a plain identifier"
+    );
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(database)
+            .fetch_one(admin)
+            .await?;
     if exists {
         return Ok(false);
     }
     let template_clause = match template {
         Some(template) => {
-            assert!(is_identifier(template), "BUG: template name {template:?} is not a plain identifier");
+            assert!(
+                is_identifier(template),
+                "BUG: template name {template:?} is not a plain identifier"
+            );
             format!(" TEMPLATE {template}")
         }
         None => " TEMPLATE template0".to_owned(),
@@ -59,9 +87,13 @@ pub async fn ensure_database(admin: &PgPool, database: &str, template: Option<&s
     admin
         .execute(format!("CREATE DATABASE {database} OWNER {OWNER_ROLE}{template_clause}").as_str())
         .await?;
-    admin.execute(format!("REVOKE ALL ON DATABASE {database} FROM PUBLIC").as_str()).await?;
     admin
-        .execute(format!("GRANT CONNECT ON DATABASE {database} TO {APP_ROLE}, {OWNER_ROLE}").as_str())
+        .execute(format!("REVOKE ALL ON DATABASE {database} FROM PUBLIC").as_str())
+        .await?;
+    admin
+        .execute(
+            format!("GRANT CONNECT ON DATABASE {database} TO {APP_ROLE}, {OWNER_ROLE}").as_str(),
+        )
         .await?;
     Ok(true)
 }
@@ -71,5 +103,7 @@ pub fn is_identifier(name: &str) -> bool {
     !name.is_empty()
         && name.len() < 63
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }

@@ -92,7 +92,10 @@ impl TestDb {
                 if done != Some(true) {
                     if done.is_some() {
                         // A build that was interrupted: start it again.
-                        admin.execute(format!("DROP DATABASE {template}").as_str()).await.unwrap();
+                        admin
+                            .execute(format!("DROP DATABASE {template}").as_str())
+                            .await
+                            .unwrap();
                     }
                     ensure_database(&admin, &template, None).await.unwrap();
                     let owner = PgPoolOptions::new()
@@ -100,7 +103,10 @@ impl TestDb {
                         .connect_with(cluster.connect_options(OWNER_ROLE, &template))
                         .await
                         .unwrap();
-                    migrator.up(&owner).await.expect("migrating the template database");
+                    migrator
+                        .up(&owner)
+                        .await
+                        .expect("migrating the template database");
                     owner.close().await;
                     admin
                         .execute(format!("ALTER DATABASE {template} IS_TEMPLATE true").as_str())
@@ -112,7 +118,10 @@ impl TestDb {
             .await;
             PREPARED.lock().unwrap().push(template.clone());
         } else {
-            cluster.ensure_running().await.expect("starting the test cluster");
+            cluster
+                .ensure_running()
+                .await
+                .expect("starting the test cluster");
         }
         Self::create(cluster, Some(&template)).await
     }
@@ -133,14 +142,19 @@ impl TestDb {
             N_DATABASES.fetch_add(1, Ordering::Relaxed)
         );
         let admin = admin_pool(&cluster, "postgres").await;
-        ensure_database(&admin, &name, template).await.expect("creating the test database");
+        ensure_database(&admin, &name, template)
+            .await
+            .expect("creating the test database");
         admin.close().await;
         let config = DatabaseConfig {
             owner: cluster.connect_options(OWNER_ROLE, &name),
             app: cluster.connect_options(APP_ROLE, &name),
         };
         let admin = admin_pool(&cluster, &name).await;
-        let (owner, app) = config.connect(16).await.expect("connecting to the test database");
+        let (owner, app) = config
+            .connect(16)
+            .await
+            .expect("connecting to the test database");
         Self {
             name,
             admin,
@@ -155,7 +169,10 @@ impl TestDb {
 /// Starts the shared cluster, creates the roles, and drops databases left behind by
 /// test processes that have exited. Called under the machine lock.
 async fn prepare_cluster(cluster: &mut Cluster) {
-    cluster.ensure_running().await.expect("starting the test cluster");
+    cluster
+        .ensure_running()
+        .await
+        .expect("starting the test cluster");
     let admin = admin_pool(cluster, "postgres").await;
     ensure_roles(&admin).await.expect("creating the roles");
     let names: Vec<String> =
@@ -167,7 +184,9 @@ async fn prepare_cluster(cluster: &mut Cluster) {
         let pid = name.split('_').nth(2).unwrap_or_default();
         let alive = PathBuf::from("/proc").join(pid).exists();
         if !alive {
-            let _ = admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+            let _ = admin
+                .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                .await;
         }
     }
     admin.close().await;

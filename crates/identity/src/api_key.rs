@@ -27,7 +27,9 @@ pub struct NewApiKey {
 
 impl fmt::Debug for NewApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NewApiKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("NewApiKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -106,7 +108,23 @@ fn parse(token: &str) -> Option<(TenantId, ApiKeyId, Vec<u8>)> {
     let tenant_id = Uuid::try_parse(parts.next()?).ok()?;
     let key_id = Uuid::try_parse(parts.next()?).ok()?;
     let secret = URL_SAFE_NO_PAD.decode(parts.next()?).ok()?;
-    (secret.len() == 32).then(|| (TenantId::new_unchecked(tenant_id), ApiKeyId::new_unchecked(key_id), secret))
+    (secret.len() == 32).then(|| {
+        (
+            TenantId::new_unchecked(tenant_id),
+            ApiKeyId::new_unchecked(key_id),
+            secret,
+        )
+    })
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    stored_hash: Vec<u8>,
+    role: String,
+    active: bool,
+    user_id: Option<Uuid>,
+    last_used_at: Option<OffsetDateTime>,
+    tenant_active: bool,
 }
 
 /// Checks a presented key and returns the actor it stands for. Records the key's
@@ -114,8 +132,9 @@ fn parse(token: &str) -> Option<(TenantId, ApiKeyId, Vec<u8>)> {
 pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Actor, ApiKeyError> {
     let (tenant_id, key_id, secret) = parse(token).ok_or(ApiKeyError::Malformed)?;
     let mut tx = TenantTx::begin_as(pool, tenant_id, &format!("api_key:{key_id}"), None).await?;
-    let row: Option<(Vec<u8>, String, bool, Option<Uuid>, Option<OffsetDateTime>, bool)> = sqlx::query_as(
-        "SELECT k.secret_hash, k.role::text, k.status = 'active', k.user_id, k.last_used_at, t.status = 'active'
+    let row: Option<KeyRow> = sqlx::query_as(
+        "SELECT k.secret_hash AS stored_hash, k.role::text AS role, k.status = 'active' AS active, k.user_id,
+                k.last_used_at, t.status = 'active' AS tenant_active
          FROM identity.api_keys k JOIN identity.tenants t USING (tenant_id)
          WHERE k.tenant_id = $1 AND k.id = $2",
     )
@@ -123,7 +142,14 @@ pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Actor, ApiKeyErr
     .bind(key_id.as_uuid())
     .fetch_optional(&mut *tx)
     .await?;
-    let (stored_hash, role, active, user_id, last_used_at, tenant_active) = row.ok_or(ApiKeyError::Unknown)?;
+    let KeyRow {
+        stored_hash,
+        role,
+        active,
+        user_id,
+        last_used_at,
+        tenant_active,
+    } = row.ok_or(ApiKeyError::Unknown)?;
     if !bool::from(secret_hash(&secret).ct_eq(&stored_hash[..])) {
         return Err(ApiKeyError::Unknown);
     }
@@ -133,19 +159,24 @@ pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Actor, ApiKeyErr
     if !tenant_active {
         return Err(ApiKeyError::TenantInactive);
     }
-    let stale = last_used_at.is_none_or(|at| OffsetDateTime::now_utc() - at > time::Duration::minutes(1));
+    let stale =
+        last_used_at.is_none_or(|at| OffsetDateTime::now_utc() - at > time::Duration::minutes(1));
     if stale {
-        sqlx::query("UPDATE identity.api_keys SET last_used_at = now() WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant_id.as_uuid())
-            .bind(key_id.as_uuid())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE identity.api_keys SET last_used_at = now() WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant_id.as_uuid())
+        .bind(key_id.as_uuid())
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(Actor {
         tenant_id,
         kind: ActorKind::ApiKey(key_id),
-        role: role.parse().expect("BUG: identity.role enum and kernel::Role disagree"),
+        role: role
+            .parse()
+            .expect("BUG: identity.role enum and kernel::Role disagree"),
         user_id: user_id.map(UserId::new_unchecked),
     })
 }
@@ -178,8 +209,18 @@ pub struct ApiKeyInfo {
 
 /// Every key of the transaction's tenant.
 pub async fn list(tx: &mut TenantTx) -> Result<Vec<ApiKeyInfo>, sqlx::Error> {
-    let rows: Vec<(Uuid, String, String, Option<Uuid>, bool, OffsetDateTime, Option<OffsetDateTime>)> = sqlx::query_as(
-        "SELECT id, label, role::text, user_id, status = 'active', created_at, last_used_at
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        id: Uuid,
+        label: String,
+        role: String,
+        user_id: Option<Uuid>,
+        active: bool,
+        created_at: OffsetDateTime,
+        last_used_at: Option<OffsetDateTime>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, label, role::text AS role, user_id, status = 'active' AS active, created_at, last_used_at
          FROM identity.api_keys WHERE tenant_id = $1 ORDER BY created_at",
     )
     .bind(tx.tenant_id().as_uuid())
@@ -187,14 +228,14 @@ pub async fn list(tx: &mut TenantTx) -> Result<Vec<ApiKeyInfo>, sqlx::Error> {
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, label, role, user_id, active, created_at, last_used_at)| ApiKeyInfo {
-            id: ApiKeyId::new_unchecked(id),
-            label,
-            role: role.parse().expect("BUG: identity.role enum and kernel::Role disagree"),
-            user_id: user_id.map(UserId::new_unchecked),
-            active,
-            created_at,
-            last_used_at,
+        .map(|row| ApiKeyInfo {
+            id: ApiKeyId::new_unchecked(row.id),
+            label: row.label,
+            role: row.role.parse().expect("BUG: identity.role enum and kernel::Role disagree"),
+            user_id: row.user_id.map(UserId::new_unchecked),
+            active: row.active,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
         })
         .collect())
 }
@@ -215,7 +256,13 @@ mod tests {
         );
         let (t, k, s) = parse(&token).unwrap();
         assert_eq!((t, k, s), (tenant_id, key_id, vec![7u8; 32]));
-        for bad in ["", "tk_", "Bearer x", &token[..token.len() - 2], &token.replace("tk_", "tx_")] {
+        for bad in [
+            "",
+            "tk_",
+            "Bearer x",
+            &token[..token.len() - 2],
+            &token.replace("tk_", "tx_"),
+        ] {
             assert!(parse(bad).is_none(), "{bad:?} parsed");
         }
     }

@@ -108,7 +108,11 @@ pub async fn active_grant(
     .bind(user_id.as_uuid())
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.map(|(id, reason, expires_at)| Grant { id, reason, expires_at }))
+    Ok(row.map(|(id, reason, expires_at)| Grant {
+        id,
+        reason,
+        expires_at,
+    }))
 }
 
 /// A grant of the transaction's tenant by id.
@@ -120,5 +124,9 @@ pub async fn get(tx: &mut TenantTx, grant_id: Uuid) -> Result<Option<Grant>, sql
     .bind(grant_id)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.map(|(id, reason, expires_at)| Grant { id, reason, expires_at }))
+    Ok(row.map(|(id, reason, expires_at)| Grant {
+        id,
+        reason,
+        expires_at,
+    }))
 }

@@ -47,7 +47,13 @@ impl SecretKey {
         out.extend_from_slice(&nonce);
         out.extend_from_slice(
             &cipher
-                .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+                .encrypt(
+                    Nonce::from_slice(&nonce),
+                    Payload {
+                        msg: plaintext,
+                        aad,
+                    },
+                )
                 .expect("BUG: AES-GCM encryption of a bounded buffer cannot fail"),
         );
         out
@@ -60,7 +66,13 @@ impl SecretKey {
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
         Aes256Gcm::new((&self.0).into())
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad,
+                },
+            )
             .ok()
     }
 }
@@ -129,11 +141,19 @@ impl MasterKey {
     }
 
     fn wrap(&self, tenant_id: TenantId, data_key_id: Uuid, data_key: &SecretKey) -> Vec<u8> {
-        self.key.seal(data_key.as_bytes(), &Self::wrap_aad(tenant_id, data_key_id))
+        self.key
+            .seal(data_key.as_bytes(), &Self::wrap_aad(tenant_id, data_key_id))
     }
 
-    fn unwrap_key(&self, tenant_id: TenantId, data_key_id: Uuid, wrapped: &[u8]) -> Option<SecretKey> {
-        let bytes = self.key.open(wrapped, &Self::wrap_aad(tenant_id, data_key_id))?;
+    fn unwrap_key(
+        &self,
+        tenant_id: TenantId,
+        data_key_id: Uuid,
+        wrapped: &[u8],
+    ) -> Option<SecretKey> {
+        let bytes = self
+            .key
+            .open(wrapped, &Self::wrap_aad(tenant_id, data_key_id))?;
         Some(SecretKey(bytes.try_into().ok()?))
     }
 }
@@ -142,7 +162,9 @@ impl MasterKey {
 pub enum KeyringError {
     #[error("the tenant has no active data key")]
     NoDataKey,
-    #[error("data key {data_key_id} is wrapped by master key {wanted}, but the loaded master key is {loaded}")]
+    #[error(
+        "data key {data_key_id} is wrapped by master key {wanted}, but the loaded master key is {loaded}"
+    )]
     WrongMasterKey {
         data_key_id: Uuid,
         wanted: String,
@@ -161,11 +183,14 @@ pub struct DataKey {
     pub key: SecretKey,
 }
 
+/// Unwrapped data keys by tenant and key id.
+type DataKeyCache = HashMap<(TenantId, Uuid), Arc<DataKey>>;
+
 /// The master key and a cache of unwrapped data keys.
 #[derive(Debug, Clone)]
 pub struct Keyring {
     master: Arc<MasterKey>,
-    cache: Arc<RwLock<HashMap<(TenantId, Uuid), Arc<DataKey>>>>,
+    cache: Arc<RwLock<DataKeyCache>>,
     active: Arc<RwLock<HashMap<TenantId, Uuid>>>,
 }
 
@@ -204,7 +229,12 @@ impl Keyring {
     /// The data key new records of the transaction's tenant are sealed with.
     pub async fn active_key(&self, tx: &mut TenantTx) -> Result<Arc<DataKey>, KeyringError> {
         let tenant_id = tx.tenant_id();
-        let cached = self.active.read().expect("BUG: keyring lock poisoned").get(&tenant_id).copied();
+        let cached = self
+            .active
+            .read()
+            .expect("BUG: keyring lock poisoned")
+            .get(&tenant_id)
+            .copied();
         if let Some(data_key_id) = cached {
             return self.key(tx, data_key_id).await;
         }
@@ -215,14 +245,26 @@ impl Keyring {
         .fetch_optional(&mut **tx)
         .await?
         .ok_or(KeyringError::NoDataKey)?;
-        self.active.write().expect("BUG: keyring lock poisoned").insert(tenant_id, data_key_id);
+        self.active
+            .write()
+            .expect("BUG: keyring lock poisoned")
+            .insert(tenant_id, data_key_id);
         self.key(tx, data_key_id).await
     }
 
     /// A data key of the transaction's tenant by id.
-    pub async fn key(&self, tx: &mut TenantTx, data_key_id: Uuid) -> Result<Arc<DataKey>, KeyringError> {
+    pub async fn key(
+        &self,
+        tx: &mut TenantTx,
+        data_key_id: Uuid,
+    ) -> Result<Arc<DataKey>, KeyringError> {
         let tenant_id = tx.tenant_id();
-        if let Some(data_key) = self.cache.read().expect("BUG: keyring lock poisoned").get(&(tenant_id, data_key_id)) {
+        if let Some(data_key) = self
+            .cache
+            .read()
+            .expect("BUG: keyring lock poisoned")
+            .get(&(tenant_id, data_key_id))
+        {
             return Ok(data_key.clone());
         }
         let (wrapped, master_key_id): (Vec<u8>, String) = sqlx::query_as(
@@ -244,7 +286,10 @@ impl Keyring {
             .master
             .unwrap_key(tenant_id, data_key_id, &wrapped)
             .ok_or(KeyringError::Corrupt { data_key_id })?;
-        let data_key = Arc::new(DataKey { id: data_key_id, key });
+        let data_key = Arc::new(DataKey {
+            id: data_key_id,
+            key,
+        });
         self.cache
             .write()
             .expect("BUG: keyring lock poisoned")
@@ -256,7 +301,11 @@ impl Keyring {
 /// Re-wraps every data key of the transaction's tenant from `old` to `new`.
 /// Returns how many keys were re-wrapped. Runs in the caller's transaction so a
 /// rotation of many tenants can commit tenant by tenant.
-pub async fn rewrap_tenant(tx: &mut TenantTx, old: &MasterKey, new: &MasterKey) -> Result<u64, KeyringError> {
+pub async fn rewrap_tenant(
+    tx: &mut TenantTx,
+    old: &MasterKey,
+    new: &MasterKey,
+) -> Result<u64, KeyringError> {
     let tenant_id = tx.tenant_id();
     let rows: Vec<(Uuid, Vec<u8>, String)> = sqlx::query_as(
         "SELECT id, wrapped_key, master_key_id FROM identity.data_keys WHERE tenant_id = $1 FOR UPDATE",
@@ -299,12 +348,26 @@ mod tests {
     fn sealed_bytes_open_only_with_the_same_associated_data() {
         let key = SecretKey::generate();
         let sealed = key.seal(b"Jane Canary", b"tenant-a/patient-1/family_name");
-        assert_eq!(key.open(&sealed, b"tenant-a/patient-1/family_name").unwrap(), b"Jane Canary");
-        assert!(key.open(&sealed, b"tenant-a/patient-2/family_name").is_none());
-        assert!(SecretKey::generate().open(&sealed, b"tenant-a/patient-1/family_name").is_none());
+        assert_eq!(
+            key.open(&sealed, b"tenant-a/patient-1/family_name")
+                .unwrap(),
+            b"Jane Canary"
+        );
+        assert!(
+            key.open(&sealed, b"tenant-a/patient-2/family_name")
+                .is_none()
+        );
+        assert!(
+            SecretKey::generate()
+                .open(&sealed, b"tenant-a/patient-1/family_name")
+                .is_none()
+        );
         let mut flipped = sealed.clone();
         *flipped.last_mut().unwrap() ^= 1;
-        assert!(key.open(&flipped, b"tenant-a/patient-1/family_name").is_none());
+        assert!(
+            key.open(&flipped, b"tenant-a/patient-1/family_name")
+                .is_none()
+        );
     }
 
     #[test]

@@ -36,7 +36,8 @@ pub(crate) fn violated_constraint(err: &sqlx::Error) -> Option<&str> {
         sqlx::Error::Database(db_err)
             if matches!(
                 db_err.kind(),
-                sqlx::error::ErrorKind::UniqueViolation | sqlx::error::ErrorKind::ForeignKeyViolation
+                sqlx::error::ErrorKind::UniqueViolation
+                    | sqlx::error::ErrorKind::ForeignKeyViolation
             ) =>
         {
             db_err.constraint()

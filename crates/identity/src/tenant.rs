@@ -28,7 +28,11 @@ pub struct Tenant {
 }
 
 /// Creates a tenant named `name`.
-pub async fn create(pool: &PgPool, keyring: &Keyring, name: &str) -> Result<TenantId, CreateTenantError> {
+pub async fn create(
+    pool: &PgPool,
+    keyring: &Keyring,
+    name: &str,
+) -> Result<TenantId, CreateTenantError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(CreateTenantError::InvalidName);
@@ -49,10 +53,11 @@ pub async fn create(pool: &PgPool, keyring: &Keyring, name: &str) -> Result<Tena
 /// Every tenant. Needs the owner's pool: only the owner's directory policy sees
 /// across tenants.
 pub async fn list_all(owner: &PgPool) -> Result<Vec<Tenant>, sqlx::Error> {
-    let rows: Vec<(uuid::Uuid, String)> =
-        sqlx::query_as("SELECT tenant_id, name FROM identity.tenants ORDER BY created_at, tenant_id")
-            .fetch_all(owner)
-            .await?;
+    let rows: Vec<(uuid::Uuid, String)> = sqlx::query_as(
+        "SELECT tenant_id, name FROM identity.tenants ORDER BY created_at, tenant_id",
+    )
+    .fetch_all(owner)
+    .await?;
     Ok(rows
         .into_iter()
         .map(|(tenant_id, name)| Tenant {
@@ -64,8 +69,10 @@ pub async fn list_all(owner: &PgPool) -> Result<Vec<Tenant>, sqlx::Error> {
 
 /// Whether the transaction's tenant exists and is active.
 pub async fn is_active(tx: &mut TenantTx) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM identity.tenants WHERE tenant_id = $1 AND status = 'active')")
-        .bind(tx.tenant_id().as_uuid())
-        .fetch_one(&mut **tx)
-        .await
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM identity.tenants WHERE tenant_id = $1 AND status = 'active')",
+    )
+    .bind(tx.tenant_id().as_uuid())
+    .fetch_one(&mut **tx)
+    .await
 }

@@ -26,7 +26,8 @@ pub struct User {
 }
 
 fn role_of(text: &str) -> Role {
-    text.parse().expect("BUG: identity.role enum and kernel::Role disagree")
+    text.parse()
+        .expect("BUG: identity.role enum and kernel::Role disagree")
 }
 
 /// Creates a user in the transaction's tenant.
@@ -60,7 +61,10 @@ pub async fn create(
 }
 
 /// The user an OIDC subject is mapped to in the transaction's tenant.
-pub async fn find_by_subject(tx: &mut TenantTx, subject: &str) -> Result<Option<User>, sqlx::Error> {
+pub async fn find_by_subject(
+    tx: &mut TenantTx,
+    subject: &str,
+) -> Result<Option<User>, sqlx::Error> {
     let row: Option<(Uuid, String, String, bool)> = sqlx::query_as(
         "SELECT id, handle, role::text, status = 'active' FROM identity.users WHERE tenant_id = $1 AND oidc_subject = $2",
     )

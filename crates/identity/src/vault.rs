@@ -145,7 +145,8 @@ fn json<T: Serialize>(value: &T) -> Vec<u8> {
 
 fn blind_key(data_key: &DataKey) -> Hmac<Sha256> {
     // The index key is derived from the data key, never stored.
-    let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(data_key.key.as_bytes()).expect("BUG: HMAC takes any key");
+    let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(data_key.key.as_bytes())
+        .expect("BUG: HMAC takes any key");
     derive.update(b"tenet-blind-index-v1");
     let index_key = derive.finalize().into_bytes();
     <Hmac<Sha256> as Mac>::new_from_slice(&index_key).expect("BUG: HMAC takes any key")
@@ -161,21 +162,42 @@ fn blind(data_key: &DataKey, parts: &[&str]) -> Vec<u8> {
 }
 
 fn normalize(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 fn identifier_index(data_key: &DataKey, authority: &str, value: &str) -> Vec<u8> {
-    blind(data_key, &["identifier", &authority.trim().to_uppercase(), value.trim()])
-}
-
-fn name_birth_index(data_key: &DataKey, family_name: &str, given_name: &str, birth_date: Date) -> Vec<u8> {
     blind(
         data_key,
-        &["name-birth", &normalize(family_name), &normalize(given_name), &birth_date.to_string()],
+        &["identifier", &authority.trim().to_uppercase(), value.trim()],
     )
 }
 
-fn seal(data_key: &DataKey, tenant_id: TenantId, patient_id: PatientId, d: &Demographics) -> Sealed {
+fn name_birth_index(
+    data_key: &DataKey,
+    family_name: &str,
+    given_name: &str,
+    birth_date: Date,
+) -> Vec<u8> {
+    blind(
+        data_key,
+        &[
+            "name-birth",
+            &normalize(family_name),
+            &normalize(given_name),
+            &birth_date.to_string(),
+        ],
+    )
+}
+
+fn seal(
+    data_key: &DataKey,
+    tenant_id: TenantId,
+    patient_id: PatientId,
+    d: &Demographics,
+) -> Sealed {
     let plain: [Option<Vec<u8>>; 8] = [
         Some(d.family_name.as_bytes().to_vec()),
         Some(json(&d.given_names)),
@@ -188,7 +210,11 @@ fn seal(data_key: &DataKey, tenant_id: TenantId, patient_id: PatientId, d: &Demo
     ];
     let mut columns: [Option<Vec<u8>>; 8] = Default::default();
     for (i, value) in plain.into_iter().enumerate() {
-        columns[i] = value.map(|bytes| data_key.key.seal(&bytes, &aad(tenant_id, patient_id, FIELDS[i])));
+        columns[i] = value.map(|bytes| {
+            data_key
+                .key
+                .seal(&bytes, &aad(tenant_id, patient_id, FIELDS[i]))
+        });
     }
     Sealed {
         columns,
@@ -198,7 +224,12 @@ fn seal(data_key: &DataKey, tenant_id: TenantId, patient_id: PatientId, d: &Demo
             .map(|identifier| identifier_index(data_key, &identifier.authority, &identifier.value))
             .collect(),
         name_birth_index: match (d.given_names.first(), d.birth_date) {
-            (Some(given), Some(birth_date)) => Some(name_birth_index(data_key, &d.family_name, given, birth_date)),
+            (Some(given), Some(birth_date)) => Some(name_birth_index(
+                data_key,
+                &d.family_name,
+                given,
+                birth_date,
+            )),
             _ => None,
         },
     }
@@ -226,7 +257,16 @@ fn open(
             ),
         };
     }
-    let [family_name, given_names, birth_date, sex, phone, email, address, identifiers] = plain;
+    let [
+        family_name,
+        given_names,
+        birth_date,
+        sex,
+        phone,
+        email,
+        address,
+        identifiers,
+    ] = plain;
     let text = |bytes: Vec<u8>| String::from_utf8(bytes).map_err(|_| VaultError::Undecryptable);
     Ok(Demographics {
         family_name: text(family_name.ok_or(VaultError::Undecryptable)?)?,
@@ -234,8 +274,11 @@ fn open(
         birth_date: birth_date
             .map(|bytes| {
                 let text = text(bytes)?;
-                Date::parse(&text, time::macros::format_description!("[year]-[month]-[day]"))
-                    .map_err(|_| VaultError::Undecryptable)
+                Date::parse(
+                    &text,
+                    time::macros::format_description!("[year]-[month]-[day]"),
+                )
+                .map_err(|_| VaultError::Undecryptable)
             })
             .transpose()?,
         sex: sex.map(parse).transpose()?,
@@ -246,9 +289,15 @@ fn open(
     })
 }
 
-fn duplicate_identifier(err: sqlx::Error, d: &Demographics, sealed: &Sealed, failed_index: usize) -> VaultError {
+fn duplicate_identifier(
+    err: sqlx::Error,
+    d: &Demographics,
+    sealed: &Sealed,
+    failed_index: usize,
+) -> VaultError {
     if crate::violated_constraint(&err) == Some("patient_identifier_index_pkey") {
-        let identifier = &d.identifiers[failed_index.min(sealed.identifier_index.len().saturating_sub(1))];
+        let identifier =
+            &d.identifiers[failed_index.min(sealed.identifier_index.len().saturating_sub(1))];
         return VaultError::DuplicateIdentifier {
             authority: identifier.authority.clone(),
             kind: identifier.kind.clone(),
@@ -337,13 +386,22 @@ type SealedRow = (
 const SELECT_SEALED: &str = "SELECT patient_id, data_key_id, version, family_name, given_names, birth_date, sex, phone, email, address, identifiers
      FROM identity.patient_phi WHERE tenant_id = $1 AND patient_id = ANY($2)";
 
-async fn open_rows(tx: &mut TenantTx, keyring: &Keyring, rows: Vec<SealedRow>) -> Result<Vec<Record>, VaultError> {
+async fn open_rows(
+    tx: &mut TenantTx,
+    keyring: &Keyring,
+    rows: Vec<SealedRow>,
+) -> Result<Vec<Record>, VaultError> {
     let tenant_id = tx.tenant_id();
     let mut records = Vec::with_capacity(rows.len());
     for (patient_id, data_key_id, version, c0, c1, c2, c3, c4, c5, c6, c7) in rows {
         let patient_id = PatientId::new_unchecked(patient_id);
         let data_key = keyring.key(tx, data_key_id).await?;
-        let demographics = open(&data_key, tenant_id, patient_id, [c0, c1, c2, c3, c4, c5, c6, c7])?;
+        let demographics = open(
+            &data_key,
+            tenant_id,
+            patient_id,
+            [c0, c1, c2, c3, c4, c5, c6, c7],
+        )?;
         records.push(Record {
             patient_id,
             demographics,
@@ -365,7 +423,10 @@ pub async fn read(
         .bind(vec![patient_id.into_uuid()])
         .fetch_all(&mut **tx)
         .await?;
-    let record = open_rows(tx, keyring, rows).await?.pop().ok_or(VaultError::NotFound)?;
+    let record = open_rows(tx, keyring, rows)
+        .await?
+        .pop()
+        .ok_or(VaultError::NotFound)?;
     audit_access(tx, "patient.read", patient_id, access).await?;
     Ok(record)
 }
@@ -437,11 +498,13 @@ pub async fn update(
     .bind(&sealed.name_birth_index)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("DELETE FROM identity.patient_identifier_index WHERE tenant_id = $1 AND patient_id = $2")
-        .bind(tenant_id.as_uuid())
-        .bind(patient_id.as_uuid())
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "DELETE FROM identity.patient_identifier_index WHERE tenant_id = $1 AND patient_id = $2",
+    )
+    .bind(tenant_id.as_uuid())
+    .bind(patient_id.as_uuid())
+    .execute(&mut **tx)
+    .await?;
     write_identifier_index(tx, patient_id, demographics, &sealed).await?;
     audit_access(tx, "patient.update", patient_id, access).await?;
     Ok(current + 1)
@@ -481,7 +544,12 @@ pub async fn find_by_name_birth(
          ORDER BY patient_id LIMIT 100",
     )
     .bind(tx.tenant_id().as_uuid())
-    .bind(name_birth_index(&data_key, family_name, given_name, birth_date))
+    .bind(name_birth_index(
+        &data_key,
+        family_name,
+        given_name,
+        birth_date,
+    ))
     .fetch_all(&mut **tx)
     .await?;
     Ok(found.into_iter().map(PatientId::new_unchecked).collect())

@@ -22,7 +22,7 @@ ALTER TABLE platform.idempotency_keys FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON platform.idempotency_keys
     USING (tenant_id = nullif(current_setting('tenet.tenant_id', true), '')::uuid)
     WITH CHECK (tenant_id = nullif(current_setting('tenet.tenant_id', true), '')::uuid);
-GRANT SELECT, INSERT, DELETE ON platform.idempotency_keys TO tenet_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON platform.idempotency_keys TO tenet_app;
 
 CREATE TABLE platform.outbox (
     tenant_id uuid NOT NULL,

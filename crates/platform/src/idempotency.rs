@@ -61,15 +61,19 @@ pub async fn claim(tx: &mut TenantTx, key: &str, hash: &[u8; 32]) -> Result<Clai
     if inserted == 1 {
         return Ok(Claim::Fresh);
     }
-    let (stored_hash, response_code, resource_kind, resource_id): (Vec<u8>, i16, String, Option<Uuid>) =
-        sqlx::query_as(
-            "SELECT request_hash, response_code, resource_kind, resource_id
+    let (stored_hash, response_code, resource_kind, resource_id): (
+        Vec<u8>,
+        i16,
+        String,
+        Option<Uuid>,
+    ) = sqlx::query_as(
+        "SELECT request_hash, response_code, resource_kind, resource_id
              FROM platform.idempotency_keys WHERE tenant_id = $1 AND key = $2",
-        )
-        .bind(tx.tenant_id().as_uuid())
-        .bind(key)
-        .fetch_one(&mut **tx)
-        .await?;
+    )
+    .bind(tx.tenant_id().as_uuid())
+    .bind(key)
+    .fetch_one(&mut **tx)
+    .await?;
     if stored_hash != hash {
         return Ok(Claim::Mismatch);
     }
@@ -81,7 +85,11 @@ pub async fn claim(tx: &mut TenantTx, key: &str, hash: &[u8; 32]) -> Result<Clai
 }
 
 /// Records the outcome of a [`Claim::Fresh`] key.
-pub async fn record(tx: &mut TenantTx, key: &str, outcome: &StoredOutcome) -> Result<(), sqlx::Error> {
+pub async fn record(
+    tx: &mut TenantTx,
+    key: &str,
+    outcome: &StoredOutcome,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE platform.idempotency_keys SET response_code = $3, resource_kind = $4, resource_id = $5
          WHERE tenant_id = $1 AND key = $2",

@@ -33,10 +33,21 @@ pub struct Global {
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// The service role's connection; by default DATABASE_URL with user `tenet_app`.
-    #[arg(long, global = true, env = "TENET_APP_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "TENET_APP_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub app_database_url: Option<String>,
     /// Log format on stderr.
-    #[arg(long, global = true, env = "TENET_LOG_FORMAT", value_enum, default_value = "json")]
+    #[arg(
+        long,
+        global = true,
+        env = "TENET_LOG_FORMAT",
+        value_enum,
+        default_value = "json"
+    )]
     pub log_format: LogFormat,
 }
 

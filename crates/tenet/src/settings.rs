@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{Context, bail};
+use db::DatabaseConfig;
 use db::cluster::{Cluster, SUPERUSER, Startup};
 use db::roles::{APP_ROLE, OWNER_ROLE};
-use db::DatabaseConfig;
 use identity::keyring::MasterKey;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -30,9 +30,11 @@ pub struct Database {
 /// Resolves the database: `DATABASE_URL`, or the embedded cluster (started if needed).
 pub async fn database(global: &Global) -> anyhow::Result<Database> {
     if let Some(url) = &global.database_url {
-        let owner = PgConnectOptions::from_str(url).context("DATABASE_URL is not a PostgreSQL URL")?;
+        let owner =
+            PgConnectOptions::from_str(url).context("DATABASE_URL is not a PostgreSQL URL")?;
         let app = match &global.app_database_url {
-            Some(url) => PgConnectOptions::from_str(url).context("TENET_APP_DATABASE_URL is not a PostgreSQL URL")?,
+            Some(url) => PgConnectOptions::from_str(url)
+                .context("TENET_APP_DATABASE_URL is not a PostgreSQL URL")?,
             None => {
                 let mut app = owner.clone().username(APP_ROLE);
                 if let Ok(password) = std::env::var("TENET_APP_PASSWORD") {
@@ -47,13 +49,18 @@ pub async fn database(global: &Global) -> anyhow::Result<Database> {
         });
     }
     let mut cluster = Cluster::at(&global.home)?;
-    let startup = cluster.ensure_running().await.context("starting the embedded PostgreSQL")?;
+    let startup = cluster
+        .ensure_running()
+        .await
+        .context("starting the embedded PostgreSQL")?;
     let admin = PgPoolOptions::new()
         .max_connections(1)
         .connect_with(cluster.connect_options(SUPERUSER, "postgres"))
         .await
         .context("connecting to the embedded PostgreSQL")?;
-    db::roles::ensure_roles(&admin).await.context("creating the database roles")?;
+    db::roles::ensure_roles(&admin)
+        .await
+        .context("creating the database roles")?;
     db::roles::ensure_database(&admin, EMBEDDED_DATABASE, None)
         .await
         .context("creating the database")?;
@@ -75,7 +82,10 @@ pub fn master_key_path(global: &Global) -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("TENET_MASTER_KEY_FILE") {
         return Some(PathBuf::from(path));
     }
-    global.database_url.is_none().then(|| global.home.join("master.key"))
+    global
+        .database_url
+        .is_none()
+        .then(|| global.home.join("master.key"))
 }
 
 /// The master key: `TENET_MASTER_KEY` (64 hex digits), `TENET_MASTER_KEY_FILE`, or

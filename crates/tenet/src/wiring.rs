@@ -105,7 +105,12 @@ pub async fn shutdown_signal() {
 }
 
 /// Signs every tenant's chain heads periodically (only where something changed).
-async fn checkpoint_loop(owner: PgPool, key: Arc<audit::CheckpointKey>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+async fn checkpoint_loop(
+    owner: PgPool,
+    key: Arc<audit::CheckpointKey>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
@@ -113,7 +118,9 @@ async fn checkpoint_loop(owner: PgPool, key: Arc<audit::CheckpointKey>, every: D
         }
         match checkpoint_all(&owner, &key, None).await {
             Ok(n) => tracing::info!(n_checkpoints = n, "audit checkpoints written"),
-            Err(err) => tracing::warn!(error = %format!("{err:#}"), "audit checkpoint failed; retrying next round"),
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), "audit checkpoint failed; retrying next round")
+            }
         }
     }
 }

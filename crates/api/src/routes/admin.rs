@@ -129,15 +129,27 @@ pub async fn create_user(
     let mut tx = TenantTx::begin(&state.pool, &actor, Some(request_id)).await?;
     let idempotency = idempotency::claim(&mut tx, &headers, "/v1/users", &body.bytes).await?;
     let user_id = match &idempotency {
-        Idempotency::Replay(outcome) => UserId::new_unchecked(outcome.resource_id.ok_or(ApiError::NotFound)?),
+        Idempotency::Replay(outcome) => {
+            UserId::new_unchecked(outcome.resource_id.ok_or(ApiError::NotFound)?)
+        }
         Idempotency::None | Idempotency::Fresh(_) => {
             let input = &body.value;
-            let user_id = identity::user::create(&mut tx, &input.handle, input.role.into(), input.oidc_subject.as_deref()).await?;
-            idempotency.record(&mut tx, 201, "user", Some(user_id.into_uuid())).await?;
+            let user_id = identity::user::create(
+                &mut tx,
+                &input.handle,
+                input.role.into(),
+                input.oidc_subject.as_deref(),
+            )
+            .await?;
+            idempotency
+                .record(&mut tx, 201, "user", Some(user_id.into_uuid()))
+                .await?;
             user_id
         }
     };
-    let user = identity::user::get(&mut tx, user_id).await?.ok_or(ApiError::NotFound)?;
+    let user = identity::user::get(&mut tx, user_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     tx.commit().await?;
     Ok(created(format!("/v1/users/{user_id}"), user_view(user)))
 }
@@ -208,8 +220,16 @@ pub async fn create_api_key(
     let (id, token) = match &idempotency {
         Idempotency::Replay(outcome) => (outcome.resource_id.ok_or(ApiError::NotFound)?, None),
         Idempotency::None | Idempotency::Fresh(_) => {
-            let key = identity::api_key::create(&mut tx, input.role.into(), &input.label, input.user_id.map(UserId::new_unchecked)).await?;
-            idempotency.record(&mut tx, 201, "api_key", Some(key.id.into_uuid())).await?;
+            let key = identity::api_key::create(
+                &mut tx,
+                input.role.into(),
+                &input.label,
+                input.user_id.map(UserId::new_unchecked),
+            )
+            .await?;
+            idempotency
+                .record(&mut tx, 201, "api_key", Some(key.id.into_uuid()))
+                .await?;
             (key.id.into_uuid(), Some(key.token))
         }
     };
@@ -261,7 +281,9 @@ pub async fn revoke_api_key(
 ) -> Result<StatusCode, ApiError> {
     let key_id: ApiKeyId = id.parse().map_err(|_| ApiError::NotFound)?;
     if actor.kind == ActorKind::ApiKey(key_id) {
-        return Err(ApiError::Conflict("a key cannot revoke itself; use another admin credential".into()));
+        return Err(ApiError::Conflict(
+            "a key cannot revoke itself; use another admin credential".into(),
+        ));
     }
     let mut tx = TenantTx::begin(&state.pool, &actor, Some(request_id)).await?;
     if !identity::api_key::revoke(&mut tx, key_id).await? {

@@ -34,8 +34,14 @@ pub async fn claim(
         .to_str()
         .ok()
         .map(str::trim)
-        .filter(|key| !key.is_empty() && key.len() <= KEY_LEN_MAX && key.chars().all(|c| c.is_ascii_graphic()))
-        .ok_or_else(|| ApiError::InvalidInput(format!("Idempotency-Key must be 1 to {KEY_LEN_MAX} visible ASCII characters")))?;
+        .filter(|key| {
+            !key.is_empty() && key.len() <= KEY_LEN_MAX && key.chars().all(|c| c.is_ascii_graphic())
+        })
+        .ok_or_else(|| {
+            ApiError::InvalidInput(format!(
+                "Idempotency-Key must be 1 to {KEY_LEN_MAX} visible ASCII characters"
+            ))
+        })?;
     let hash = idempotency::request_hash(Method::POST.as_str(), path, body);
     match idempotency::claim(tx, key, &hash).await? {
         Claim::Fresh => Ok(Idempotency::Fresh(key.to_owned())),

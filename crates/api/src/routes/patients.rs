@@ -114,20 +114,29 @@ pub struct PatientView {
 fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
     let n = value.trim().chars().count();
     if n < min || n > max {
-        return Err(ApiError::InvalidInput(format!("{field} must be {min} to {max} characters")));
+        return Err(ApiError::InvalidInput(format!(
+            "{field} must be {min} to {max} characters"
+        )));
     }
     if value.chars().any(char::is_control) {
-        return Err(ApiError::InvalidInput(format!("{field} must not contain control characters")));
+        return Err(ApiError::InvalidInput(format!(
+            "{field} must not contain control characters"
+        )));
     }
     Ok(())
 }
 
 fn parse_date(field: &str, text: &str) -> Result<Date, ApiError> {
-    let date = Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))
-        .map_err(|_| ApiError::InvalidInput(format!("{field} must be a date written YYYY-MM-DD")))?;
+    let date = Date::parse(
+        text,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .map_err(|_| ApiError::InvalidInput(format!("{field} must be a date written YYYY-MM-DD")))?;
     let today = OffsetDateTime::now_utc().date();
     if date > today || date.year() < 1850 {
-        return Err(ApiError::InvalidInput(format!("{field} must be between 1850-01-01 and today")));
+        return Err(ApiError::InvalidInput(format!(
+            "{field} must be between 1850-01-01 and today"
+        )));
     }
     Ok(date)
 }
@@ -141,27 +150,42 @@ impl PatientInput {
     fn into_demographics(self) -> Result<Demographics, ApiError> {
         check_len("family_name", &self.family_name, 1, 200)?;
         if self.given_names.len() > GIVEN_NAMES_MAX {
-            return Err(ApiError::InvalidInput(format!("at most {GIVEN_NAMES_MAX} given_names")));
+            return Err(ApiError::InvalidInput(format!(
+                "at most {GIVEN_NAMES_MAX} given_names"
+            )));
         }
         for given in &self.given_names {
             check_len("given_names[]", given, 1, 100)?;
         }
-        let birth_date = self.birth_date.as_deref().map(|text| parse_date("birth_date", text)).transpose()?;
+        let birth_date = self
+            .birth_date
+            .as_deref()
+            .map(|text| parse_date("birth_date", text))
+            .transpose()?;
         if let Some(phone) = &self.phone {
             check_len("phone", phone, 3, 50)?;
-            if !phone.chars().all(|c| c.is_ascii_digit() || " +-().x".contains(c)) {
-                return Err(ApiError::InvalidInput("phone may hold digits, spaces and + - ( ) . x only".into()));
+            if !phone
+                .chars()
+                .all(|c| c.is_ascii_digit() || " +-().x".contains(c))
+            {
+                return Err(ApiError::InvalidInput(
+                    "phone may hold digits, spaces and + - ( ) . x only".into(),
+                ));
             }
         }
         if let Some(email) = &self.email {
             check_len("email", email, 3, 254)?;
             if !email.contains('@') || email.contains(char::is_whitespace) {
-                return Err(ApiError::InvalidInput("email must be an address like name@example.org".into()));
+                return Err(ApiError::InvalidInput(
+                    "email must be an address like name@example.org".into(),
+                ));
             }
         }
         if let Some(address) = &self.address {
             if address.lines.len() > ADDRESS_LINES_MAX {
-                return Err(ApiError::InvalidInput(format!("at most {ADDRESS_LINES_MAX} address.lines")));
+                return Err(ApiError::InvalidInput(format!(
+                    "at most {ADDRESS_LINES_MAX} address.lines"
+                )));
             }
             for line in &address.lines {
                 check_len("address.lines[]", line, 1, 200)?;
@@ -178,7 +202,9 @@ impl PatientInput {
             }
         }
         if self.identifiers.len() > IDENTIFIERS_MAX {
-            return Err(ApiError::InvalidInput(format!("at most {IDENTIFIERS_MAX} identifiers")));
+            return Err(ApiError::InvalidInput(format!(
+                "at most {IDENTIFIERS_MAX} identifiers"
+            )));
         }
         for identifier in &self.identifiers {
             check_len("identifiers[].authority", &identifier.authority, 1, 100)?;
@@ -187,7 +213,11 @@ impl PatientInput {
         }
         Ok(Demographics {
             family_name: self.family_name.trim().to_owned(),
-            given_names: self.given_names.iter().map(|given| given.trim().to_owned()).collect(),
+            given_names: self
+                .given_names
+                .iter()
+                .map(|given| given.trim().to_owned())
+                .collect(),
             birth_date,
             sex: self.sex.map(|sex| match sex {
                 SexDto::Female => Sex::Female,
@@ -270,8 +300,14 @@ fn routine_purpose(role: Role) -> &'static str {
 
 /// Decides on what basis `actor` may access the patient: role, care team or an
 /// active break-glass grant. Another tenant's patient is not found.
-async fn access_for(tx: &mut TenantTx, actor: &Actor, patient_id: PatientId) -> Result<(clinical::patient::Patient, Access), ApiError> {
-    let patient = clinical::patient::get(tx, patient_id).await?.ok_or(ApiError::NotFound)?;
+async fn access_for(
+    tx: &mut TenantTx,
+    actor: &Actor,
+    patient_id: PatientId,
+) -> Result<(clinical::patient::Patient, Access), ApiError> {
+    let patient = clinical::patient::get(tx, patient_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     let routine = Access {
         purpose: Some(routine_purpose(actor.role).to_owned()),
         break_glass: false,
@@ -280,13 +316,16 @@ async fn access_for(tx: &mut TenantTx, actor: &Actor, patient_id: PatientId) -> 
         Role::Admin | Role::Integration => Ok((patient, routine)),
         Role::Clinician | Role::CareCoordinator => {
             let Some(user_id) = actor.user_id else {
-                return Err(ApiError::Forbidden("a clinical role needs a personal credential to open patient records"));
+                return Err(ApiError::Forbidden(
+                    "a clinical role needs a personal credential to open patient records",
+                ));
             };
             if clinical::care_team::is_member(tx, patient_id, user_id).await? {
                 return Ok((patient, routine));
             }
             if actor.role == Role::Clinician
-                && let Some(grant) = identity::break_glass::active_grant(tx, user_id, patient_id).await?
+                && let Some(grant) =
+                    identity::break_glass::active_grant(tx, user_id, patient_id).await?
             {
                 return Ok((
                     patient,
@@ -298,11 +337,18 @@ async fn access_for(tx: &mut TenantTx, actor: &Actor, patient_id: PatientId) -> 
             }
             Err(ApiError::BreakGlassRequired)
         }
-        Role::Auditor => Err(ApiError::Forbidden("this role does not access patient records")),
+        Role::Auditor => Err(ApiError::Forbidden(
+            "this role does not access patient records",
+        )),
     }
 }
 
-async fn read_view(tx: &mut TenantTx, state: &AppState, actor: &Actor, patient_id: PatientId) -> Result<PatientView, ApiError> {
+async fn read_view(
+    tx: &mut TenantTx,
+    state: &AppState,
+    actor: &Actor,
+    patient_id: PatientId,
+) -> Result<PatientView, ApiError> {
     let (patient, access) = access_for(tx, actor, patient_id).await?;
     let record = vault::read(tx, &state.keyring, patient_id, &access).await?;
     Ok(view(&patient, record))
@@ -355,14 +401,19 @@ pub async fn create(
         // Whoever registers a patient in a clinical role cares for them.
         clinical::care_team::add(&mut tx, patient_id, user_id).await?;
     }
-    idempotency.record(&mut tx, 201, "patient", Some(patient_id.into_uuid())).await?;
+    idempotency
+        .record(&mut tx, 201, "patient", Some(patient_id.into_uuid()))
+        .await?;
     tx.commit().await?;
     let record = vault::Record {
         patient_id,
         demographics,
         version: 1,
     };
-    Ok(created(format!("/v1/patients/{patient_id}"), view(&patient, record)))
+    Ok(created(
+        format!("/v1/patients/{patient_id}"),
+        view(&patient, record),
+    ))
 }
 
 /// Read a patient.
@@ -416,12 +467,22 @@ pub async fn update(
                 .ok()
                 .map(|text| text.trim().trim_start_matches("W/").trim_matches('"'))
                 .and_then(|text| text.parse::<i32>().ok())
-                .ok_or_else(|| ApiError::InvalidInput("If-Match must be a quoted version number".into()))?,
+                .ok_or_else(|| {
+                    ApiError::InvalidInput("If-Match must be a quoted version number".into())
+                })?,
         ),
     };
     let mut tx = TenantTx::begin(&state.pool, &actor, Some(request_id)).await?;
     let (mut patient, access) = access_for(&mut tx, &actor, patient_id).await?;
-    let version = vault::update(&mut tx, &state.keyring, patient_id, &demographics, expected_version, &access).await?;
+    let version = vault::update(
+        &mut tx,
+        &state.keyring,
+        patient_id,
+        &demographics,
+        expected_version,
+        &access,
+    )
+    .await?;
     clinical::patient::touch(&mut tx, patient_id).await?;
     tx.commit().await?;
     patient.updated_at = OffsetDateTime::now_utc();
@@ -462,7 +523,11 @@ pub async fn list(
     Extension(CurrentRequest(request_id)): Extension<CurrentRequest>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<PatientPage>, ApiError> {
-    let Query(query) = query.map_err(|_| ApiError::InvalidInput("query parameters are `after` (a patient id) and `limit` (1 to 100)".into()))?;
+    let Query(query) = query.map_err(|_| {
+        ApiError::InvalidInput(
+            "query parameters are `after` (a patient id) and `limit` (1 to 100)".into(),
+        )
+    })?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=clinical::patient::PAGE_LEN_MAX).contains(&limit) {
         return Err(ApiError::InvalidInput("limit must be 1 to 100".into()));
@@ -470,18 +535,32 @@ pub async fn list(
     let after = query.after.map(PatientId::new_unchecked);
     let mut tx = TenantTx::begin(&state.pool, &actor, Some(request_id)).await?;
     let ids = match (actor.role, actor.user_id) {
-        (Role::Admin | Role::Integration, _) => clinical::patient::list_ids(&mut tx, after, limit).await?,
-        (_, Some(user_id)) => clinical::care_team::patient_ids_of(&mut tx, user_id, after, limit).await?,
+        (Role::Admin | Role::Integration, _) => {
+            clinical::patient::list_ids(&mut tx, after, limit).await?
+        }
+        (_, Some(user_id)) => {
+            clinical::care_team::patient_ids_of(&mut tx, user_id, after, limit).await?
+        }
         (_, None) => Vec::new(),
     };
     let patients = disclose(&mut tx, &state, &actor, &ids).await?;
     tx.commit().await?;
-    let next_after = (ids.len() as i64 == limit).then(|| ids.last().map(|id| id.into_uuid())).flatten();
-    Ok(Json(PatientPage { patients, next_after }))
+    let next_after = (ids.len() as i64 == limit)
+        .then(|| ids.last().map(|id| id.into_uuid()))
+        .flatten();
+    Ok(Json(PatientPage {
+        patients,
+        next_after,
+    }))
 }
 
 /// Reads the given patients the actor may see routinely, auditing each.
-async fn disclose(tx: &mut TenantTx, state: &AppState, actor: &Actor, ids: &[PatientId]) -> Result<Vec<PatientView>, ApiError> {
+async fn disclose(
+    tx: &mut TenantTx,
+    state: &AppState,
+    actor: &Actor,
+    ids: &[PatientId],
+) -> Result<Vec<PatientView>, ApiError> {
     let access = Access {
         purpose: Some(routine_purpose(actor.role).to_owned()),
         break_glass: false,
@@ -491,7 +570,9 @@ async fn disclose(tx: &mut TenantTx, state: &AppState, actor: &Actor, ids: &[Pat
     Ok(records
         .into_iter()
         .filter_map(|record| {
-            let patient = patients.iter().find(|patient| patient.id == record.patient_id)?;
+            let patient = patients
+                .iter()
+                .find(|patient| patient.id == record.patient_id)?;
             Some(view(patient, record))
         })
         .collect())
@@ -535,20 +616,31 @@ pub async fn search(
 ) -> Result<Json<SearchResult>, ApiError> {
     let input = body.value;
     let mut tx = TenantTx::begin(&state.pool, &actor, Some(request_id)).await?;
-    let ids = match (&input.identifier, &input.family_name, &input.given_name, &input.birth_date) {
+    let ids = match (
+        &input.identifier,
+        &input.family_name,
+        &input.given_name,
+        &input.birth_date,
+    ) {
         (Some(identifier), None, None, None) => {
             check_len("identifier.authority", &identifier.authority, 1, 100)?;
             check_len("identifier.value", &identifier.value, 1, 100)?;
-            vault::find_by_identifier(&mut tx, &state.keyring, &identifier.authority, &identifier.value)
-                .await?
-                .into_iter()
-                .collect::<Vec<_>>()
+            vault::find_by_identifier(
+                &mut tx,
+                &state.keyring,
+                &identifier.authority,
+                &identifier.value,
+            )
+            .await?
+            .into_iter()
+            .collect::<Vec<_>>()
         }
         (None, Some(family_name), Some(given_name), Some(birth_date)) => {
             check_len("family_name", family_name, 1, 200)?;
             check_len("given_name", given_name, 1, 100)?;
             let birth_date = parse_date("birth_date", birth_date)?;
-            vault::find_by_name_birth(&mut tx, &state.keyring, family_name, given_name, birth_date).await?
+            vault::find_by_name_birth(&mut tx, &state.keyring, family_name, given_name, birth_date)
+                .await?
         }
         _ => {
             return Err(ApiError::InvalidInput(
@@ -570,7 +662,10 @@ pub async fn search(
     }
     let patients = disclose(&mut tx, &state, &actor, &readable).await?;
     tx.commit().await?;
-    Ok(Json(SearchResult { patients, restricted }))
+    Ok(Json(SearchResult {
+        patients,
+        restricted,
+    }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -606,10 +701,17 @@ pub async fn access_log(
 ) -> Result<Json<AccessLog>, ApiError> {
     let patient_id = parse_patient_id(&id)?;
     let mut tx = TenantTx::begin(&state.pool, &actor, Some(request_id)).await?;
-    clinical::patient::get(&mut tx, patient_id).await?.ok_or(ApiError::NotFound)?;
-    let entries = audit::access_log(&mut tx, patient_id, audit::access::ACCESS_LOG_LIMIT_MAX).await?;
+    clinical::patient::get(&mut tx, patient_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let entries =
+        audit::access_log(&mut tx, patient_id, audit::access::ACCESS_LOG_LIMIT_MAX).await?;
     // Reading who accessed a record is itself recorded.
-    audit::append(&mut tx, audit::AuditEntry::patient("access_log.read", patient_id).purpose("operations")).await?;
+    audit::append(
+        &mut tx,
+        audit::AuditEntry::patient("access_log.read", patient_id).purpose("operations"),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(AccessLog {
         patient_id: patient_id.into_uuid(),
@@ -658,7 +760,9 @@ pub async fn break_glass(
 ) -> Result<Response, ApiError> {
     let patient_id = parse_patient_id(&id)?;
     let mut tx = TenantTx::begin(&state.pool, &actor, Some(request_id)).await?;
-    clinical::patient::get(&mut tx, patient_id).await?.ok_or(ApiError::NotFound)?;
+    clinical::patient::get(&mut tx, patient_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     let path = format!("/v1/patients/{patient_id}/break-glass");
     let idempotency = idempotency::claim(&mut tx, &headers, &path, &body.bytes).await?;
     let grant = if let Idempotency::Replay(outcome) = &idempotency {
@@ -666,8 +770,17 @@ pub async fn break_glass(
             .await?
             .ok_or(ApiError::NotFound)?
     } else {
-        let grant = identity::break_glass::open(&mut tx, user_id, patient_id, &body.value.reason, state.settings.break_glass_secs).await?;
-        idempotency.record(&mut tx, 201, "break_glass_grant", Some(grant.id)).await?;
+        let grant = identity::break_glass::open(
+            &mut tx,
+            user_id,
+            patient_id,
+            &body.value.reason,
+            state.settings.break_glass_secs,
+        )
+        .await?;
+        idempotency
+            .record(&mut tx, 201, "break_glass_grant", Some(grant.id))
+            .await?;
         grant
     };
     tx.commit().await?;
@@ -711,13 +824,21 @@ pub async fn add_care_team_member(
         return Ok(StatusCode::NO_CONTENT);
     }
     if identity::user::get(&mut tx, user_id).await?.is_none() {
-        return Err(ApiError::InvalidInput("user_id names no user of this tenant".into()));
+        return Err(ApiError::InvalidInput(
+            "user_id names no user of this tenant".into(),
+        ));
     }
     if !clinical::care_team::add(&mut tx, patient_id, user_id).await? {
         return Err(ApiError::NotFound);
     }
-    audit::append(&mut tx, audit::AuditEntry::patient("care_team.add", patient_id).purpose("operations")).await?;
-    idempotency.record(&mut tx, 204, "care_team_member", None).await?;
+    audit::append(
+        &mut tx,
+        audit::AuditEntry::patient("care_team.add", patient_id).purpose("operations"),
+    )
+    .await?;
+    idempotency
+        .record(&mut tx, 204, "care_team_member", None)
+        .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -16,8 +16,11 @@ pub async fn run(global: &Global, command: AuditCommand) -> anyhow::Result<ExitC
     let key = settings::checkpoint_key(global)?;
     match command {
         AuditCommand::Checkpoint { tenant } => {
-            let n = wiring::checkpoint_all(&owner, &key, tenant.map(TenantId::new_unchecked)).await?;
-            println!("{n} checkpoint(s) written (tenants whose log did not move since their last checkpoint were skipped)");
+            let n =
+                wiring::checkpoint_all(&owner, &key, tenant.map(TenantId::new_unchecked)).await?;
+            println!(
+                "{n} checkpoint(s) written (tenants whose log did not move since their last checkpoint were skipped)"
+            );
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Verify { tenant } => {
@@ -25,8 +28,11 @@ pub async fn run(global: &Global, command: AuditCommand) -> anyhow::Result<ExitC
             // Keys retired from signing still verify the checkpoints they made.
             if let Ok(list) = std::env::var("TENET_CHECKPOINT_PUBLIC_KEYS") {
                 for hex in list.split(',').map(str::trim).filter(|hex| !hex.is_empty()) {
-                    let bytes: [u8; 32] = hex_decode(hex)
-                        .ok_or_else(|| anyhow::anyhow!("TENET_CHECKPOINT_PUBLIC_KEYS holds a key that is not 64 hex digits"))?;
+                    let bytes: [u8; 32] = hex_decode(hex).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "TENET_CHECKPOINT_PUBLIC_KEYS holds a key that is not 64 hex digits"
+                        )
+                    })?;
                     keys.push(ed25519_dalek_key(&bytes)?);
                 }
             }
@@ -41,7 +47,8 @@ pub async fn run(global: &Global, command: AuditCommand) -> anyhow::Result<ExitC
                     continue;
                 }
                 n_tenants += 1;
-                let mut tx = TenantTx::begin_as(&owner, tenant_entry.tenant_id, "system", None).await?;
+                let mut tx =
+                    TenantTx::begin_as(&owner, tenant_entry.tenant_id, "system", None).await?;
                 let total: i64 =
                     sqlx::query_scalar("SELECT coalesce(sum(seq), 0)::bigint FROM audit.chain_heads WHERE tenant_id = $1")
                         .bind(tenant_entry.tenant_id.as_uuid())
@@ -49,9 +56,11 @@ pub async fn run(global: &Global, command: AuditCommand) -> anyhow::Result<ExitC
                         .await?;
                 let bar = ProgressBar::new(u64::try_from(total).unwrap_or(0));
                 bar.set_style(
-                    ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} events ({per_sec})")
-                        .expect("BUG: progress template")
-                        .progress_chars("=> "),
+                    ProgressStyle::with_template(
+                        "{prefix} [{bar:30}] {pos}/{len} events ({per_sec})",
+                    )
+                    .expect("BUG: progress template")
+                    .progress_chars("=> "),
                 );
                 bar.set_prefix(tenant_entry.tenant_id.to_string());
                 let report = audit::verify_tenant(&mut tx, &keys, |n| bar.set_position(n)).await?;
@@ -78,7 +87,11 @@ pub async fn run(global: &Global, command: AuditCommand) -> anyhow::Result<ExitC
                     format!("{} problem(s)", problems.len())
                 }
             );
-            Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }
@@ -95,5 +108,6 @@ fn hex_decode(text: &str) -> Option<[u8; 32]> {
 }
 
 fn ed25519_dalek_key(bytes: &[u8; 32]) -> anyhow::Result<audit::checkpoint::VerifyingKey> {
-    audit::checkpoint::VerifyingKey::from_bytes(bytes).map_err(|_| anyhow::anyhow!("not an Ed25519 public key"))
+    audit::checkpoint::VerifyingKey::from_bytes(bytes)
+        .map_err(|_| anyhow::anyhow!("not an Ed25519 public key"))
 }

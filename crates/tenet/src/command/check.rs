@@ -13,5 +13,9 @@ pub async fn run(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", schema::check::render_text(&violations));
     }
-    Ok(if violations.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if violations.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

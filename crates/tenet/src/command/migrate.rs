@@ -20,8 +20,15 @@ pub async fn run(global: &Global, direction: Option<MigrateDirection>) -> anyhow
         MigrateDirection::Status => {
             let status = migrator.status(&owner).await?;
             for migration in migrator.migrations() {
-                let state = if status.applied.contains(&migration.version) { "applied" } else { "pending" };
-                println!("{}  {:<10} {:<8} {}", migration.version, migration.context, state, migration.name);
+                let state = if status.applied.contains(&migration.version) {
+                    "applied"
+                } else {
+                    "pending"
+                };
+                println!(
+                    "{}  {:<10} {:<8} {}",
+                    migration.version, migration.context, state, migration.name
+                );
             }
         }
     }

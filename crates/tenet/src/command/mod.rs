@@ -33,5 +33,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Pools for operator commands: (owner, service role).
 async fn pools(global: &Global) -> anyhow::Result<(PgPool, PgPool)> {
     let database = settings::database(global).await?;
-    database.config.connect(4).await.context("connecting to the database")
+    database
+        .config
+        .connect(4)
+        .await
+        .context("connecting to the database")
 }

@@ -47,7 +47,8 @@ pub async fn user(global: &Global, command: UserCommand) -> anyhow::Result<ExitC
             oidc_subject,
         } => {
             let mut tx = tenant_tx(&app, tenant).await?;
-            let user_id = identity::user::create(&mut tx, &handle, role, oidc_subject.as_deref()).await?;
+            let user_id =
+                identity::user::create(&mut tx, &handle, role, oidc_subject.as_deref()).await?;
             tx.commit().await?;
             println!("{user_id}");
         }
@@ -66,7 +67,9 @@ pub async fn api_key(global: &Global, command: ApiKeyCommand) -> anyhow::Result<
             user,
         } => {
             let mut tx = tenant_tx(&app, tenant).await?;
-            let key = identity::api_key::create(&mut tx, role, &label, user.map(UserId::new_unchecked)).await?;
+            let key =
+                identity::api_key::create(&mut tx, role, &label, user.map(UserId::new_unchecked))
+                    .await?;
             tx.commit().await?;
             eprintln!("API key {} created; it is shown once:", key.id);
             println!("{}", key.token);

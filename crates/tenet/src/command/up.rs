@@ -4,8 +4,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use db::cluster::Startup;
 use db::TenantTx;
+use db::cluster::Startup;
 use identity::keyring::Keyring;
 use kernel::Role;
 
@@ -24,7 +24,11 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<ExitCode> {
             "embedded PostgreSQL ready"
         );
     }
-    let (owner, app) = database.config.connect(4).await.context("connecting to the database")?;
+    let (owner, app) = database
+        .config
+        .connect(4)
+        .await
+        .context("connecting to the database")?;
     let n_applied = schema::migrator().up(&owner).await.context("migrating")?;
     if n_applied > 0 {
         tracing::info!(n_applied, "migrations applied");
@@ -35,13 +39,19 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<ExitCode> {
     }
     owner.close().await;
     app.close().await;
-    tracing::info!(ready_ms = started.elapsed().as_millis() as u64, "ready to serve");
+    tracing::info!(
+        ready_ms = started.elapsed().as_millis() as u64,
+        "ready to serve"
+    );
     let result = wiring::serve(global, &args.serve, &database).await;
     // Stop the cluster we started; one that was already running belongs to someone else.
     if let Some((cluster, startup)) = &database.cluster
         && *startup != Startup::AlreadyRunning
     {
-        cluster.stop().await.context("stopping the embedded PostgreSQL")?;
+        cluster
+            .stop()
+            .await
+            .context("stopping the embedded PostgreSQL")?;
         tracing::info!("embedded PostgreSQL stopped");
     }
     result.map(|()| ExitCode::SUCCESS)
@@ -54,7 +64,10 @@ pub async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<ExitCode
 }
 
 /// Creates the demo tenant, its users and API keys, once; prints the keys.
-#[allow(clippy::print_stdout, reason = "the keys are shown to the operator once")]
+#[allow(
+    clippy::print_stdout,
+    reason = "the keys are shown to the operator once"
+)]
 async fn demo(owner: &sqlx::PgPool, app: &sqlx::PgPool, keyring: &Keyring) -> anyhow::Result<()> {
     let tenants = identity::tenant::list_all(owner).await?;
     if let Some(tenant) = tenants.iter().find(|tenant| tenant.name == DEMO_TENANT) {
@@ -76,8 +89,15 @@ async fn demo(owner: &sqlx::PgPool, app: &sqlx::PgPool, keyring: &Keyring) -> an
         ("demo-integration", Role::Integration),
     ] {
         let user_id = identity::user::create(&mut tx, handle, role, None).await?;
-        let key = identity::api_key::create(&mut tx, role, &format!("{handle} (demo)"), Some(user_id)).await?;
-        lines.push(format!("  {:<18} {:<17} {}", handle, role.as_str(), key.token));
+        let key =
+            identity::api_key::create(&mut tx, role, &format!("{handle} (demo)"), Some(user_id))
+                .await?;
+        lines.push(format!(
+            "  {:<18} {:<17} {}",
+            handle,
+            role.as_str(),
+            key.token
+        ));
     }
     tx.commit().await?;
     println!("Demo tenant \"{DEMO_TENANT}\" created: {tenant_id}");
