@@ -1,1 +1,115 @@
-fn main() {}
+//! Developer tasks for Tenet, in Rust rather than shell (matklad's cargo-xtask).
+//!
+//! - `cargo xtask ci`: what CI runs — installs PostgreSQL if missing, then fmt,
+//!   clippy, every test, and `tenet check` on a freshly migrated database.
+//! - `cargo xtask bench api|audit`: the benchmarks; they print our figure beside the
+//!   reference figure from the same run, and the ratio.
+//! - `cargo xtask test-db stop`: stops the throwaway cluster the tests keep running.
+
+mod bench;
+mod ci;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Everything CI checks, with set-up: PostgreSQL, fmt, clippy, tests, `tenet check`.
+    Ci,
+    /// Benchmarks (release builds; numbers go to BENCHMARKS.md).
+    Bench {
+        #[command(subcommand)]
+        what: bench::Bench,
+    },
+    /// The tests' throwaway PostgreSQL cluster.
+    TestDb {
+        #[command(subcommand)]
+        command: TestDbCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TestDbCommand {
+    /// Stop it (the next test run starts it again).
+    Stop,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.task {
+        Task::Ci => ci::run(&runtime),
+        Task::Bench { what } => {
+            if cfg!(debug_assertions) {
+                // Benchmarks measure optimised code: run this task again from a release build.
+                let args: Vec<String> = std::env::args().skip(1).collect();
+                let mut release = vec!["run", "--release", "--quiet", "-p", "xtask", "--"];
+                release.extend(args.iter().map(String::as_str));
+                return shell("cargo", &release);
+            }
+            runtime.block_on(bench::run(what))
+        }
+        Task::TestDb {
+            command: TestDbCommand::Stop,
+        } => runtime.block_on(async {
+            let home = std::env::var_os("TENET_TEST_PG_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| std::env::temp_dir().join("tenet-test-pg"));
+            db::cluster::Cluster::at(&home)?.stop().await?;
+            Ok(())
+        }),
+    }
+}
+
+/// The workspace root.
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("BUG: xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Runs a command in the workspace root, failing on a non-zero exit.
+fn shell(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    eprintln!("$ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("running {program}"))?;
+    if !status.success() {
+        bail!("`{program} {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Runs a command and returns its stdout.
+fn output(program: &str, args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(root())
+        .output()
+        .with_context(|| format!("running {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "`{program} {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}

@@ -231,7 +231,10 @@ pub async fn list(tx: &mut TenantTx) -> Result<Vec<ApiKeyInfo>, sqlx::Error> {
         .map(|row| ApiKeyInfo {
             id: ApiKeyId::new_unchecked(row.id),
             label: row.label,
-            role: row.role.parse().expect("BUG: identity.role enum and kernel::Role disagree"),
+            role: row
+                .role
+                .parse()
+                .expect("BUG: identity.role enum and kernel::Role disagree"),
             user_id: row.user_id.map(UserId::new_unchecked),
             active: row.active,
             created_at: row.created_at,

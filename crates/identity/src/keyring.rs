@@ -207,6 +207,11 @@ impl Keyring {
         self.master.id()
     }
 
+    /// The master key new data keys are wrapped with.
+    pub fn master_key(&self) -> &MasterKey {
+        &self.master
+    }
+
     /// Creates the first data key of the transaction's (new) tenant.
     pub async fn create_data_key(&self, tx: &mut TenantTx) -> Result<Arc<DataKey>, KeyringError> {
         let tenant_id = tx.tenant_id();

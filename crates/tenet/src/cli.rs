@@ -95,6 +95,21 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Start, stop or inspect the embedded PostgreSQL under --home.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Start the embedded cluster (initialising it on first use) and leave it running.
+    Start,
+    /// Stop the embedded cluster.
+    Stop,
+    /// Say whether it runs, and where its socket is.
+    Status,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 
 mod cli;
 mod command;
+mod output;
 mod settings;
 mod telemetry;
 mod wiring;

@@ -27,6 +27,23 @@ pub struct Database {
     pub cluster: Option<(Cluster, Startup)>,
 }
 
+impl Database {
+    /// Stops the embedded cluster if this command started it; one that was already
+    /// running (a `tenet up` in another terminal) is left alone.
+    pub async fn finish(&self) -> anyhow::Result<()> {
+        if let Some((cluster, startup)) = &self.cluster
+            && *startup != Startup::AlreadyRunning
+        {
+            cluster
+                .stop()
+                .await
+                .context("stopping the embedded PostgreSQL")?;
+            tracing::info!("embedded PostgreSQL stopped");
+        }
+        Ok(())
+    }
+}
+
 /// Resolves the database: `DATABASE_URL`, or the embedded cluster (started if needed).
 pub async fn database(global: &Global) -> anyhow::Result<Database> {
     if let Some(url) = &global.database_url {

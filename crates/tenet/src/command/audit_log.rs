@@ -8,19 +8,26 @@ use indicatif::{ProgressBar, ProgressStyle};
 use kernel::TenantId;
 
 use crate::cli::{AuditCommand, Global};
+use crate::output::say;
 use crate::{settings, wiring};
 
-#[allow(clippy::print_stdout, reason = "command output")]
 pub async fn run(global: &Global, command: AuditCommand) -> anyhow::Result<ExitCode> {
-    let (owner, _app) = super::pools(global).await?;
     let key = settings::checkpoint_key(global)?;
+    super::with_pools(global, async |owner, _app| audit(owner, key, command).await).await
+}
+
+async fn audit(
+    owner: &sqlx::PgPool,
+    key: audit::CheckpointKey,
+    command: AuditCommand,
+) -> anyhow::Result<ExitCode> {
     match command {
         AuditCommand::Checkpoint { tenant } => {
             let n =
-                wiring::checkpoint_all(&owner, &key, tenant.map(TenantId::new_unchecked)).await?;
-            println!(
+                wiring::checkpoint_all(owner, &key, tenant.map(TenantId::new_unchecked)).await?;
+            say(format!(
                 "{n} checkpoint(s) written (tenants whose log did not move since their last checkpoint were skipped)"
-            );
+            ));
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Verify { tenant } => {
@@ -36,7 +43,7 @@ pub async fn run(global: &Global, command: AuditCommand) -> anyhow::Result<ExitC
                     keys.push(ed25519_dalek_key(&bytes)?);
                 }
             }
-            let tenants = identity::tenant::list_all(&owner).await?;
+            let tenants = identity::tenant::list_all(owner).await?;
             let started = Instant::now();
             let mut n_events = 0u64;
             let mut n_checkpoints = 0u64;
@@ -48,7 +55,7 @@ pub async fn run(global: &Global, command: AuditCommand) -> anyhow::Result<ExitC
                 }
                 n_tenants += 1;
                 let mut tx =
-                    TenantTx::begin_as(&owner, tenant_entry.tenant_id, "system", None).await?;
+                    TenantTx::begin_as(owner, tenant_entry.tenant_id, "system", None).await?;
                 let total: i64 =
                     sqlx::query_scalar("SELECT coalesce(sum(seq), 0)::bigint FROM audit.chain_heads WHERE tenant_id = $1")
                         .bind(tenant_entry.tenant_id.as_uuid())
@@ -72,9 +79,9 @@ pub async fn run(global: &Global, command: AuditCommand) -> anyhow::Result<ExitC
             }
             let secs = started.elapsed().as_secs_f64();
             for problem in &problems {
-                println!("TAMPERED {problem}");
+                say(format!("TAMPERED {problem}"));
             }
-            println!(
+            say(format!(
                 "{} event(s) and {} checkpoint(s) of {} tenant(s) verified in {:.2}s ({:.0} events/s): {}",
                 n_events,
                 n_checkpoints,
@@ -86,7 +93,7 @@ pub async fn run(global: &Global, command: AuditCommand) -> anyhow::Result<ExitC
                 } else {
                     format!("{} problem(s)", problems.len())
                 }
-            );
+            ));
             Ok(if problems.is_empty() {
                 ExitCode::SUCCESS
             } else {

@@ -3,19 +3,21 @@
 use std::process::ExitCode;
 
 use crate::cli::Global;
+use crate::output::say;
 
-#[allow(clippy::print_stdout, reason = "command output")]
 pub async fn run(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
-    let (owner, _app) = super::pools(global).await?;
-    let violations = schema::check::run(&owner).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&violations)?);
-    } else {
-        print!("{}", schema::check::render_text(&violations));
-    }
-    Ok(if violations.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    super::with_pools(global, async |owner, _app| {
+        let violations = schema::check::run(owner).await?;
+        if json {
+            say(serde_json::to_string_pretty(&violations)?);
+        } else {
+            say(schema::check::render_text(&violations).trim_end());
+        }
+        Ok(if violations.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
     })
+    .await
 }

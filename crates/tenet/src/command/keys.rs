@@ -14,9 +14,9 @@ use identity::keyring::MasterKey;
 use indicatif::ProgressBar;
 
 use crate::cli::{Global, KeysCommand};
+use crate::output::say;
 use crate::settings;
 
-#[allow(clippy::print_stdout, reason = "command output")]
 pub async fn run(global: &Global, command: KeysCommand) -> anyhow::Result<ExitCode> {
     let KeysCommand::Rotate = command;
     let Some(path) = settings::master_key_path(global) else {
@@ -34,27 +34,30 @@ pub async fn run(global: &Global, command: KeysCommand) -> anyhow::Result<ExitCo
             .with_context(|| format!("writing {}", next_path.display()))?;
         new
     };
-    let (owner, _app) = super::pools(global).await?;
-    let tenants = identity::tenant::list_all(&owner).await?;
-    let bar = ProgressBar::new(tenants.len() as u64);
-    let mut n_rewrapped = 0;
-    for tenant in &tenants {
-        let mut tx = TenantTx::begin_as(&owner, tenant.tenant_id, "system", None).await?;
-        n_rewrapped += identity::keyring::rewrap_tenant(&mut tx, &old, &new).await?;
-        tx.commit().await?;
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
+    let (n_tenants, n_rewrapped) = super::with_pools(global, async |owner, _app| {
+        let tenants = identity::tenant::list_all(owner).await?;
+        let bar = ProgressBar::new(tenants.len() as u64);
+        let mut n_rewrapped = 0;
+        for tenant in &tenants {
+            let mut tx = TenantTx::begin_as(owner, tenant.tenant_id, "system", None).await?;
+            n_rewrapped += identity::keyring::rewrap_tenant(&mut tx, &old, &new).await?;
+            tx.commit().await?;
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok((tenants.len(), n_rewrapped))
+    })
+    .await?;
     let retired = path.with_extension(format!("key.retired-{}", old.id()));
     std::fs::rename(&path, &retired).with_context(|| format!("retiring {}", path.display()))?;
     std::fs::rename(&next_path, &path).with_context(|| format!("installing {}", path.display()))?;
-    println!(
+    say(format!(
         "master key rotated: {} -> {}; {} data key(s) of {} tenant(s) re-wrapped; the old key is kept at {} (delete it once backups no longer need it)",
         old.id(),
         new.id(),
         n_rewrapped,
-        tenants.len(),
+        n_tenants,
         retired.display()
-    );
+    ));
     Ok(ExitCode::SUCCESS)
 }

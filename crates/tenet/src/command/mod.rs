@@ -2,6 +2,7 @@
 
 mod audit_log;
 mod check;
+mod database;
 mod keys;
 mod migrate;
 mod principals;
@@ -27,15 +28,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit { command } => audit_log::run(global, command).await,
         Command::Check { json } => check::run(global, json).await,
         Command::Keys { command } => keys::run(global, command).await,
+        Command::Db { command } => database::run(global, command).await,
     }
 }
 
-/// Pools for operator commands: (owner, service role).
-async fn pools(global: &Global) -> anyhow::Result<(PgPool, PgPool)> {
+/// Runs an operator command with pools (owner, service role), stopping the
+/// embedded cluster afterwards if the command had to start it.
+async fn with_pools<T>(
+    global: &Global,
+    f: impl AsyncFnOnce(&PgPool, &PgPool) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let database = settings::database(global).await?;
-    database
+    let (owner, app) = database
         .config
         .connect(4)
         .await
-        .context("connecting to the database")
+        .context("connecting to the database")?;
+    let result = f(&owner, &app).await;
+    owner.close().await;
+    app.close().await;
+    database.finish().await?;
+    result
 }

@@ -5,11 +5,11 @@ use std::time::Instant;
 
 use anyhow::Context;
 use db::TenantTx;
-use db::cluster::Startup;
 use identity::keyring::Keyring;
 use kernel::Role;
 
 use crate::cli::{Global, ServeArgs, UpArgs};
+use crate::output::say;
 use crate::{settings, wiring};
 
 const DEMO_TENANT: &str = "Demo Clinic";
@@ -44,38 +44,26 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<ExitCode> {
         "ready to serve"
     );
     let result = wiring::serve(global, &args.serve, &database).await;
-    // Stop the cluster we started; one that was already running belongs to someone else.
-    if let Some((cluster, startup)) = &database.cluster
-        && *startup != Startup::AlreadyRunning
-    {
-        cluster
-            .stop()
-            .await
-            .context("stopping the embedded PostgreSQL")?;
-        tracing::info!("embedded PostgreSQL stopped");
-    }
+    database.finish().await?;
     result.map(|()| ExitCode::SUCCESS)
 }
 
 pub async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let database = settings::database(global).await?;
-    wiring::serve(global, args, &database).await?;
-    Ok(ExitCode::SUCCESS)
+    let result = wiring::serve(global, args, &database).await;
+    database.finish().await?;
+    result.map(|()| ExitCode::SUCCESS)
 }
 
 /// Creates the demo tenant, its users and API keys, once; prints the keys.
-#[allow(
-    clippy::print_stdout,
-    reason = "the keys are shown to the operator once"
-)]
 async fn demo(owner: &sqlx::PgPool, app: &sqlx::PgPool, keyring: &Keyring) -> anyhow::Result<()> {
     let tenants = identity::tenant::list_all(owner).await?;
     if let Some(tenant) = tenants.iter().find(|tenant| tenant.name == DEMO_TENANT) {
-        println!(
+        say(format!(
             "Demo tenant {} exists; its API keys were printed when it was created.\n\
              Make another with: tenet apikey create --tenant {} --role admin",
             tenant.tenant_id, tenant.tenant_id
-        );
+        ));
         return Ok(());
     }
     let tenant_id = identity::tenant::create(app, keyring, DEMO_TENANT).await?;
@@ -100,11 +88,13 @@ async fn demo(owner: &sqlx::PgPool, app: &sqlx::PgPool, keyring: &Keyring) -> an
         ));
     }
     tx.commit().await?;
-    println!("Demo tenant \"{DEMO_TENANT}\" created: {tenant_id}");
-    println!("API keys (shown once; keep them):");
-    println!("  {:<18} {:<17} key", "user", "role");
+    say(format!(
+        "Demo tenant \"{DEMO_TENANT}\" created: {tenant_id}"
+    ));
+    say("API keys (shown once; keep them):");
+    say(format!("  {:<18} {:<17} key", "user", "role"));
     for line in lines {
-        println!("{line}");
+        say(line);
     }
     Ok(())
 }

@@ -1,0 +1,6 @@
+//! Integration tests of the identity context against a real PostgreSQL: tenant
+//! isolation at the SQL level, and the PHI vault's encryption and audit.
+
+mod isolation;
+mod support;
+mod vault;
