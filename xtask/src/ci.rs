@@ -70,7 +70,7 @@ fn has_postgres() -> bool {
 
 /// Installs PostgreSQL's server binaries from Debian's packages when missing, without
 /// letting the package create and start a cluster of its own.
-fn ensure_postgres() -> anyhow::Result<()> {
+pub fn ensure_postgres() -> anyhow::Result<()> {
     if has_postgres() {
         return Ok(());
     }

@@ -1,5 +1,6 @@
 //! Developer tasks for Tenet, in Rust rather than shell (matklad's cargo-xtask).
 //!
+//! - `cargo xtask up`: install what is missing, build, and `tenet up --demo`.
 //! - `cargo xtask ci`: what CI runs — installs PostgreSQL if missing, then fmt,
 //!   clippy, every test, and `tenet check` on a freshly migrated database.
 //! - `cargo xtask bench api|audit`: the benchmarks; they print our figure beside the
@@ -24,6 +25,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
+    /// Install what is missing (PostgreSQL), build Tenet in release mode and run
+    /// `tenet up --demo`; extra arguments go to `tenet up` (e.g. `-- --http 127.0.0.1:9000`).
+    Up {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Everything CI checks, with set-up: PostgreSQL, fmt, clippy, tests, `tenet check`.
     Ci,
     /// Benchmarks (release builds; numbers go to BENCHMARKS.md).
@@ -50,6 +57,12 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.task {
+        Task::Up { args } => {
+            ci::ensure_postgres()?;
+            let mut command = vec!["run", "--release", "--quiet", "-p", "tenet", "--", "up", "--demo"];
+            command.extend(args.iter().map(String::as_str));
+            shell("cargo", &command)
+        }
         Task::Ci => ci::run(&runtime),
         Task::Bench { what } => {
             if cfg!(debug_assertions) {
