@@ -10,7 +10,7 @@ use kernel::{AuditEventId, PatientId};
 use time::OffsetDateTime;
 
 use crate::LANES;
-use crate::chain::{ChainedEvent, Hash, genesis, to_stored_precision};
+use crate::chain::{ChainedEvent, Hash, genesis, to_stored_json, to_stored_precision};
 
 /// What to record. Never put PHI values here: ids, an action and a purpose.
 #[derive(Debug, Clone)]
@@ -76,6 +76,20 @@ pub async fn init_tenant_chain(tx: &mut TenantTx) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// Fails the caller's transaction in the database when there is no chain to append
+/// to. A database error already aborts the transaction; this makes `NoChain` do the
+/// same, so the access being recorded cannot be committed without its event even by
+/// a caller that ignores the error.
+async fn fail_transaction(tx: &mut TenantTx) -> AuditError {
+    // The statement's error is the point: it leaves the transaction aborted.
+    let _ = sqlx::query(
+        "DO $$ BEGIN RAISE EXCEPTION 'the tenant has no audit chain' USING ERRCODE = 'no_data_found'; END $$",
+    )
+    .execute(&mut **tx)
+    .await;
+    AuditError::NoChain
+}
+
 /// Appends `entry` to the tenant's log in `tx`.
 pub async fn append(tx: &mut TenantTx, entry: AuditEntry) -> Result<AuditEventId, AuditError> {
     let tenant_id = tx.tenant_id();
@@ -92,17 +106,22 @@ pub async fn append(tx: &mut TenantTx, entry: AuditEntry) -> Result<AuditEventId
         None => {
             let lane = i16::try_from(rand::random::<u16>() % LANES.unsigned_abs())
                 .expect("BUG: lane fits i16");
-            sqlx::query_as(
+            let head = sqlx::query_as(
                 "SELECT lane, seq, hash FROM audit.chain_heads WHERE tenant_id = $1 AND lane = $2 FOR UPDATE",
             )
             .bind(tenant_id.as_uuid())
             .bind(lane)
             .fetch_optional(&mut **tx)
-            .await?
-            .ok_or(AuditError::NoChain)?
+            .await?;
+            match head {
+                Some(head) => head,
+                None => return Err(fail_transaction(tx).await),
+            }
         }
     };
-    let prev: Hash = prev.try_into().map_err(|_| AuditError::NoChain)?;
+    let Ok(prev) = Hash::try_from(prev) else {
+        return Err(fail_transaction(tx).await);
+    };
     let event = ChainedEvent {
         tenant_id,
         lane,
@@ -115,7 +134,7 @@ pub async fn append(tx: &mut TenantTx, entry: AuditEntry) -> Result<AuditEventId
         purpose: entry.purpose,
         request_id: tx.request_id(),
         break_glass: entry.break_glass,
-        details: entry.details,
+        details: to_stored_json(entry.details),
     };
     let hash = event.hash(&prev, &mut Vec::with_capacity(256));
     sqlx::query(

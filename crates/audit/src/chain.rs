@@ -49,6 +49,27 @@ pub fn to_stored_precision(at: OffsetDateTime) -> OffsetDateTime {
         .expect("BUG: timestamp out of range")
 }
 
+/// The JSON value as jsonb stores it, so the hashed value is the stored one: jsonb
+/// numbers are `numeric`, which has no negative zero (`-0.0` comes back `0.0`).
+pub fn to_stored_json(mut value: serde_json::Value) -> serde_json::Value {
+    fn visit(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Number(number)
+                if number
+                    .as_f64()
+                    .is_some_and(|x| x == 0.0 && x.is_sign_negative()) =>
+            {
+                *number = serde_json::Number::from_f64(0.0).expect("BUG: 0.0 is finite");
+            }
+            serde_json::Value::Array(values) => values.iter_mut().for_each(visit),
+            serde_json::Value::Object(map) => map.values_mut().for_each(visit),
+            _ => {}
+        }
+    }
+    visit(&mut value);
+    value
+}
+
 fn put_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
     let len = u32::try_from(bytes.len()).expect("BUG: audit field over 4 GiB");
     buf.extend_from_slice(&len.to_be_bytes());

@@ -31,7 +31,8 @@ pub enum ProblemKind {
         to_seq: i64,
     },
     /// The lane's recorded head is not its last row: the tail was cut off, or rows
-    /// were added without going through the chain.
+    /// were added without going through the chain. A lane with rows but no head at
+    /// all is reported with `head_seq` 0.
     HeadMismatch {
         lane: i16,
         head_seq: i64,
@@ -260,6 +261,20 @@ pub async fn verify_tenant(
     .bind(tenant_id.as_uuid())
     .fetch_all(&mut **tx)
     .await?;
+    let mut headless: Vec<(i16, i64)> = lanes
+        .iter()
+        .filter(|(lane, _)| !heads.iter().any(|(head_lane, _, _)| head_lane == *lane))
+        .map(|(lane, walk)| (*lane, walk.last_seq))
+        .collect();
+    headless.sort_unstable();
+    // Rows in a lane the heads do not list were never appended through the chain.
+    for (lane, last_seq) in headless {
+        report.problems.push(problem(ProblemKind::HeadMismatch {
+            lane,
+            head_seq: 0,
+            last_seq,
+        }));
+    }
     for (lane, head_seq, head_hash) in heads {
         let (last_seq, last_hash) = lanes
             .get(&lane)

@@ -77,6 +77,12 @@ async fn audit(
                 n_checkpoints += report.n_checkpoints;
                 problems.extend(report.problems);
             }
+            // A mistyped tenant must not read as an intact log.
+            if let Some(only) = tenant
+                && n_tenants == 0
+            {
+                anyhow::bail!("no tenant {only}");
+            }
             let secs = started.elapsed().as_secs_f64();
             for problem in &problems {
                 say(format!("TAMPERED {problem}"));

@@ -1,0 +1,101 @@
+//! `--help` for every subcommand: exits 0 and names the subcommand's options.
+
+use crate::Run;
+
+/// Every subcommand, and options its help must mention.
+const SUBCOMMANDS: &[(&[&str], &[&str])] = &[
+    (
+        &[],
+        &[
+            "up",
+            "serve",
+            "migrate",
+            "tenant",
+            "user",
+            "apikey",
+            "audit",
+            "check",
+            "keys",
+            "--home",
+            "--database-url",
+            "--log-format",
+        ],
+    ),
+    (&["up"], &["--http", "--demo", "--checkpoint-secs"]),
+    (
+        &["serve"],
+        &[
+            "--http",
+            "--checkpoint-secs",
+            "--db-connections",
+            "--oidc-issuer",
+            "--oidc-audience",
+            "--oidc-jwks-url",
+            "--oidc-tenant-claim",
+            "--break-glass-secs",
+        ],
+    ),
+    (&["migrate"], &["up", "down", "status"]),
+    (&["migrate", "up"], &["--database-url"]),
+    (&["migrate", "down"], &["--steps"]),
+    (&["migrate", "status"], &["--database-url"]),
+    (&["tenant"], &["create", "list"]),
+    (&["tenant", "create"], &["<NAME>"]),
+    (&["tenant", "list"], &["--database-url"]),
+    (&["user"], &["create"]),
+    (
+        &["user", "create"],
+        &["--tenant", "--handle", "--role", "--oidc-subject"],
+    ),
+    (&["apikey"], &["create"]),
+    (
+        &["apikey", "create"],
+        &["--tenant", "--role", "--label", "--user"],
+    ),
+    (&["audit"], &["verify", "checkpoint"]),
+    (&["audit", "verify"], &["--tenant"]),
+    (&["audit", "checkpoint"], &["--tenant"]),
+    (&["check"], &["--json"]),
+    (&["keys"], &["rotate"]),
+    (&["keys", "rotate"], &["--database-url"]),
+];
+
+#[tokio::test]
+async fn every_subcommand_has_help_that_names_its_options() {
+    for (subcommand, options) in SUBCOMMANDS {
+        let mut args = subcommand.to_vec();
+        args.push("--help");
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenet"))
+            .args(&args)
+            .env_remove("DATABASE_URL")
+            .output()
+            .await
+            .expect("running tenet");
+        let run = Run::new(&args, output);
+        let help = run.ok();
+        assert!(
+            help.contains("Usage: tenet"),
+            "`{}` prints usage:\n{run}",
+            run.command
+        );
+        for option in *options {
+            assert!(
+                help.contains(option),
+                "`{}` mentions {option}:\n{run}",
+                run.command
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_subcommand_fails_with_usage() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenet"))
+        .arg("frobnicate")
+        .output()
+        .await
+        .expect("running tenet");
+    let run = Run::new(&["frobnicate"], output);
+    run.failed();
+    assert!(run.stderr.contains("Usage: tenet"), "{run}");
+}

@@ -1,0 +1,155 @@
+//! Integration tests of the real `tenet` binary, run as an operator runs it, against
+//! a database of its own on the test cluster.
+//!
+//! - [`help`]: every subcommand explains itself.
+//! - [`principals`]: `tenant create`, `user create`, `apikey create`.
+//! - [`audit_log`]: `audit verify` on a clean log, and after each kind of tampering.
+//! - [`check`]: `tenet check` on the migrated schema and on a broken one.
+//! - [`keys`]: `keys rotate` re-wraps every data key under a new master key.
+//! - [`migrate`]: `migrate down` then `migrate` round-trips.
+//!
+//! The binary gets `DATABASE_URL` (the owner role over the cluster's unix socket),
+//! `TENET_APP_DATABASE_URL` (the service role), key files in a temporary directory
+//! and JSON logs; nothing from the environment of the test run leaks in.
+
+mod audit_log;
+mod check;
+mod help;
+mod keys;
+mod migrate;
+mod principals;
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use db::testing::TestDb;
+use identity::keyring::MasterKey;
+
+/// The `tenet` binary, a database and a home for its keys.
+struct Tenet {
+    db: TestDb,
+    home: tempfile::TempDir,
+}
+
+impl Tenet {
+    /// A migrated database of its own, and a master key file.
+    async fn new() -> Self {
+        let db = TestDb::migrated(&schema::migrator()).await;
+        let home = tempfile::tempdir().expect("creating a temporary home");
+        let tenet = Self { db, home };
+        std::fs::write(
+            tenet.master_key_path(),
+            format!("{}\n", MasterKey::generate().to_hex()),
+        )
+        .unwrap();
+        tenet
+    }
+
+    fn master_key_path(&self) -> PathBuf {
+        self.home.path().join("master.key")
+    }
+
+    fn checkpoint_key_path(&self) -> PathBuf {
+        self.home.path().join("audit-signing.key")
+    }
+
+    /// `postgres://<role>@localhost/<db>?host=<socket dir>`: the role over the
+    /// cluster's unix socket.
+    fn url(&self, role: &str) -> String {
+        let socket_dir = self.db.cluster.socket_dir().to_str().expect("a UTF-8 path");
+        format!(
+            "postgres://{role}@localhost/{}?host={socket_dir}",
+            self.db.name
+        )
+    }
+
+    /// Runs `tenet args...` to completion.
+    async fn run(&self, args: &[&str]) -> Run {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenet"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("DATABASE_URL", self.url(db::roles::OWNER_ROLE))
+            .env("TENET_APP_DATABASE_URL", self.url(db::roles::APP_ROLE))
+            .env("TENET_HOME", self.home.path())
+            .env("TENET_MASTER_KEY_FILE", self.master_key_path())
+            .env("TENET_CHECKPOINT_KEY_FILE", self.checkpoint_key_path())
+            .env("TENET_LOG_FORMAT", "json")
+            .current_dir(self.home.path())
+            .output()
+            .await
+            .expect("running tenet");
+        Run::new(args, output)
+    }
+
+    /// Runs `sql` as the cluster superuser.
+    async fn as_superuser(&self, sql: &str) {
+        sqlx::raw_sql(sql)
+            .execute(&self.db.admin)
+            .await
+            .expect("the superuser's change");
+    }
+
+    /// Runs `sql` as the cluster superuser with user triggers off: what an attacker
+    /// does, since the append-only trigger refuses the change otherwise.
+    async fn as_attacker(&self, sql: &str) {
+        self.as_superuser(&format!(
+            "BEGIN; SET LOCAL session_replication_role = replica; {sql}; COMMIT;"
+        ))
+        .await;
+    }
+}
+
+/// A finished run of the binary.
+struct Run {
+    command: String,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn new(args: &[&str], output: Output) -> Self {
+        Self {
+            command: format!("tenet {}", args.join(" ")),
+            code: output.status.code(),
+            stdout: String::from_utf8(output.stdout).expect("UTF-8 on stdout"),
+            stderr: String::from_utf8(output.stderr).expect("UTF-8 on stderr"),
+        }
+    }
+
+    /// Asserts the run succeeded, and returns its stdout.
+    #[track_caller]
+    fn ok(&self) -> &str {
+        assert_eq!(self.code, Some(0), "`{}` failed:\n{self}", self.command);
+        &self.stdout
+    }
+
+    /// Asserts the run failed with an exit code (not a signal), and returns its stdout.
+    #[track_caller]
+    fn failed(&self) -> &str {
+        assert!(
+            matches!(self.code, Some(code) if code != 0),
+            "`{}` should fail:\n{self}",
+            self.command
+        );
+        &self.stdout
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit code {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// The first line of `text`, trimmed: what a command prints as its result.
+fn single_line(text: &str) -> &str {
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "one line expected, got {text:?}");
+    lines[0].trim()
+}
