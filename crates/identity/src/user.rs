@@ -25,11 +25,6 @@ pub struct User {
     pub active: bool,
 }
 
-fn role_of(text: &str) -> Role {
-    text.parse()
-        .expect("BUG: identity.role enum and kernel::Role disagree")
-}
-
 /// Creates a user in the transaction's tenant.
 pub async fn create(
     tx: &mut TenantTx,
@@ -60,58 +55,51 @@ pub async fn create(
     Ok(user_id)
 }
 
+/// A `users` row as [`SELECT_USERS`] selects it.
+type UserRow = (Uuid, String, String, bool);
+
+const SELECT_USERS: &str =
+    "SELECT id, handle, role::text, status = 'active' FROM identity.users WHERE tenant_id = $1";
+
+fn user_of((id, handle, role, active): UserRow) -> User {
+    User {
+        id: UserId::new_unchecked(id),
+        handle,
+        role: role
+            .parse()
+            .expect("BUG: identity.role enum and kernel::Role disagree"),
+        active,
+    }
+}
+
 /// The user an OIDC subject is mapped to in the transaction's tenant.
 pub async fn find_by_subject(
     tx: &mut TenantTx,
     subject: &str,
 ) -> Result<Option<User>, sqlx::Error> {
-    let row: Option<(Uuid, String, String, bool)> = sqlx::query_as(
-        "SELECT id, handle, role::text, status = 'active' FROM identity.users WHERE tenant_id = $1 AND oidc_subject = $2",
-    )
-    .bind(tx.tenant_id().as_uuid())
-    .bind(subject)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(row.map(|(id, handle, role, active)| User {
-        id: UserId::new_unchecked(id),
-        handle,
-        role: role_of(&role),
-        active,
-    }))
+    let row: Option<UserRow> = sqlx::query_as(&format!("{SELECT_USERS} AND oidc_subject = $2"))
+        .bind(tx.tenant_id().as_uuid())
+        .bind(subject)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.map(user_of))
 }
 
 /// A user of the transaction's tenant by id.
 pub async fn get(tx: &mut TenantTx, user_id: UserId) -> Result<Option<User>, sqlx::Error> {
-    let row: Option<(Uuid, String, String, bool)> = sqlx::query_as(
-        "SELECT id, handle, role::text, status = 'active' FROM identity.users WHERE tenant_id = $1 AND id = $2",
-    )
-    .bind(tx.tenant_id().as_uuid())
-    .bind(user_id.as_uuid())
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(row.map(|(id, handle, role, active)| User {
-        id: UserId::new_unchecked(id),
-        handle,
-        role: role_of(&role),
-        active,
-    }))
+    let row: Option<UserRow> = sqlx::query_as(&format!("{SELECT_USERS} AND id = $2"))
+        .bind(tx.tenant_id().as_uuid())
+        .bind(user_id.as_uuid())
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.map(user_of))
 }
 
 /// Every user of the transaction's tenant.
 pub async fn list(tx: &mut TenantTx) -> Result<Vec<User>, sqlx::Error> {
-    let rows: Vec<(Uuid, String, String, bool)> = sqlx::query_as(
-        "SELECT id, handle, role::text, status = 'active' FROM identity.users WHERE tenant_id = $1 ORDER BY handle",
-    )
-    .bind(tx.tenant_id().as_uuid())
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, handle, role, active)| User {
-            id: UserId::new_unchecked(id),
-            handle,
-            role: role_of(&role),
-            active,
-        })
-        .collect())
+    let rows: Vec<UserRow> = sqlx::query_as(&format!("{SELECT_USERS} ORDER BY handle"))
+        .bind(tx.tenant_id().as_uuid())
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(rows.into_iter().map(user_of).collect())
 }

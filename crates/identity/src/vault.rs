@@ -326,6 +326,26 @@ async fn write_identifier_index(
     Ok(())
 }
 
+/// Binds a sealed record to `sql`, whose parameters are: `$1` tenant, `$2` patient,
+/// `$3` data key, `$4`..`$11` the sealed columns in [`FIELDS`] order, `$12` the
+/// name + birth-date index.
+fn sealed_query<'q>(
+    sql: &'q str,
+    tenant_id: TenantId,
+    patient_id: PatientId,
+    data_key: &DataKey,
+    sealed: &'q Sealed,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let mut query = sqlx::query(sql)
+        .bind(tenant_id.into_uuid())
+        .bind(patient_id.into_uuid())
+        .bind(data_key.id);
+    for column in &sealed.columns {
+        query = query.bind(column);
+    }
+    query.bind(&sealed.name_birth_index)
+}
+
 /// Stores a new patient's identity and records `patient.create`.
 pub async fn insert(
     tx: &mut TenantTx,
@@ -337,24 +357,15 @@ pub async fn insert(
     let tenant_id = tx.tenant_id();
     let data_key = keyring.active_key(tx).await?;
     let sealed = seal(&data_key, tenant_id, patient_id, demographics);
-    let [c0, c1, c2, c3, c4, c5, c6, c7] = &sealed.columns;
-    sqlx::query(
+    sealed_query(
         "INSERT INTO identity.patient_phi (tenant_id, patient_id, data_key_id, family_name, given_names, birth_date,
              sex, phone, email, address, identifiers, name_birth_index)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        tenant_id,
+        patient_id,
+        &data_key,
+        &sealed,
     )
-    .bind(tenant_id.as_uuid())
-    .bind(patient_id.as_uuid())
-    .bind(data_key.id)
-    .bind(c0)
-    .bind(c1)
-    .bind(c2)
-    .bind(c3)
-    .bind(c4)
-    .bind(c5)
-    .bind(c6)
-    .bind(c7)
-    .bind(&sealed.name_birth_index)
     .execute(&mut **tx)
     .await?;
     write_identifier_index(tx, patient_id, demographics, &sealed).await?;
@@ -477,25 +488,16 @@ pub async fn update(
     }
     let data_key = keyring.active_key(tx).await?;
     let sealed = seal(&data_key, tenant_id, patient_id, demographics);
-    let [c0, c1, c2, c3, c4, c5, c6, c7] = &sealed.columns;
-    sqlx::query(
+    sealed_query(
         "UPDATE identity.patient_phi SET data_key_id = $3, family_name = $4, given_names = $5, birth_date = $6,
              sex = $7, phone = $8, email = $9, address = $10, identifiers = $11, name_birth_index = $12,
              version = version + 1, updated_at = now()
          WHERE tenant_id = $1 AND patient_id = $2",
+        tenant_id,
+        patient_id,
+        &data_key,
+        &sealed,
     )
-    .bind(tenant_id.as_uuid())
-    .bind(patient_id.as_uuid())
-    .bind(data_key.id)
-    .bind(c0)
-    .bind(c1)
-    .bind(c2)
-    .bind(c3)
-    .bind(c4)
-    .bind(c5)
-    .bind(c6)
-    .bind(c7)
-    .bind(&sealed.name_birth_index)
     .execute(&mut **tx)
     .await?;
     sqlx::query(
