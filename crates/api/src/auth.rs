@@ -40,7 +40,8 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Actor, ApiError
                     ApiKeyError::Malformed
                     | ApiKeyError::Unknown
                     | ApiKeyError::Revoked
-                    | ApiKeyError::TenantInactive => {
+                    | ApiKeyError::TenantInactive
+                    | ApiKeyError::UserInactive => {
                         tracing::info!(reason = %err, "API key refused");
                         ApiError::Unauthenticated
                     }

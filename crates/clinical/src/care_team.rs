@@ -8,7 +8,11 @@ use uuid::Uuid;
 
 /// Adds `user_id` to the patient's care team; false if the patient does not exist in
 /// this tenant (the composite foreign key makes another tenant's id "not found").
-pub async fn add(tx: &mut TenantTx, patient_id: PatientId, user_id: UserId) -> Result<bool, sqlx::Error> {
+pub async fn add(
+    tx: &mut TenantTx,
+    patient_id: PatientId,
+    user_id: UserId,
+) -> Result<bool, sqlx::Error> {
     let result = sqlx::query(
         "INSERT INTO clinical.care_team_members (tenant_id, patient_id, user_id) VALUES ($1, $2, $3)
          ON CONFLICT DO NOTHING",
@@ -20,13 +24,21 @@ pub async fn add(tx: &mut TenantTx, patient_id: PatientId, user_id: UserId) -> R
     .await;
     match result {
         Ok(_) => Ok(true),
-        Err(sqlx::Error::Database(e)) if e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation => Ok(false),
+        Err(sqlx::Error::Database(e))
+            if e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation =>
+        {
+            Ok(false)
+        }
         Err(e) => Err(e),
     }
 }
 
 /// Whether `user_id` is on the patient's care team.
-pub async fn is_member(tx: &mut TenantTx, patient_id: PatientId, user_id: UserId) -> Result<bool, sqlx::Error> {
+pub async fn is_member(
+    tx: &mut TenantTx,
+    patient_id: PatientId,
+    user_id: UserId,
+) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM clinical.care_team_members WHERE tenant_id = $1 AND patient_id = $2 AND user_id = $3)",
     )

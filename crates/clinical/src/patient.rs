@@ -80,7 +80,10 @@ pub async fn get(tx: &mut TenantTx, patient_id: PatientId) -> Result<Option<Pati
 }
 
 /// Several patients, in no particular order.
-pub async fn get_many(tx: &mut TenantTx, patient_ids: &[PatientId]) -> Result<Vec<Patient>, sqlx::Error> {
+pub async fn get_many(
+    tx: &mut TenantTx,
+    patient_ids: &[PatientId],
+) -> Result<Vec<Patient>, sqlx::Error> {
     let ids: Vec<Uuid> = patient_ids.iter().map(|id| id.into_uuid()).collect();
     let rows: Vec<(Uuid, String, OffsetDateTime, OffsetDateTime)> = sqlx::query_as(
         "SELECT id, status::text, created_at, updated_at FROM clinical.patients WHERE tenant_id = $1 AND id = ANY($2)",

@@ -55,6 +55,8 @@ pub enum ApiKeyError {
     Revoked,
     #[error("the tenant is not active")]
     TenantInactive,
+    #[error("the user the API key was issued to is disabled")]
+    UserInactive,
     #[error("looking up the API key")]
     Database(#[from] sqlx::Error),
 }
@@ -125,6 +127,8 @@ struct KeyRow {
     user_id: Option<Uuid>,
     last_used_at: Option<OffsetDateTime>,
     tenant_active: bool,
+    /// True for a key issued to no user.
+    user_active: bool,
 }
 
 /// Checks a presented key and returns the actor it stands for. Records the key's
@@ -134,8 +138,10 @@ pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Actor, ApiKeyErr
     let mut tx = TenantTx::begin_as(pool, tenant_id, &format!("api_key:{key_id}"), None).await?;
     let row: Option<KeyRow> = sqlx::query_as(
         "SELECT k.secret_hash AS stored_hash, k.role::text AS role, k.status = 'active' AS active, k.user_id,
-                k.last_used_at, t.status = 'active' AS tenant_active
+                k.last_used_at, t.status = 'active' AS tenant_active,
+                coalesce(u.status = 'active', true) AS user_active
          FROM identity.api_keys k JOIN identity.tenants t USING (tenant_id)
+         LEFT JOIN identity.users u ON u.tenant_id = k.tenant_id AND u.id = k.user_id
          WHERE k.tenant_id = $1 AND k.id = $2",
     )
     .bind(tenant_id.as_uuid())
@@ -149,6 +155,7 @@ pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Actor, ApiKeyErr
         user_id,
         last_used_at,
         tenant_active,
+        user_active,
     } = row.ok_or(ApiKeyError::Unknown)?;
     if !bool::from(secret_hash(&secret).ct_eq(&stored_hash[..])) {
         return Err(ApiKeyError::Unknown);
@@ -158,6 +165,10 @@ pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Actor, ApiKeyErr
     }
     if !tenant_active {
         return Err(ApiKeyError::TenantInactive);
+    }
+    // A key acts as its user: disabling the user disables their keys too.
+    if !user_active {
+        return Err(ApiKeyError::UserInactive);
     }
     let stale =
         last_used_at.is_none_or(|at| OffsetDateTime::now_utc() - at > time::Duration::minutes(1));

@@ -817,6 +817,11 @@ pub async fn add_care_team_member(
     let patient_id = parse_patient_id(&id)?;
     let user_id = UserId::new_unchecked(body.value.user_id);
     let mut tx = TenantTx::begin(&state.pool, &actor, Some(request_id)).await?;
+    // The patient named by the path comes first: another tenant's patient is "not
+    // found" whatever the body says, never "invalid user".
+    clinical::patient::get(&mut tx, patient_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     let path = format!("/v1/patients/{patient_id}/care-team");
     let idempotency = idempotency::claim(&mut tx, &headers, &path, &body.bytes).await?;
     if let Idempotency::Replay(_) = idempotency {
