@@ -86,49 +86,94 @@ fn put_optional(buf: &mut Vec<u8>, bytes: Option<&[u8]>) {
     }
 }
 
-impl ChainedEvent {
+/// An event's fields as raw bytes, borrowed from wherever they were read (a row of
+/// the verifier's binary `COPY`, or a [`ChainedEvent`]). The canonical encoding is
+/// defined here once.
+#[derive(Debug, Clone, Copy)]
+pub struct RawEvent<'a> {
+    pub tenant_id: &'a [u8; 16],
+    pub lane: i16,
+    pub seq: i64,
+    pub id: &'a [u8],
+    /// Microseconds since the Unix epoch.
+    pub occurred_at_micros: i64,
+    pub actor: &'a [u8],
+    pub action: &'a [u8],
+    pub patient_id: Option<&'a [u8]>,
+    pub purpose: Option<&'a [u8]>,
+    pub request_id: Option<&'a [u8]>,
+    pub break_glass: bool,
+    /// The details as serde_json writes them (keys sorted, no spaces).
+    pub details: &'a [u8],
+}
+
+impl RawEvent<'_> {
     /// The canonical encoding, appended to `buf`.
     pub fn encode(&self, buf: &mut Vec<u8>) {
         buf.extend_from_slice(b"tenet-audit-v1");
-        buf.extend_from_slice(self.tenant_id.as_uuid().as_bytes());
+        buf.extend_from_slice(self.tenant_id);
         buf.extend_from_slice(&self.lane.to_be_bytes());
         buf.extend_from_slice(&self.seq.to_be_bytes());
-        buf.extend_from_slice(self.id.as_bytes());
-        buf.extend_from_slice(&micros(self.occurred_at).to_be_bytes());
-        put_bytes(buf, self.actor.as_bytes());
-        put_bytes(buf, self.action.as_bytes());
-        put_optional(
-            buf,
-            self.patient_id
-                .as_ref()
-                .map(|id| &id.as_uuid().as_bytes()[..]),
-        );
-        put_optional(buf, self.purpose.as_deref().map(str::as_bytes));
-        put_optional(
-            buf,
-            self.request_id
-                .as_ref()
-                .map(|id| &id.as_uuid().as_bytes()[..]),
-        );
+        buf.extend_from_slice(self.id);
+        buf.extend_from_slice(&self.occurred_at_micros.to_be_bytes());
+        put_bytes(buf, self.actor);
+        put_bytes(buf, self.action);
+        put_optional(buf, self.patient_id);
+        put_optional(buf, self.purpose);
+        put_optional(buf, self.request_id);
         buf.push(u8::from(self.break_glass));
-        // serde_json's map keeps keys sorted, and jsonb hands back the same values, so
-        // re-serialising what we read yields the bytes we hashed.
-        put_bytes(
-            buf,
-            serde_json::to_string(&self.details)
-                .expect("BUG: JSON value always serialises")
-                .as_bytes(),
-        );
+        put_bytes(buf, self.details);
     }
 
     /// This event's hash, following `prev`.
-    pub fn hash(&self, prev: &Hash, scratch: &mut Vec<u8>) -> Hash {
+    pub fn hash(&self, prev: &[u8], scratch: &mut Vec<u8>) -> Hash {
         scratch.clear();
         self.encode(scratch);
         let mut hasher = Sha256::new();
         hasher.update(prev);
         hasher.update(&scratch[..]);
         hasher.finalize().into()
+    }
+}
+
+impl ChainedEvent {
+    /// The canonical encoding, appended to `buf`.
+    pub fn encode(&self, buf: &mut Vec<u8>) {
+        // serde_json's map keeps keys sorted, and jsonb hands back the same values, so
+        // re-serialising what we read yields the bytes we hashed.
+        let details =
+            serde_json::to_string(&self.details).expect("BUG: JSON value always serialises");
+        self.raw(details.as_bytes()).encode(buf);
+    }
+
+    fn raw<'a>(&'a self, details: &'a [u8]) -> RawEvent<'a> {
+        RawEvent {
+            tenant_id: self.tenant_id.as_uuid().as_bytes(),
+            lane: self.lane,
+            seq: self.seq,
+            id: self.id.as_bytes(),
+            occurred_at_micros: micros(self.occurred_at),
+            actor: self.actor.as_bytes(),
+            action: self.action.as_bytes(),
+            patient_id: self
+                .patient_id
+                .as_ref()
+                .map(|id| &id.as_uuid().as_bytes()[..]),
+            purpose: self.purpose.as_deref().map(str::as_bytes),
+            request_id: self
+                .request_id
+                .as_ref()
+                .map(|id| &id.as_uuid().as_bytes()[..]),
+            break_glass: self.break_glass,
+            details,
+        }
+    }
+
+    /// This event's hash, following `prev`.
+    pub fn hash(&self, prev: &Hash, scratch: &mut Vec<u8>) -> Hash {
+        let details =
+            serde_json::to_string(&self.details).expect("BUG: JSON value always serialises");
+        self.raw(details.as_bytes()).hash(prev, scratch)
     }
 }
 
