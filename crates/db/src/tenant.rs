@@ -39,15 +39,16 @@ impl TenantTx {
         actor_name: &str,
         request_id: Option<RequestId>,
     ) -> Result<Self, sqlx::Error> {
-        let mut tx = pool.begin().await?;
-        sqlx::query(
-            "SELECT set_config('tenet.tenant_id', $1, true), set_config('tenet.actor', $2, true), set_config('tenet.request_id', $3, true)",
-        )
-        .bind(tenant_id.to_string())
-        .bind(actor_name)
-        .bind(request_id.map(|id| id.to_string()).unwrap_or_default())
-        .execute(&mut *tx)
-        .await?;
+        // BEGIN and the settings travel in one round trip (a simple-protocol batch).
+        // The values are spliced, not bound: ids are UUIDs we format, and the actor
+        // name is quoted below; set_config(..., true) keeps them transaction-local.
+        let statement = format!(
+            "BEGIN; SELECT set_config('tenet.tenant_id', '{tenant_id}', true), \
+             set_config('tenet.actor', {}, true), set_config('tenet.request_id', '{}', true)",
+            quote_literal(actor_name),
+            request_id.map(|id| id.to_string()).unwrap_or_default(),
+        );
+        let tx = pool.begin_with(statement).await?;
         Ok(Self {
             tx,
             tenant_id,
@@ -76,6 +77,13 @@ impl TenantTx {
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
         self.tx.rollback().await
     }
+}
+
+/// A SQL string literal: quotes doubled (`standard_conforming_strings` is on in every
+/// supported PostgreSQL), NUL refused by construction of the callers' names.
+fn quote_literal(text: &str) -> String {
+    assert!(!text.contains('\0'), "BUG: an actor name contains NUL");
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 impl Deref for TenantTx {

@@ -101,6 +101,17 @@ async fn the_tenant_setting_lives_only_as_long_as_its_transaction() {
         .unwrap();
     assert_eq!(inside, tenant_id.to_string());
     tx.commit().await.unwrap();
+    // An actor name is data, never SQL: a quote in it is stored as written.
+    let tricky = "user:o'brien'); SELECT pg_sleep(10); --";
+    let mut tx = db::TenantTx::begin_as(&pool, tenant_id, tricky, None)
+        .await
+        .unwrap();
+    let actor: String = sqlx::query_scalar("SELECT current_setting('tenet.actor', true)")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(actor, tricky);
+    tx.rollback().await.unwrap();
     // Same (only) connection, next statement: the setting is gone.
     let after: Option<String> =
         sqlx::query_scalar("SELECT nullif(current_setting('tenet.tenant_id', true), '')")
