@@ -57,6 +57,17 @@ impl TenantTx {
         })
     }
 
+    /// Names the acting principal once it is known (e.g. after a token's subject was
+    /// looked up in this transaction).
+    pub async fn set_actor(&mut self, actor_name: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT set_config('tenet.actor', $1, true)")
+            .bind(actor_name)
+            .execute(&mut *self.tx)
+            .await?;
+        actor_name.clone_into(&mut self.actor);
+        Ok(())
+    }
+
     pub fn tenant_id(&self) -> TenantId {
         self.tenant_id
     }

@@ -103,20 +103,42 @@ pub async fn create(
     Ok(NewApiKey { id, token })
 }
 
-/// Splits a presented key into tenant, key id and secret.
-fn parse(token: &str) -> Option<(TenantId, ApiKeyId, Vec<u8>)> {
-    let rest = token.strip_prefix(PREFIX)?;
-    let mut parts = rest.splitn(3, '.');
-    let tenant_id = Uuid::try_parse(parts.next()?).ok()?;
-    let key_id = Uuid::try_parse(parts.next()?).ok()?;
-    let secret = URL_SAFE_NO_PAD.decode(parts.next()?).ok()?;
-    (secret.len() == 32).then(|| {
-        (
-            TenantId::new_unchecked(tenant_id),
-            ApiKeyId::new_unchecked(key_id),
+/// A presented key split into its parts, not yet checked against the database.
+/// `Debug` never shows the secret.
+pub struct ApiKeyClaim {
+    pub tenant_id: TenantId,
+    pub key_id: ApiKeyId,
+    secret: Vec<u8>,
+}
+
+impl fmt::Debug for ApiKeyClaim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyClaim")
+            .field("tenant_id", &self.tenant_id)
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiKeyClaim {
+    /// Splits `tk_<tenant>.<key id>.<secret>`; `None` if it is not one of our keys.
+    pub fn parse(token: &str) -> Option<Self> {
+        let rest = token.strip_prefix(PREFIX)?;
+        let mut parts = rest.splitn(3, '.');
+        let tenant_id = Uuid::try_parse(parts.next()?).ok()?;
+        let key_id = Uuid::try_parse(parts.next()?).ok()?;
+        let secret = URL_SAFE_NO_PAD.decode(parts.next()?).ok()?;
+        (secret.len() == 32).then(|| Self {
+            tenant_id: TenantId::new_unchecked(tenant_id),
+            key_id: ApiKeyId::new_unchecked(key_id),
             secret,
-        )
-    })
+        })
+    }
+
+    /// The audit name of the actor the key claims to be.
+    pub fn actor_name(&self) -> String {
+        format!("api_key:{}", self.key_id)
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -131,11 +153,26 @@ struct KeyRow {
     user_active: bool,
 }
 
-/// Checks a presented key and returns the actor it stands for. Records the key's
-/// last use (at most once a minute, to keep reads from becoming writes).
+/// Checks a presented key in its own transaction and returns the actor it stands for.
 pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Actor, ApiKeyError> {
-    let (tenant_id, key_id, secret) = parse(token).ok_or(ApiKeyError::Malformed)?;
-    let mut tx = TenantTx::begin_as(pool, tenant_id, &format!("api_key:{key_id}"), None).await?;
+    let claim = ApiKeyClaim::parse(token).ok_or(ApiKeyError::Malformed)?;
+    let mut tx = TenantTx::begin_as(pool, claim.tenant_id, &claim.actor_name(), None).await?;
+    let actor = verify(&mut tx, &claim).await?;
+    tx.commit().await?;
+    Ok(actor)
+}
+
+/// Checks `claim` in `tx`, which must be a transaction of the claimed tenant (so the
+/// lookup itself runs under row-level security), and returns the actor it stands
+/// for. Records the key's last use (at most once a minute, to keep reads from
+/// becoming writes); the caller's commit makes that stick.
+pub async fn verify(tx: &mut TenantTx, claim: &ApiKeyClaim) -> Result<Actor, ApiKeyError> {
+    assert_eq!(
+        tx.tenant_id(),
+        claim.tenant_id,
+        "BUG: an API key verified in another tenant's transaction"
+    );
+    let (tenant_id, key_id, secret) = (claim.tenant_id, claim.key_id, &claim.secret);
     let row: Option<KeyRow> = sqlx::query_as(
         "SELECT k.secret_hash AS stored_hash, k.role::text AS role, k.status = 'active' AS active, k.user_id,
                 k.last_used_at, t.status = 'active' AS tenant_active,
@@ -146,7 +183,7 @@ pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Actor, ApiKeyErr
     )
     .bind(tenant_id.as_uuid())
     .bind(key_id.as_uuid())
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut **tx)
     .await?;
     let KeyRow {
         stored_hash,
@@ -157,7 +194,7 @@ pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Actor, ApiKeyErr
         tenant_active,
         user_active,
     } = row.ok_or(ApiKeyError::Unknown)?;
-    if !bool::from(secret_hash(&secret).ct_eq(&stored_hash[..])) {
+    if !bool::from(secret_hash(secret).ct_eq(&stored_hash[..])) {
         return Err(ApiKeyError::Unknown);
     }
     if !active {
@@ -178,10 +215,9 @@ pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Actor, ApiKeyErr
         )
         .bind(tenant_id.as_uuid())
         .bind(key_id.as_uuid())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     }
-    tx.commit().await?;
     Ok(Actor {
         tenant_id,
         kind: ActorKind::ApiKey(key_id),
@@ -268,8 +304,11 @@ mod tests {
             key_id.as_uuid().simple(),
             URL_SAFE_NO_PAD.encode([7u8; 32])
         );
-        let (t, k, s) = parse(&token).unwrap();
-        assert_eq!((t, k, s), (tenant_id, key_id, vec![7u8; 32]));
+        let claim = ApiKeyClaim::parse(&token).unwrap();
+        assert_eq!(
+            (claim.tenant_id, claim.key_id, claim.secret),
+            (tenant_id, key_id, vec![7u8; 32])
+        );
         for bad in [
             "",
             "tk_",
@@ -277,7 +316,7 @@ mod tests {
             &token[..token.len() - 2],
             &token.replace("tk_", "tx_"),
         ] {
-            assert!(parse(bad).is_none(), "{bad:?} parsed");
+            assert!(ApiKeyClaim::parse(bad).is_none(), "{bad:?} parsed");
         }
     }
 }

@@ -4,8 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Extension, Json, Router};
-use db::TenantTx;
+use axum::{Json, Router};
 use kernel::{ActorKind, ApiKeyId, Role, UserId};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -13,9 +12,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::idempotency::{self, Idempotency};
-use crate::auth::{Authenticated, TenantAdmin};
+use crate::auth::{Authenticated, Session, TenantAdmin};
 use crate::body::JsonBody;
-use crate::{ApiError, AppState, CurrentRequest};
+use crate::{ApiError, AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -71,13 +70,19 @@ pub struct Me {
 
 /// Who the credential stands for.
 #[utoipa::path(get, path = "/v1/me", tag = "admin", responses((status = 200, body = Me), (status = 401, body = crate::error::Problem)), security(("bearer" = [])))]
-pub async fn me(Authenticated(actor): Authenticated) -> Json<Me> {
-    Json(Me {
+pub async fn me(
+    State(state): State<AppState>,
+    credential: Authenticated,
+) -> Result<Json<Me>, ApiError> {
+    let Session { actor, tx } = credential.open(&state).await?;
+    // Commit: checking an API key may record its last use.
+    tx.commit().await?;
+    Ok(Json(Me {
         tenant_id: actor.tenant_id.into_uuid(),
         role: actor.role.into(),
         actor: actor.audit_name(),
         user_id: actor.user_id.map(UserId::into_uuid),
-    })
+    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -121,12 +126,11 @@ fn created(location: String, body: impl Serialize) -> Response {
     security(("bearer" = [])))]
 pub async fn create_user(
     State(state): State<AppState>,
-    TenantAdmin(actor): TenantAdmin,
-    Extension(CurrentRequest(request_id)): Extension<CurrentRequest>,
+    credential: TenantAdmin,
     headers: HeaderMap,
     body: JsonBody<UserInput>,
 ) -> Result<Response, ApiError> {
-    let mut tx = TenantTx::begin(&state.pool, &actor, Some(request_id)).await?;
+    let Session { mut tx, .. } = credential.open(&state).await?;
     let idempotency = idempotency::claim(&mut tx, &headers, "/v1/users", &body.bytes).await?;
     let user_id = match &idempotency {
         Idempotency::Replay(outcome) => {
@@ -158,10 +162,9 @@ pub async fn create_user(
 #[utoipa::path(get, path = "/v1/users", tag = "admin", responses((status = 200, body = Vec<UserView>)), security(("bearer" = [])))]
 pub async fn list_users(
     State(state): State<AppState>,
-    TenantAdmin(actor): TenantAdmin,
-    Extension(CurrentRequest(request_id)): Extension<CurrentRequest>,
+    credential: TenantAdmin,
 ) -> Result<Json<Vec<UserView>>, ApiError> {
-    let mut tx = TenantTx::begin(&state.pool, &actor, Some(request_id)).await?;
+    let Session { mut tx, .. } = credential.open(&state).await?;
     let users = identity::user::list(&mut tx).await?;
     tx.commit().await?;
     Ok(Json(users.into_iter().map(user_view).collect()))
@@ -209,13 +212,12 @@ pub struct NewApiKeyView {
     security(("bearer" = [])))]
 pub async fn create_api_key(
     State(state): State<AppState>,
-    TenantAdmin(actor): TenantAdmin,
-    Extension(CurrentRequest(request_id)): Extension<CurrentRequest>,
+    credential: TenantAdmin,
     headers: HeaderMap,
     body: JsonBody<ApiKeyInput>,
 ) -> Result<Response, ApiError> {
     let input = &body.value;
-    let mut tx = TenantTx::begin(&state.pool, &actor, Some(request_id)).await?;
+    let Session { mut tx, .. } = credential.open(&state).await?;
     let idempotency = idempotency::claim(&mut tx, &headers, "/v1/api-keys", &body.bytes).await?;
     let (id, token) = match &idempotency {
         Idempotency::Replay(outcome) => (outcome.resource_id.ok_or(ApiError::NotFound)?, None),
@@ -249,10 +251,9 @@ pub async fn create_api_key(
 #[utoipa::path(get, path = "/v1/api-keys", tag = "admin", responses((status = 200, body = Vec<ApiKeyView>)), security(("bearer" = [])))]
 pub async fn list_api_keys(
     State(state): State<AppState>,
-    TenantAdmin(actor): TenantAdmin,
-    Extension(CurrentRequest(request_id)): Extension<CurrentRequest>,
+    credential: TenantAdmin,
 ) -> Result<Json<Vec<ApiKeyView>>, ApiError> {
-    let mut tx = TenantTx::begin(&state.pool, &actor, Some(request_id)).await?;
+    let Session { mut tx, .. } = credential.open(&state).await?;
     let keys = identity::api_key::list(&mut tx).await?;
     tx.commit().await?;
     Ok(Json(
@@ -275,17 +276,16 @@ pub async fn list_api_keys(
     responses((status = 204), (status = 404, body = crate::error::Problem)), security(("bearer" = [])))]
 pub async fn revoke_api_key(
     State(state): State<AppState>,
-    TenantAdmin(actor): TenantAdmin,
-    Extension(CurrentRequest(request_id)): Extension<CurrentRequest>,
+    credential: TenantAdmin,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let key_id: ApiKeyId = id.parse().map_err(|_| ApiError::NotFound)?;
+    let Session { actor, mut tx } = credential.open(&state).await?;
     if actor.kind == ActorKind::ApiKey(key_id) {
         return Err(ApiError::Conflict(
             "a key cannot revoke itself; use another admin credential".into(),
         ));
     }
-    let mut tx = TenantTx::begin(&state.pool, &actor, Some(request_id)).await?;
     if !identity::api_key::revoke(&mut tx, key_id).await? {
         return Err(ApiError::NotFound);
     }

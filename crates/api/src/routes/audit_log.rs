@@ -3,14 +3,13 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use axum::{Extension, Json, Router};
-use db::TenantTx;
+use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::AuditReader;
-use crate::{ApiError, AppState, CurrentRequest};
+use crate::auth::{AuditReader, Session};
+use crate::{ApiError, AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/audit/checkpoints", post(checkpoint))
@@ -31,11 +30,10 @@ pub struct CheckpointView {
     security(("bearer" = [])))]
 pub async fn checkpoint(
     State(state): State<AppState>,
-    AuditReader(actor): AuditReader,
-    Extension(CurrentRequest(request_id)): Extension<CurrentRequest>,
+    credential: AuditReader,
 ) -> Result<(StatusCode, Json<CheckpointView>), ApiError> {
     let key = state.checkpoint_key.as_ref().ok_or(ApiError::Unavailable)?;
-    let mut tx = TenantTx::begin(&state.pool, &actor, Some(request_id)).await?;
+    let Session { mut tx, .. } = credential.open(&state).await?;
     let checkpoint = audit::write_checkpoint(&mut tx, key).await?;
     tx.commit().await?;
     Ok(match checkpoint {

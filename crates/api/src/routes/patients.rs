@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use db::TenantTx;
 use identity::vault::{self, Access, Address, Demographics, Identifier, Sex};
 use kernel::{Actor, PatientId, Role, UserId};
@@ -19,9 +19,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::idempotency::{self, Idempotency};
-use crate::auth::{AuditReader, CareTeamManager, Clinician, PhiAccess};
+use crate::auth::{AuditReader, CareTeamManager, Clinician, PhiAccess, Session};
 use crate::body::JsonBody;
-use crate::{ApiError, AppState, CurrentRequest};
+use crate::{ApiError, AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -374,13 +374,12 @@ fn created(location: String, body: impl Serialize) -> Response {
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
-    PhiAccess(actor): PhiAccess,
-    Extension(CurrentRequest(request_id)): Extension<CurrentRequest>,
+    credential: PhiAccess,
     headers: HeaderMap,
     body: JsonBody<PatientInput>,
 ) -> Result<Response, ApiError> {
     let demographics = body.value.into_demographics()?;
-    let mut tx = TenantTx::begin(&state.pool, &actor, Some(request_id)).await?;
+    let Session { actor, mut tx } = credential.open(&state).await?;
     let idempotency = idempotency::claim(&mut tx, &headers, "/v1/patients", &body.bytes).await?;
     if let Idempotency::Replay(outcome) = &idempotency {
         let patient_id = PatientId::new_unchecked(outcome.resource_id.ok_or(ApiError::NotFound)?);
@@ -427,12 +426,11 @@ pub async fn create(
     security(("bearer" = [])))]
 pub async fn read(
     State(state): State<AppState>,
-    PhiAccess(actor): PhiAccess,
-    Extension(CurrentRequest(request_id)): Extension<CurrentRequest>,
+    credential: PhiAccess,
     Path(id): Path<String>,
 ) -> Result<Json<PatientView>, ApiError> {
     let patient_id = parse_patient_id(&id)?;
-    let mut tx = TenantTx::begin(&state.pool, &actor, Some(request_id)).await?;
+    let Session { actor, mut tx } = credential.open(&state).await?;
     let view = read_view(&mut tx, &state, &actor, patient_id).await?;
     tx.commit().await?;
     Ok(Json(view))
@@ -451,8 +449,7 @@ pub async fn read(
     security(("bearer" = [])))]
 pub async fn update(
     State(state): State<AppState>,
-    PhiAccess(actor): PhiAccess,
-    Extension(CurrentRequest(request_id)): Extension<CurrentRequest>,
+    credential: PhiAccess,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: JsonBody<PatientInput>,
@@ -472,7 +469,7 @@ pub async fn update(
                 })?,
         ),
     };
-    let mut tx = TenantTx::begin(&state.pool, &actor, Some(request_id)).await?;
+    let Session { actor, mut tx } = credential.open(&state).await?;
     let (mut patient, access) = access_for(&mut tx, &actor, patient_id).await?;
     let version = vault::update(
         &mut tx,
@@ -519,8 +516,7 @@ pub struct PatientPage {
     responses((status = 200, body = PatientPage)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
-    PhiAccess(actor): PhiAccess,
-    Extension(CurrentRequest(request_id)): Extension<CurrentRequest>,
+    credential: PhiAccess,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<PatientPage>, ApiError> {
     let Query(query) = query.map_err(|_| {
@@ -533,7 +529,7 @@ pub async fn list(
         return Err(ApiError::InvalidInput("limit must be 1 to 100".into()));
     }
     let after = query.after.map(PatientId::new_unchecked);
-    let mut tx = TenantTx::begin(&state.pool, &actor, Some(request_id)).await?;
+    let Session { actor, mut tx } = credential.open(&state).await?;
     let ids = match (actor.role, actor.user_id) {
         (Role::Admin | Role::Integration, _) => {
             clinical::patient::list_ids(&mut tx, after, limit).await?
@@ -610,12 +606,11 @@ pub struct SearchResult {
     security(("bearer" = [])))]
 pub async fn search(
     State(state): State<AppState>,
-    PhiAccess(actor): PhiAccess,
-    Extension(CurrentRequest(request_id)): Extension<CurrentRequest>,
+    credential: PhiAccess,
     body: JsonBody<SearchInput>,
 ) -> Result<Json<SearchResult>, ApiError> {
     let input = body.value;
-    let mut tx = TenantTx::begin(&state.pool, &actor, Some(request_id)).await?;
+    let Session { actor, mut tx } = credential.open(&state).await?;
     let ids = match (
         &input.identifier,
         &input.family_name,
@@ -695,12 +690,11 @@ pub struct AccessLog {
     security(("bearer" = [])))]
 pub async fn access_log(
     State(state): State<AppState>,
-    AuditReader(actor): AuditReader,
-    Extension(CurrentRequest(request_id)): Extension<CurrentRequest>,
+    credential: AuditReader,
     Path(id): Path<String>,
 ) -> Result<Json<AccessLog>, ApiError> {
     let patient_id = parse_patient_id(&id)?;
-    let mut tx = TenantTx::begin(&state.pool, &actor, Some(request_id)).await?;
+    let Session { mut tx, .. } = credential.open(&state).await?;
     clinical::patient::get(&mut tx, patient_id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -752,14 +746,13 @@ pub struct BreakGlassGrant {
     security(("bearer" = [])))]
 pub async fn break_glass(
     State(state): State<AppState>,
-    Clinician(actor, user_id): Clinician,
-    Extension(CurrentRequest(request_id)): Extension<CurrentRequest>,
+    credential: Clinician,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: JsonBody<BreakGlassInput>,
 ) -> Result<Response, ApiError> {
     let patient_id = parse_patient_id(&id)?;
-    let mut tx = TenantTx::begin(&state.pool, &actor, Some(request_id)).await?;
+    let (Session { mut tx, .. }, user_id) = credential.open(&state).await?;
     clinical::patient::get(&mut tx, patient_id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -808,15 +801,14 @@ pub struct CareTeamInput {
     security(("bearer" = [])))]
 pub async fn add_care_team_member(
     State(state): State<AppState>,
-    CareTeamManager(actor): CareTeamManager,
-    Extension(CurrentRequest(request_id)): Extension<CurrentRequest>,
+    credential: CareTeamManager,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: JsonBody<CareTeamInput>,
 ) -> Result<StatusCode, ApiError> {
     let patient_id = parse_patient_id(&id)?;
     let user_id = UserId::new_unchecked(body.value.user_id);
-    let mut tx = TenantTx::begin(&state.pool, &actor, Some(request_id)).await?;
+    let Session { mut tx, .. } = credential.open(&state).await?;
     // The patient named by the path comes first: another tenant's patient is "not
     // found" whatever the body says, never "invalid user".
     clinical::patient::get(&mut tx, patient_id)
