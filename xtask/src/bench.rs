@@ -6,6 +6,10 @@
 //!   (one durable commit per transaction) on the same PostgreSQL cluster.
 //! - `audit`: `verify` over N chained audit events (default 1 M), beside the
 //!   in-memory hashing rate of the same chain (the ceiling).
+//! - `hl7`: parsing ORU^R01 and ADT^A01 messages with every value touched, beside a
+//!   single-pass byte scan of the same buffers (the ceiling) and the Python `hl7`
+//!   package (the peer script `../shared/peers/hl7/run.sh`) on the same messages,
+//!   which the peer's own `msgs.py` generates.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -35,12 +39,63 @@ pub enum Bench {
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
     },
+    /// HL7 v2 parsing, every value touched, beside a byte scan and the Python `hl7` package.
+    Hl7 {
+        /// How many distinct messages of each kind (msgs.py's `oru_r01(i)` and
+        /// `adt_a01(i)` for i in 1..=N), for us and for the peer.
+        #[arg(long, default_value_t = 5_000)]
+        messages: usize,
+        /// Seconds per measurement of ours and of the scan.
+        #[arg(long, default_value_t = 3)]
+        secs: u64,
+        /// Measurements of each; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Seconds the peer may spend on one measurement (its MAXSEC).
+        #[arg(long, default_value_t = 10)]
+        peer_secs: u64,
+        /// Which of the peer's parsers to run: substrings of their names, comma-separated
+        /// (`hl7.parse` also runs `hl7.parse+extract`; `hl7apy default` is hl7apy's
+        /// default tolerant parse).
+        #[arg(long, default_value = "hl7.parse,hl7apy default")]
+        peer_only: String,
+    },
+    /// Durable jobs: enqueue + run + complete, beside graphile-worker.
+    Jobs {
+        /// How many trivial jobs.
+        #[arg(long, default_value_t = 20_000)]
+        n: u64,
+        /// Worker processes.
+        #[arg(long, default_value_t = 2)]
+        processes: usize,
+        /// Concurrent jobs per process.
+        #[arg(long, default_value_t = 16)]
+        workers: u16,
+    },
 }
 
 pub async fn run(bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Api { secs, clients } => api(Duration::from_secs(secs), &clients).await,
         Bench::Audit { events } => audit_verify(events).await,
+        Bench::Hl7 {
+            messages,
+            secs,
+            runs,
+            peer_secs,
+            peer_only,
+        } => hl7_parse(
+            messages,
+            Duration::from_secs(secs),
+            runs,
+            peer_secs,
+            &peer_only,
+        ),
+        Bench::Jobs {
+            n,
+            processes,
+            workers,
+        } => crate::bench_jobs::run(n, processes, workers),
     }
 }
 
@@ -186,8 +241,9 @@ async fn api_against(home: &Path, secs: Duration, client_counts: &[usize]) -> an
     Ok(())
 }
 
+/// Prints one line of benchmark results on stdout.
 #[allow(clippy::print_stdout, reason = "benchmark output")]
-fn println_line(line: &str) {
+pub fn println_line(line: &str) {
     println!("{line}");
 }
 
@@ -492,5 +548,223 @@ async fn audit_verify(n_events: u64) -> anyhow::Result<()> {
         elapsed.as_secs_f64(),
         rate / hash_rate
     ));
+    Ok(())
+}
+
+/// The peer scripts for HL7 (msgs.py, run.sh), beside the workspace.
+fn hl7_peer_dir() -> PathBuf {
+    root().join("../shared/peers/hl7")
+}
+
+/// `oru_r01(i)` or `adt_a01(i)` of the peer's msgs.py for i in 1..=n, exactly as the
+/// peer parses them.
+fn hl7_peer_messages(generator: &str, n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
+    // Messages are separated by 0x1C, a byte HL7 text never holds.
+    const CODE: &str = "import sys; sys.path.insert(0, sys.argv[1]); import msgs; \
+        f = getattr(msgs, sys.argv[2]); out = sys.stdout.buffer; \
+        [out.write(f(i).encode() + b'\x1c') for i in range(1, int(sys.argv[3]) + 1)]";
+    let dir = hl7_peer_dir();
+    let out = Command::new("python3")
+        .args(["-c", CODE])
+        .arg(&dir)
+        .args([generator, &n.to_string()])
+        .output()
+        .context("running python3 to generate the peer's messages")?;
+    if !out.status.success() {
+        bail!(
+            "generating messages with {}/msgs.py failed: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let messages: Vec<Vec<u8>> = out
+        .stdout
+        .split(|&b| b == 0x1C)
+        .filter(|m| !m.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    if messages.len() != n {
+        bail!("msgs.py gave {} messages, not {n}", messages.len());
+    }
+    Ok(messages)
+}
+
+/// Parses a message and reads every value down to the sub-component, decoded, so
+/// that nothing can be skipped; returns the decoded bytes seen.
+fn hl7_touch_every_value(bytes: &[u8]) -> usize {
+    let Ok(message) = hl7::Message::parse(bytes) else {
+        return 0;
+    };
+    let mut n = 0;
+    for segment in message.segments() {
+        for field in segment.fields() {
+            for repetition in field.repetitions() {
+                for component in repetition.components() {
+                    for subcomponent in component.subcomponents() {
+                        n += std::hint::black_box(subcomponent.decoded()).len();
+                    }
+                }
+            }
+        }
+    }
+    n
+}
+
+/// One pass over the bytes counting segment terminators and field separators: what
+/// any parser must at least do.
+fn hl7_scan(bytes: &[u8]) -> usize {
+    memchr::memchr2_iter(b'\r', b'|', bytes).count()
+}
+
+/// Messages per second of `f` over `messages` (cycled) for `secs`, the median of `runs`.
+fn hl7_rate(messages: &[Vec<u8>], secs: Duration, runs: usize, f: fn(&[u8]) -> usize) -> f64 {
+    let mut rates: Vec<f64> = (0..runs.max(1))
+        .map(|_| {
+            let started = Instant::now();
+            let mut n = 0usize;
+            let mut sink = 0usize;
+            'measure: loop {
+                for message in messages {
+                    sink = sink.wrapping_add(f(std::hint::black_box(message)));
+                    n += 1;
+                    if n.is_multiple_of(64) && started.elapsed() >= secs {
+                        break 'measure;
+                    }
+                }
+            }
+            std::hint::black_box(sink);
+            n as f64 / started.elapsed().as_secs_f64()
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}
+
+/// One parser's median from the peer's output, per message kind.
+struct PeerFigure {
+    kind: String,
+    parser: String,
+    messages_per_s: f64,
+}
+
+/// Runs the peer script: its whole output, and the medians read from it; `Err` when
+/// it cannot run here.
+fn hl7_peer(
+    n_messages: usize,
+    runs: usize,
+    peer_secs: u64,
+    only: &str,
+) -> anyhow::Result<(String, Vec<PeerFigure>)> {
+    let script = hl7_peer_dir().join("run.sh");
+    if !script.exists() {
+        bail!("{} is missing", script.display());
+    }
+    let out = output(
+        "bash",
+        &[
+            script.to_str().expect("BUG: UTF-8 path"),
+            &n_messages.to_string(),
+            &runs.to_string(),
+            only,
+        ],
+        &[("MAXSEC", &peer_secs.to_string())],
+    )?;
+    // `python 3.11.7 hl7==0.4.5 …`, then per kind `ORU^R01: …` and one line per
+    // parser: `  hl7.parse   median   320 msg/s …`.
+    let mut kind = String::new();
+    let mut figures = Vec::new();
+    for line in out.lines() {
+        if line.starts_with("python ") {
+            continue;
+        } else if !line.starts_with(' ') {
+            if let Some((name, _)) = line.split_once(':') {
+                kind = name.to_owned();
+            }
+        } else if let Some((parser, rest)) = line.trim().split_once(" median ") {
+            let rate = rest
+                .split_whitespace()
+                .next()
+                .and_then(|number| number.parse::<f64>().ok());
+            if let Some(messages_per_s) = rate {
+                figures.push(PeerFigure {
+                    kind: kind.clone(),
+                    parser: parser.trim().to_owned(),
+                    messages_per_s,
+                });
+            }
+        }
+    }
+    if figures.is_empty() {
+        bail!("no figures in the peer's output:\n{out}");
+    }
+    Ok((out, figures))
+}
+
+fn hl7_parse(
+    n_messages: usize,
+    secs: Duration,
+    runs: usize,
+    peer_secs: u64,
+    peer_only: &str,
+) -> anyhow::Result<()> {
+    let kinds = [("ORU^R01", "oru_r01"), ("ADT^A01", "adt_a01")];
+    let mut ours = Vec::new();
+    for (kind, generator) in kinds {
+        let messages = hl7_peer_messages(generator, n_messages)?;
+        // Every message must parse, or the figures would measure error paths.
+        for message in &messages {
+            hl7::Message::parse(message)
+                .with_context(|| format!("our parser refuses a {kind} from msgs.py"))?;
+        }
+        let n_bytes: usize = messages.iter().map(Vec::len).sum();
+        let bytes_avg = n_bytes as f64 / messages.len() as f64;
+        let segments = messages[0].iter().filter(|&&b| b == b'\r').count();
+        eprintln!("bench hl7: measuring {kind} ({n_messages} distinct messages)…");
+        let parse = hl7_rate(&messages, secs, runs, hl7_touch_every_value);
+        let scan = hl7_rate(&messages, secs, runs, hl7_scan);
+        ours.push((kind, segments, bytes_avg, parse, scan));
+    }
+    eprintln!(
+        "bench hl7: running the Python peer on the same messages ({runs} runs of up to {peer_secs} s per parser and kind)…"
+    );
+    let peer = hl7_peer(n_messages, runs, peer_secs, peer_only);
+    println_line(&format!(
+        "bench hl7: parse with every value touched (ours) vs one memchr pass over the same bytes (the ceiling) vs the Python peers, on msgs.py's messages ({n_messages} distinct of each kind; medians of {runs})"
+    ));
+    match &peer {
+        Ok((output, _)) => {
+            // Its own lines too: per-run rates and the CPU other processes took.
+            for line in output.lines() {
+                println_line(&format!("peer| {line}"));
+            }
+        }
+        Err(error) => println_line(&format!(
+            "peer: unavailable ({}); our figures only",
+            format!("{error:#}").lines().next().unwrap_or_default()
+        )),
+    }
+    for (kind, segments, bytes_avg, parse, scan) in &ours {
+        let mb_per_s = |rate: f64| rate * bytes_avg / 1e6;
+        let mut line = format!(
+            "hl7 {kind} ({segments} segments, {bytes_avg:.0} B): ours msg_per_s={parse:.0} ({:.0} MB/s) | scan msg_per_s={scan:.0} ({:.0} MB/s) | ours/scan={:.3}",
+            mb_per_s(*parse),
+            mb_per_s(*scan),
+            parse / scan
+        );
+        if let Ok((_, figures)) = &peer {
+            for figure in figures.iter().filter(|f| f.kind == *kind) {
+                let _ = std::fmt::Write::write_fmt(
+                    &mut line,
+                    format_args!(
+                        " | {} msg_per_s={:.0} ours/peer={:.0}x",
+                        figure.parser,
+                        figure.messages_per_s,
+                        parse / figure.messages_per_s
+                    ),
+                );
+            }
+        }
+        println_line(&line);
+    }
     Ok(())
 }

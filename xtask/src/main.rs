@@ -3,11 +3,12 @@
 //! - `cargo xtask up`: install what is missing, build, and `tenet up --demo`.
 //! - `cargo xtask ci`: what CI runs — installs PostgreSQL if missing, then fmt,
 //!   clippy, every test, and `tenet check` on a freshly migrated database.
-//! - `cargo xtask bench api|audit`: the benchmarks; they print our figure beside the
+//! - `cargo xtask bench api|audit|hl7`: the benchmarks; they print our figure beside the
 //!   reference figure from the same run, and the ratio.
 //! - `cargo xtask test-db stop`: stops the throwaway cluster the tests keep running.
 
 mod bench;
+mod bench_jobs;
 mod ci;
 
 use std::path::PathBuf;
@@ -59,7 +60,16 @@ fn main() -> anyhow::Result<()> {
     match cli.task {
         Task::Up { args } => {
             ci::ensure_postgres()?;
-            let mut command = vec!["run", "--release", "--quiet", "-p", "tenet", "--", "up", "--demo"];
+            let mut command = vec![
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "tenet",
+                "--",
+                "up",
+                "--demo",
+            ];
             command.extend(args.iter().map(String::as_str));
             shell("cargo", &command)
         }

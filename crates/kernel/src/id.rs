@@ -98,6 +98,11 @@ typed_id!(
     "audit event"
 );
 typed_id!(
+    /// A durable background job of the platform context. Carries no PHI.
+    JobId,
+    "job"
+);
+typed_id!(
     /// Correlates the log lines, audit events and response of one request.
     RequestId,
     "request"

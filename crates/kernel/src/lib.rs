@@ -10,6 +10,6 @@ pub mod phi;
 pub mod role;
 
 pub use actor::{Actor, ActorKind};
-pub use id::{ApiKeyId, AuditEventId, PatientId, RequestId, TenantId, UserId};
+pub use id::{ApiKeyId, AuditEventId, JobId, PatientId, RequestId, TenantId, UserId};
 pub use phi::Phi;
 pub use role::Role;

@@ -3,20 +3,32 @@
 //!
 //! - [`idempotency`]: API writes made with an `Idempotency-Key` happen once (I6).
 //! - [`outbox`]: events written in the same transaction as the change they announce.
+//! - [`jobs`]: durable background jobs, enqueued in the caller's transaction and marked
+//!   done by the transaction that did their work (I4, I5).
 //!
 //! This crate must never store PHI: idempotency records keep a request hash and the
-//! id of what was made, never a body; event payloads carry ids only.
+//! id of what was made, never a body; event payloads and job arguments carry ids only.
 
 pub mod idempotency;
+pub mod jobs;
 pub mod outbox;
 
 use db::Migration;
 
 /// The platform context's migrations.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 2026112301,
-    context: "platform",
-    name: "platform",
-    up: include_str!("../migrations/2026112301_platform.up.sql"),
-    down: include_str!("../migrations/2026112301_platform.down.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 2026112301,
+        context: "platform",
+        name: "platform",
+        up: include_str!("../migrations/2026112301_platform.up.sql"),
+        down: include_str!("../migrations/2026112301_platform.down.sql"),
+    },
+    Migration {
+        version: 2026112401,
+        context: "platform",
+        name: "jobs",
+        up: include_str!("../migrations/2026112401_jobs.up.sql"),
+        down: include_str!("../migrations/2026112401_jobs.down.sql"),
+    },
+];

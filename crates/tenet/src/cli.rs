@@ -95,10 +95,54 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Durable jobs: list, inspect, retry or cancel them (across tenants, as the
+    /// owner role).
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
     /// Start, stop or inspect the embedded PostgreSQL under --home.
     Db {
         #[command(subcommand)]
         command: DbCommand,
+    },
+    /// HL7 v2 tools: read a message file, or send messages to an MLLP endpoint.
+    /// They need no database.
+    Hl7 {
+        #[command(subcommand)]
+        command: Hl7Command,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Hl7Command {
+    /// Print a message, or each message of a batch file (FHS/BHS, or messages one
+    /// after another), as a tree: segments, fields by their standard index (`PID-5`),
+    /// repetitions (`PID-3(2)`), components (`PID-5.1`) and sub-components. Exits
+    /// non-zero if a message does not parse, naming where.
+    Parse {
+        /// The file to read; `-` reads standard input.
+        file: PathBuf,
+        /// Print the tree as JSON: an object for a file of one message, an array of
+        /// trees (or `{"error": ...}` where one does not parse) for a batch file.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send messages to an MLLP endpoint over one connection, one at a time, each
+    /// waiting for its ACK; print each message's control id and ACK code (MSA-1),
+    /// and the error for AE/AR/CE/CR. Exits non-zero unless every message got AA or CA.
+    /// A message that does not parse here is not sent.
+    Send {
+        /// The endpoint, HOST:PORT.
+        #[arg(long, value_name = "HOST:PORT")]
+        to: String,
+        /// How long to wait for each ACK (and to connect), in seconds.
+        #[arg(long, default_value_t = 10)]
+        timeout_secs: u64,
+        /// Files of one message, or batch files (split into their messages); `-`
+        /// reads standard input.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -138,6 +182,59 @@ pub struct ServeArgs {
     /// How long a break-glass grant lasts, in seconds.
     #[arg(long, env = "TENET_BREAK_GLASS_SECS", default_value_t = 3600)]
     pub break_glass_secs: i64,
+    /// Durable jobs run at once by this process's worker (0: run no worker).
+    #[arg(long, env = "TENET_WORKERS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(0..=1024))]
+    pub workers: u16,
+    /// Serve no HTTP: only run the job worker (for worker-only nodes).
+    #[arg(long, env = "TENET_NO_HTTP")]
+    pub no_http: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, newest first.
+    List {
+        /// Only jobs in this state.
+        #[arg(long, value_enum)]
+        state: Option<JobState>,
+        /// Only this tenant's jobs.
+        #[arg(long)]
+        tenant: Option<uuid::Uuid>,
+        /// At most this many (up to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Show one job: its arguments (ids only), attempts, lease and last error.
+    Show { id: uuid::Uuid },
+    /// Run a dead, cancelled or retrying job again now, with its attempts reset.
+    Retry { id: uuid::Uuid },
+    /// Cancel a job that has not finished; a running job loses its lease and its
+    /// effects roll back.
+    Cancel { id: uuid::Uuid },
+}
+
+/// The states of a job, as `platform.job_state` spells them.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum JobState {
+    Scheduled,
+    Running,
+    Succeeded,
+    Retrying,
+    Dead,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Scheduled => "scheduled",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Retrying => "retrying",
+            JobState::Dead => "dead",
+            JobState::Cancelled => "cancelled",
+        }
+    }
 }
 
 #[derive(Debug, Args)]

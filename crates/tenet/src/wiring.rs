@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use db::TenantTx;
 use identity::keyring::Keyring;
+use platform::jobs::worker::{Worker, WorkerConfig};
+use platform::jobs::{Noop, Registry};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -38,6 +40,16 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
         config.tenant_claim = args.oidc_tenant_claim.clone();
         oidc::OidcVerifier::new(config)
     });
+    let job_worker = (args.workers > 0).then(|| {
+        let mut config = WorkerConfig::new(worker_id());
+        config.concurrency = usize::from(args.workers);
+        Arc::new(Worker::new(
+            owner.clone(),
+            app.clone(),
+            job_registry(),
+            config,
+        ))
+    });
     let state = api::AppState {
         pool: app,
         keyring,
@@ -49,9 +61,6 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
             schema_version: migrator.migrations().last().map_or(0, |m| m.version),
         },
     };
-    let listener = TcpListener::bind(args.http)
-        .await
-        .with_context(|| format!("listening on {}", args.http))?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let checkpoints = (args.checkpoint_secs > 0).then(|| {
         tokio::spawn(checkpoint_loop(
@@ -61,28 +70,67 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
             shutdown_rx.clone(),
         ))
     });
-    tracing::info!(http = %args.http, "tenet is serving");
-    let mut server_shutdown = shutdown_rx.clone();
-    let mut server = tokio::spawn(
-        axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(async move {
-                let _ = server_shutdown.wait_for(|stop| *stop).await;
-            })
-            .into_future(),
-    );
-    tokio::select! {
-        result = &mut server => result.context("the HTTP server panicked")?.context("serving HTTP")?,
-        () = shutdown_signal() => {
-            tracing::info!("shutting down: finishing requests in flight");
-            let _ = shutdown_tx.send(true);
-            server.await.context("the HTTP server panicked")?.context("serving HTTP")?;
+    // On shutdown the worker stops claiming, lets in-flight jobs finish for its grace
+    // period and hands back the rest.
+    let jobs = job_worker.map(|worker| tokio::spawn(worker.run(shutdown_rx.clone())));
+    let mut server = if args.no_http {
+        tracing::info!(
+            workers = args.workers,
+            "tenet is running jobs only (no HTTP)"
+        );
+        None
+    } else {
+        let listener = TcpListener::bind(args.http)
+            .await
+            .with_context(|| format!("listening on {}", args.http))?;
+        tracing::info!(http = %args.http, workers = args.workers, "tenet is serving");
+        let mut server_shutdown = shutdown_rx.clone();
+        Some(tokio::spawn(
+            axum::serve(listener, api::router(state))
+                .with_graceful_shutdown(async move {
+                    let _ = server_shutdown.wait_for(|stop| *stop).await;
+                })
+                .into_future(),
+        ))
+    };
+    let served = async {
+        match server.as_mut() {
+            Some(server) => server.await,
+            None => std::future::pending().await,
         }
+    };
+    tokio::select! {
+        result = served => result.context("the HTTP server panicked")?.context("serving HTTP")?,
+        () = shutdown_signal() => {
+            tracing::info!("shutting down: finishing requests and jobs in flight");
+            let _ = shutdown_tx.send(true);
+            if let Some(server) = server {
+                server.await.context("the HTTP server panicked")?.context("serving HTTP")?;
+            }
+        }
+    }
+    let _ = shutdown_tx.send(true);
+    if let Some(jobs) = jobs {
+        jobs.await.context("the job worker panicked")?;
     }
     if let Some(checkpoints) = checkpoints {
         let _ = checkpoints.await;
     }
     owner.close().await;
     Ok(())
+}
+
+/// The job kinds this binary runs. Contexts add theirs here as they gain jobs.
+pub fn job_registry() -> Registry {
+    Registry::new().register(Noop)
+}
+
+/// `host:pid`, recorded on the jobs this process holds.
+fn worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|host| host.trim().to_owned())
+        .unwrap_or_else(|_| "tenet".to_owned());
+    format!("{host}:{}", std::process::id())
 }
 
 /// Ctrl-C or SIGTERM.

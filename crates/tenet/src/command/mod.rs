@@ -3,6 +3,8 @@
 mod audit_log;
 mod check;
 mod database;
+mod hl7;
+mod jobs;
 mod keys;
 mod migrate;
 mod principals;
@@ -29,6 +31,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { json } => check::run(global, json).await,
         Command::Keys { command } => keys::run(global, command).await,
         Command::Db { command } => database::run(global, command).await,
+        Command::Jobs { command } => jobs::run(global, command).await,
+        // No database: these read files and talk MLLP.
+        Command::Hl7 { command } => hl7::run(command).await,
     }
 }
 

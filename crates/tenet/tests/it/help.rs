@@ -16,6 +16,8 @@ const SUBCOMMANDS: &[(&[&str], &[&str])] = &[
             "audit",
             "check",
             "keys",
+            "hl7",
+            "jobs",
             "--home",
             "--database-url",
             "--log-format",
@@ -33,6 +35,8 @@ const SUBCOMMANDS: &[(&[&str], &[&str])] = &[
             "--oidc-jwks-url",
             "--oidc-tenant-claim",
             "--break-glass-secs",
+            "--workers",
+            "--no-http",
         ],
     ),
     (&["migrate"], &["up", "down", "status"]),
@@ -58,6 +62,14 @@ const SUBCOMMANDS: &[(&[&str], &[&str])] = &[
     (&["check"], &["--json"]),
     (&["keys"], &["rotate"]),
     (&["keys", "rotate"], &["--database-url"]),
+    (&["jobs"], &["list", "show", "retry", "cancel"]),
+    (&["jobs", "list"], &["--state", "--tenant", "--limit"]),
+    (&["jobs", "show"], &["<ID>"]),
+    (&["jobs", "retry"], &["<ID>"]),
+    (&["jobs", "cancel"], &["<ID>"]),
+    (&["hl7"], &["parse", "send"]),
+    (&["hl7", "parse"], &["<FILE>", "--json"]),
+    (&["hl7", "send"], &["--to", "--timeout-secs", "<FILES>"]),
 ];
 
 #[tokio::test]

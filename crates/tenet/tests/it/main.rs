@@ -7,6 +7,7 @@
 //! - [`check`]: `tenet check` on the migrated schema and on a broken one.
 //! - [`keys`]: `keys rotate` re-wraps every data key under a new master key.
 //! - [`migrate`]: `migrate down` then `migrate` round-trips.
+//! - [`hl7`]: `hl7 parse` and `hl7 send` (no database; an MLLP server in the test).
 //!
 //! The binary gets `DATABASE_URL` (the owner role over the cluster's unix socket),
 //! `TENET_APP_DATABASE_URL` (the service role), key files in a temporary directory
@@ -15,6 +16,7 @@
 mod audit_log;
 mod check;
 mod help;
+mod hl7;
 mod keys;
 mod migrate;
 mod principals;

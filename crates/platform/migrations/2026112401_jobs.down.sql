@@ -1,0 +1,2 @@
+DROP TABLE platform.jobs;
+DROP TYPE platform.job_state;

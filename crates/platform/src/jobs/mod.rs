@@ -1,0 +1,322 @@
+//! Durable jobs: background work that survives crashes and restarts and always ends in
+//! a known state (invariants I4, I5, I6).
+//!
+//! - [`enqueue`] writes a job inside the caller's own [`TenantTx`]: the job exists only
+//!   if that transaction commits.
+//! - A [`JobKind`] names a kind of work, the version of its typed arguments and the
+//!   function that does it; a [`Registry`] holds the kinds a worker runs.
+//! - [`worker::Worker`] claims jobs with `FOR UPDATE SKIP LOCKED` under a lease and a
+//!   fresh fencing token, runs each one in a [`TenantTx`] of the job's tenant (row-level
+//!   security applies in workers too) and marks it `succeeded` in that same
+//!   transaction, only while its fencing token is still the job's token.
+//! - [`admin`] is what operators see and do: list, show, retry, cancel.
+//!
+//! Job states are the database enum `platform.job_state`:
+//! `scheduled → running → succeeded | retrying → … | dead | cancelled`.
+//!
+//! This module must never put PHI in a job: arguments are ids and codes only, and
+//! error messages stored in `last_error` must name ids and causes, never values —
+//! both are read across tenants by workers and operators.
+
+pub mod admin;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use db::TenantTx;
+use kernel::{JobId, TenantId};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+
+/// The longest unique key accepted.
+pub const UNIQUE_KEY_LEN_MAX: usize = 255;
+/// The most attempts a job may be given.
+pub const ATTEMPTS_MAX: u32 = 100;
+
+/// A kind of job: its stable name, the version of its arguments, and its work.
+///
+/// `run` gets the job's own [`TenantTx`]; everything it writes there commits together
+/// with the job's `succeeded` mark, or not at all. Work outside the database (an HTTP
+/// call) must be idempotent, since a job can run more than once when a worker dies
+/// between doing it and committing.
+pub trait JobKind: Send + Sync + 'static {
+    /// Stable, dotted lowercase: `assessments.send_reminder`.
+    const NAME: &'static str;
+    /// The version of [`JobKind::Args`]; raise it when their shape changes, and teach
+    /// [`JobKind::upgrade`] to read the older versions still queued.
+    const VERSION: u32;
+    /// Attempts before the job is `dead`, unless its [`JobSpec`] says otherwise.
+    const ATTEMPTS_MAX: u32 = 10;
+    /// Ids and codes only: never PHI.
+    type Args: Serialize + DeserializeOwned + Send + 'static;
+
+    fn run(
+        &self,
+        ctx: &JobContext,
+        tx: &mut TenantTx,
+        args: Self::Args,
+    ) -> impl Future<Output = Result<(), JobError>> + Send;
+
+    /// Reads arguments written with an older `version`. By default there is none.
+    fn upgrade(version: u32, _args: serde_json::Value) -> Result<Self::Args, JobError> {
+        Err(JobError::Fail(format!(
+            "{} arguments of version {version} cannot be read (this worker reads version {})",
+            Self::NAME,
+            Self::VERSION
+        )))
+    }
+}
+
+/// What a running job knows about itself.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    pub tenant_id: TenantId,
+    pub job_id: JobId,
+    /// 1 on the first run.
+    pub attempt: u32,
+    pub attempts_max: u32,
+}
+
+/// Why a job's work did not succeed. Messages are stored in `last_error` and shown to
+/// operators: name ids and causes, never PHI.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Try again later (with backoff), while attempts remain.
+    #[error("{0}")]
+    Retry(String),
+    /// Retrying cannot help: the job is `dead` now.
+    #[error("{0}")]
+    Fail(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// A job to enqueue: a kind's arguments and how to run them.
+#[derive(Debug, Clone)]
+pub struct JobSpec<K: JobKind> {
+    pub args: K::Args,
+    pub queue: String,
+    /// Lower runs first, within a tenant.
+    pub priority: i16,
+    /// Not before this instant (default: now).
+    pub run_at: Option<OffsetDateTime>,
+    pub attempts_max: u32,
+    /// At most one pending (`scheduled`, `retrying` or `running`) job per tenant and key.
+    pub unique_key: Option<String>,
+}
+
+impl<K: JobKind> JobSpec<K> {
+    pub fn new(args: K::Args) -> Self {
+        Self {
+            args,
+            queue: "default".to_owned(),
+            priority: 0,
+            run_at: None,
+            attempts_max: K::ATTEMPTS_MAX,
+            unique_key: None,
+        }
+    }
+
+    pub fn priority(mut self, priority: i16) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    pub fn run_at(mut self, run_at: OffsetDateTime) -> Self {
+        self.run_at = Some(run_at);
+        self
+    }
+
+    pub fn attempts_max(mut self, attempts_max: u32) -> Self {
+        self.attempts_max = attempts_max;
+        self
+    }
+
+    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
+        self.unique_key = Some(key.into());
+        self
+    }
+
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = queue.into();
+        self
+    }
+}
+
+/// What [`enqueue`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    New(JobId),
+    /// A pending job with the same unique key exists; nothing was added.
+    Duplicate(JobId),
+}
+
+impl Enqueued {
+    pub fn job_id(self) -> JobId {
+        match self {
+            Enqueued::New(job_id) | Enqueued::Duplicate(job_id) => job_id,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    #[error("job arguments do not serialize: {0}")]
+    Arguments(#[source] serde_json::Error),
+    #[error(transparent)]
+    Unexpected(#[from] sqlx::Error),
+}
+
+/// Enqueues a job in `tx`: it exists only if `tx` commits.
+pub async fn enqueue<K: JobKind>(
+    tx: &mut TenantTx,
+    spec: JobSpec<K>,
+) -> Result<Enqueued, EnqueueError> {
+    assert!(
+        (1..=ATTEMPTS_MAX).contains(&spec.attempts_max),
+        "BUG: attempts_max must be 1..={ATTEMPTS_MAX}"
+    );
+    assert!(
+        spec.unique_key
+            .as_ref()
+            .is_none_or(|key| !key.is_empty() && key.len() <= UNIQUE_KEY_LEN_MAX),
+        "BUG: unique key length must be 1..={UNIQUE_KEY_LEN_MAX}"
+    );
+    let args = serde_json::to_value(&spec.args).map_err(EnqueueError::Arguments)?;
+    let job_id = JobId::generate();
+    // Two tries: a twin found by the conflict may finish before we read it.
+    for _ in 0..2 {
+        let inserted: Option<uuid::Uuid> = sqlx::query_scalar(
+            "INSERT INTO platform.jobs
+                 (tenant_id, id, kind, args_version, args, queue, priority, run_at, attempts_max, unique_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, now()), $9, $10)
+             ON CONFLICT (tenant_id, unique_key)
+                 WHERE unique_key IS NOT NULL AND state IN ('scheduled', 'retrying', 'running')
+                 DO NOTHING
+             RETURNING id",
+        )
+        .bind(tx.tenant_id().as_uuid())
+        .bind(job_id.as_uuid())
+        .bind(K::NAME)
+        .bind(i32::try_from(K::VERSION).expect("BUG: job args version fits i32"))
+        .bind(&args)
+        .bind(&spec.queue)
+        .bind(spec.priority)
+        .bind(spec.run_at)
+        .bind(i32::try_from(spec.attempts_max).expect("BUG: attempts_max is bounded"))
+        .bind(&spec.unique_key)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if inserted.is_some() {
+            return Ok(Enqueued::New(job_id));
+        }
+        let twin: Option<uuid::Uuid> = sqlx::query_scalar(
+            "SELECT id FROM platform.jobs
+             WHERE tenant_id = $1 AND unique_key = $2 AND state IN ('scheduled', 'retrying', 'running')",
+        )
+        .bind(tx.tenant_id().as_uuid())
+        .bind(&spec.unique_key)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some(twin) = twin {
+            return Ok(Enqueued::Duplicate(JobId::new_unchecked(twin)));
+        }
+    }
+    Err(EnqueueError::Unexpected(sqlx::Error::Protocol(
+        "a job's unique key kept conflicting with jobs that finished".to_owned(),
+    )))
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A kind with its argument type erased, so one registry holds every kind.
+trait ErasedKind: Send + Sync {
+    fn run<'a>(
+        &'a self,
+        ctx: &'a JobContext,
+        tx: &'a mut TenantTx,
+        args_version: u32,
+        args: serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), JobError>>;
+}
+
+struct Erased<K>(K);
+
+impl<K: JobKind> ErasedKind for Erased<K> {
+    fn run<'a>(
+        &'a self,
+        ctx: &'a JobContext,
+        tx: &'a mut TenantTx,
+        args_version: u32,
+        args: serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), JobError>> {
+        Box::pin(async move {
+            let args = if args_version == K::VERSION {
+                // The serde error names the field and what was expected, not the value.
+                serde_json::from_value(args).map_err(|err| {
+                    JobError::Fail(format!("{} arguments do not parse: {err}", K::NAME))
+                })?
+            } else {
+                K::upgrade(args_version, args)?
+            };
+            self.0.run(ctx, tx, args).await
+        })
+    }
+}
+
+/// The job kinds a worker runs, by name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    kinds: HashMap<&'static str, Arc<dyn ErasedKind>>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a kind. Registering a name twice is a wiring mistake and panics.
+    pub fn register<K: JobKind>(mut self, kind: K) -> Self {
+        let previous = self.kinds.insert(K::NAME, Arc::new(Erased(kind)));
+        assert!(
+            previous.is_none(),
+            "BUG: job kind {} registered twice",
+            K::NAME
+        );
+        self
+    }
+
+    /// The registered names: a worker claims only these, so a rolling deploy's older
+    /// workers leave newer kinds to the workers that know them.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.kinds.keys().map(|name| (*name).to_owned()).collect();
+        names.sort();
+        names
+    }
+
+    fn get(&self, name: &str) -> Option<&Arc<dyn ErasedKind>> {
+        self.kinds.get(name)
+    }
+}
+
+/// A job that does nothing: for smoke tests and the jobs benchmark.
+pub struct Noop;
+
+impl JobKind for Noop {
+    const NAME: &'static str = "platform.noop";
+    const VERSION: u32 = 1;
+    type Args = serde_json::Value;
+
+    async fn run(
+        &self,
+        _ctx: &JobContext,
+        _tx: &mut TenantTx,
+        _args: Self::Args,
+    ) -> Result<(), JobError> {
+        Ok(())
+    }
+}

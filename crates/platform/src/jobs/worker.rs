@@ -1,0 +1,625 @@
+//! The worker: claim, run, complete, retry, rescue, heartbeat, and the loop around
+//! them.
+//!
+//! [`Worker::try_run_one`] does one unit of work; [`Worker::run`] is the loop, with
+//! `concurrency` jobs at a time. Claims, heartbeats, rescues and hand-backs run on the
+//! owner pool — the one role with a policy that sees every tenant's jobs (ARCHITECTURE.md,
+//! "Decisions") — and touch only `platform.jobs`. A job's own work, its completion and
+//! its failure run on the service role's pool in a [`TenantTx`] of the job's tenant.
+//!
+//! Fencing: each claim gives the job a new `fencing_token`; completion and failure
+//! update the job only where the token is still the one claimed, the state is still
+//! `running` and (for completion) the lease has not expired. A worker that lost its
+//! lease — rescued, cancelled or handed back meanwhile — therefore cannot complete,
+//! and its effects roll back with its transaction.
+//!
+//! This module must never run a job's work outside its tenant's transaction.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use db::TenantTx;
+use kernel::{JobId, TenantId};
+use rand::Rng;
+use sqlx::{Executor, PgPool};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use super::{JobContext, JobError, Registry};
+
+/// The most jobs one claim takes.
+pub const CLAIM_BATCH_MAX: usize = 64;
+/// The most expired leases one rescue takes.
+pub const RESCUE_BATCH_MAX: i64 = 1000;
+/// The longest `last_error` kept, in characters.
+pub const LAST_ERROR_LEN_MAX: usize = 2000;
+/// The most jobs a worker runs at once.
+pub const CONCURRENCY_MAX: usize = 1024;
+
+/// How a worker behaves.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Recorded on the jobs it holds: `host:pid:n`.
+    pub worker_id: String,
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// How long a claim holds a job without a heartbeat.
+    pub lease: Duration,
+    /// The first retry's delay; each further retry doubles it, up to `backoff_max`.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// How long an idle worker waits before looking again.
+    pub poll_interval: Duration,
+    /// How often expired leases are looked for.
+    pub rescue_interval: Duration,
+    /// On shutdown, how long in-flight jobs get to finish before they are handed back.
+    pub shutdown_grace: Duration,
+}
+
+impl WorkerConfig {
+    pub fn new(worker_id: impl Into<String>) -> Self {
+        Self {
+            worker_id: worker_id.into(),
+            concurrency: 4,
+            lease: Duration::from_secs(30),
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(3600),
+            poll_interval: Duration::from_millis(250),
+            rescue_interval: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A job this worker holds, with the fencing token it was claimed under.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub tenant_id: TenantId,
+    pub job_id: JobId,
+    pub kind: String,
+    pub args_version: u32,
+    pub args: serde_json::Value,
+    pub attempt: u32,
+    pub attempts_max: u32,
+    pub fencing_token: i64,
+}
+
+/// How one run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its work and its `succeeded` mark committed together.
+    Succeeded(JobId),
+    /// It failed and will run again after its backoff.
+    Retrying(JobId),
+    /// It failed for the last time (or for good); `last_error` says why.
+    Dead(JobId),
+    /// Its lease was lost (expired, rescued, cancelled or handed back) before it
+    /// completed: its effects were rolled back.
+    LeaseLost(JobId),
+}
+
+/// The delay before retry number `attempt` (1: after the first failure): `base ·
+/// 2^(attempt-1)` capped at `max`, then "equal jitter": half of it fixed, half drawn
+/// from `jitter` (in `[0, 1)`), so retries of jobs that failed together spread out.
+pub fn backoff(attempt: u32, base: Duration, max: Duration, jitter: f64) -> Duration {
+    assert!((0.0..1.0).contains(&jitter), "BUG: jitter is in [0, 1)");
+    let exponent = attempt.saturating_sub(1).min(30);
+    let delay = base.saturating_mul(1 << exponent).min(max);
+    delay / 2 + delay.mul_f64(jitter / 2.0)
+}
+
+/// The claim: the first runnable jobs, in the order of the `jobs_runnable` index,
+/// starting after the tenant the previous claim ended at and wrapping around, so
+/// claims round-robin over tenants. Both halves scan that partial index in its own
+/// order; the outer LIMIT stops the second as soon as the first filled the batch
+/// (each row is locked only when it is pulled).
+pub const CLAIM: &str = r#"
+WITH picked AS (
+    SELECT tenant_id, id FROM (
+        SELECT * FROM (
+            SELECT tenant_id, id FROM platform.jobs
+            WHERE state IN ('scheduled', 'retrying') AND tenant_id > $1
+              AND run_at <= now() AND kind = ANY ($2)
+            ORDER BY tenant_id, priority, run_at
+            LIMIT $3
+            FOR UPDATE SKIP LOCKED
+        ) AS after_cursor
+        UNION ALL
+        SELECT * FROM (
+            SELECT tenant_id, id FROM platform.jobs
+            WHERE state IN ('scheduled', 'retrying') AND tenant_id <= $1
+              AND run_at <= now() AND kind = ANY ($2)
+            ORDER BY tenant_id, priority, run_at
+            LIMIT $3
+            FOR UPDATE SKIP LOCKED
+        ) AS from_start
+    ) AS both_halves
+    LIMIT $3
+)
+UPDATE platform.jobs j
+SET state = 'running', attempts = j.attempts + 1, fencing_token = j.fencing_token + 1,
+    lease_expires_at = now() + make_interval(secs => $4), worker_id = $5, updated_at = now()
+FROM picked
+WHERE j.tenant_id = picked.tenant_id AND j.id = picked.id
+RETURNING j.tenant_id, j.id, j.kind, j.args_version, j.args, j.attempts, j.attempts_max, j.fencing_token
+"#;
+
+/// Planner settings for the claim's transaction. With statistics taken while the table
+/// was empty, a bulk enqueue can make a sequential scan and a sort look cheap, and a
+/// queue's drain speed then swings by orders of magnitude; switched off, the claim
+/// always walks `jobs_runnable` in order and stops at the batch size.
+///
+/// The claim's commit also skips its own WAL flush (`synchronous_commit = off`): a
+/// claim lost in a crash only leaves the job runnable, and any later commit that
+/// depends on it — its completion — flushes the WAL up to and including the claim.
+pub const CLAIM_PLANNER_SETTINGS: &str = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; SET LOCAL synchronous_commit = off";
+
+/// Completes a job in its own transaction, only under the claimed token and lease.
+const COMPLETE: &str = r#"
+UPDATE platform.jobs
+SET state = 'succeeded', lease_expires_at = NULL, finished_at = now(), updated_at = now()
+WHERE tenant_id = $1 AND id = $2 AND fencing_token = $3 AND state = 'running'
+  AND lease_expires_at > clock_timestamp()
+"#;
+
+/// Records a failed run, only under the claimed token.
+const FAIL: &str = r#"
+UPDATE platform.jobs
+SET state = $4::platform.job_state,
+    run_at = CASE WHEN $4 = 'retrying' THEN now() + make_interval(secs => $5) ELSE run_at END,
+    last_error = $6, lease_expires_at = NULL, worker_id = NULL, updated_at = now(),
+    finished_at = CASE WHEN $4 = 'dead' THEN now() END
+WHERE tenant_id = $1 AND id = $2 AND fencing_token = $3 AND state = 'running'
+"#;
+
+const HEARTBEAT: &str = r#"
+UPDATE platform.jobs j
+SET lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
+FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS h(tenant_id, id, fencing_token)
+WHERE j.tenant_id = h.tenant_id AND j.id = h.id AND j.fencing_token = h.fencing_token
+  AND j.state = 'running'
+"#;
+
+/// Gives jobs back at shutdown: the attempt does not count, the token moves on.
+const HAND_BACK: &str = r#"
+UPDATE platform.jobs j
+SET state = 'retrying', run_at = now(), attempts = greatest(j.attempts - 1, 0),
+    fencing_token = j.fencing_token + 1, lease_expires_at = NULL, worker_id = NULL,
+    last_error = 'handed back at worker shutdown', updated_at = now()
+FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS h(tenant_id, id, fencing_token)
+WHERE j.tenant_id = h.tenant_id AND j.id = h.id AND j.fencing_token = h.fencing_token
+  AND j.state = 'running'
+"#;
+
+/// Takes back jobs whose lease expired (their worker died or hung). The attempt counts:
+/// a job that kills its worker every time ends `dead`.
+const RESCUE: &str = r#"
+WITH expired AS (
+    SELECT tenant_id, id FROM platform.jobs
+    WHERE state = 'running' AND lease_expires_at < now()
+    ORDER BY lease_expires_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE platform.jobs j
+SET state = CASE WHEN j.attempts >= j.attempts_max THEN 'dead' ELSE 'retrying' END::platform.job_state,
+    run_at = now(), fencing_token = j.fencing_token + 1, lease_expires_at = NULL,
+    last_error = 'lease expired: worker ' || coalesce(j.worker_id, '?') || ' stopped renewing it',
+    worker_id = NULL, updated_at = now(),
+    finished_at = CASE WHEN j.attempts >= j.attempts_max THEN now() END
+FROM expired
+WHERE j.tenant_id = expired.tenant_id AND j.id = expired.id
+"#;
+
+/// What the claim returns: tenant, id, kind, args version, args, attempt,
+/// attempts_max, fencing token.
+type ClaimRow = (Uuid, Uuid, String, i32, serde_json::Value, i32, i32, i64);
+
+/// A worker: claims and runs the kinds of its registry.
+pub struct Worker {
+    owner: PgPool,
+    app: PgPool,
+    registry: Registry,
+    kinds: Vec<String>,
+    config: WorkerConfig,
+    /// The tenant the last claim ended at: the next claim starts after it.
+    cursor: Mutex<Uuid>,
+    in_flight: Mutex<HashMap<Uuid, (Uuid, i64)>>,
+}
+
+impl Worker {
+    /// `owner` claims, heartbeats and rescues; `app` runs the jobs' work.
+    pub fn new(owner: PgPool, app: PgPool, registry: Registry, config: WorkerConfig) -> Self {
+        assert!(
+            (1..=CONCURRENCY_MAX).contains(&config.concurrency),
+            "BUG: worker concurrency must be 1..={CONCURRENCY_MAX}"
+        );
+        assert!(
+            config.lease >= Duration::from_millis(100),
+            "BUG: a lease shorter than 100 ms cannot be renewed in time"
+        );
+        let kinds = registry.names();
+        Self {
+            owner,
+            app,
+            registry,
+            kinds,
+            config,
+            cursor: Mutex::new(Uuid::nil()),
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &WorkerConfig {
+        &self.config
+    }
+
+    /// Claims up to `n` runnable jobs under a lease and a new fencing token each.
+    pub async fn claim(&self, n: usize) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+        let n = n.clamp(1, CLAIM_BATCH_MAX);
+        let cursor = *self.cursor.lock().expect("BUG: cursor lock poisoned");
+        let mut tx = self.owner.begin().await?;
+        (&mut *tx).execute(CLAIM_PLANNER_SETTINGS).await?;
+        let rows: Vec<ClaimRow> = sqlx::query_as(CLAIM)
+            .bind(cursor)
+            .bind(&self.kinds)
+            .bind(i64::try_from(n).expect("BUG: batch fits i64"))
+            .bind(self.config.lease.as_secs_f64())
+            .bind(&self.config.worker_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        // Round-robin: continue after the last tenant served (the rows of an UPDATE
+        // come back in no particular order, so take the one the scan reached last).
+        if let Some(last) = last_tenant(&rows.iter().map(|row| row.0).collect::<Vec<_>>(), cursor) {
+            *self.cursor.lock().expect("BUG: cursor lock poisoned") = last;
+        }
+        Ok(rows
+            .into_iter()
+            .map(
+                |(
+                    tenant_id,
+                    id,
+                    kind,
+                    args_version,
+                    args,
+                    attempt,
+                    attempts_max,
+                    fencing_token,
+                )| {
+                    ClaimedJob {
+                        tenant_id: TenantId::new_unchecked(tenant_id),
+                        job_id: JobId::new_unchecked(id),
+                        kind,
+                        args_version: u32::try_from(args_version).unwrap_or(0),
+                        args,
+                        attempt: u32::try_from(attempt).unwrap_or(0),
+                        attempts_max: u32::try_from(attempts_max).unwrap_or(1),
+                        fencing_token,
+                    }
+                },
+            )
+            .collect())
+    }
+
+    /// Runs a claimed job in its tenant's transaction and completes it there, or
+    /// records its failure. An `Err` is a database failure around the job (not of the
+    /// job): the job stays `running` until its lease expires and it is rescued.
+    pub async fn run_claimed(&self, job: ClaimedJob) -> Result<Outcome, sqlx::Error> {
+        let kind = self
+            .registry
+            .get(&job.kind)
+            .expect("BUG: a worker claims only kinds it has registered")
+            .clone();
+        let ctx = JobContext {
+            tenant_id: job.tenant_id,
+            job_id: job.job_id,
+            attempt: job.attempt,
+            attempts_max: job.attempts_max,
+        };
+        let actor = format!("job:{}", job.kind);
+        let mut tx = TenantTx::begin_as(&self.app, job.tenant_id, &actor, None).await?;
+        let result = kind
+            .run(&ctx, &mut tx, job.args_version, job.args.clone())
+            .await;
+        match result {
+            Ok(()) => {
+                let completed = sqlx::query(COMPLETE)
+                    .bind(job.tenant_id.as_uuid())
+                    .bind(job.job_id.as_uuid())
+                    .bind(job.fencing_token)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if completed == 1 {
+                    tx.commit().await?;
+                    Ok(Outcome::Succeeded(job.job_id))
+                } else {
+                    tx.rollback().await?;
+                    tracing::warn!(job_id = %job.job_id, kind = %job.kind, "job lost its lease before completing; its effects were rolled back");
+                    Ok(Outcome::LeaseLost(job.job_id))
+                }
+            }
+            Err(err) => {
+                // The work's effects go; the failure is recorded in a transaction of
+                // its own (the work's may be aborted).
+                tx.rollback().await?;
+                self.record_failure(&job, &err).await
+            }
+        }
+    }
+
+    async fn record_failure(
+        &self,
+        job: &ClaimedJob,
+        err: &JobError,
+    ) -> Result<Outcome, sqlx::Error> {
+        let dead = matches!(err, JobError::Fail(_)) || job.attempt >= job.attempts_max;
+        let delay = backoff(
+            job.attempt,
+            self.config.backoff_base,
+            self.config.backoff_max,
+            rand::thread_rng().gen_range(0.0..1.0),
+        );
+        let message: String = err.to_string().chars().take(LAST_ERROR_LEN_MAX).collect();
+        let mut tx =
+            TenantTx::begin_as(&self.app, job.tenant_id, &format!("job:{}", job.kind), None)
+                .await?;
+        let updated = sqlx::query(FAIL)
+            .bind(job.tenant_id.as_uuid())
+            .bind(job.job_id.as_uuid())
+            .bind(job.fencing_token)
+            .bind(if dead { "dead" } else { "retrying" })
+            .bind(delay.as_secs_f64())
+            .bind(&message)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        tracing::info!(job_id = %job.job_id, kind = %job.kind, attempt = job.attempt, dead, error = %message, "job failed");
+        Ok(match (updated, dead) {
+            (0, _) => Outcome::LeaseLost(job.job_id),
+            (_, true) => Outcome::Dead(job.job_id),
+            (_, false) => Outcome::Retrying(job.job_id),
+        })
+    }
+
+    /// One unit of work: rescue expired leases, claim one job, run it. `None` when
+    /// nothing is runnable.
+    pub async fn try_run_one(&self) -> Result<Option<Outcome>, sqlx::Error> {
+        self.rescue_expired().await?;
+        let Some(job) = self.claim(1).await?.pop() else {
+            return Ok(None);
+        };
+        self.run_claimed(job).await.map(Some)
+    }
+
+    /// Takes back jobs whose lease expired; returns how many.
+    pub async fn rescue_expired(&self) -> Result<u64, sqlx::Error> {
+        let n_rescued = sqlx::query(RESCUE)
+            .bind(RESCUE_BATCH_MAX)
+            .execute(&self.owner)
+            .await?
+            .rows_affected();
+        if n_rescued > 0 {
+            tracing::warn!(n_rescued, "rescued jobs whose lease expired");
+        }
+        Ok(n_rescued)
+    }
+
+    /// Extends the lease of every job this worker is running.
+    pub async fn heartbeat(&self) -> Result<u64, sqlx::Error> {
+        let (tenants, ids, tokens) = self.in_flight_arrays();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        Ok(sqlx::query(HEARTBEAT)
+            .bind(tenants)
+            .bind(ids)
+            .bind(tokens)
+            .bind(self.config.lease.as_secs_f64())
+            .execute(&self.owner)
+            .await?
+            .rows_affected())
+    }
+
+    fn in_flight_arrays(&self) -> (Vec<Uuid>, Vec<Uuid>, Vec<i64>) {
+        let in_flight = self.in_flight.lock().expect("BUG: in-flight lock poisoned");
+        let mut arrays = (Vec::new(), Vec::new(), Vec::new());
+        for (id, (tenant_id, token)) in in_flight.iter() {
+            arrays.0.push(*tenant_id);
+            arrays.1.push(*id);
+            arrays.2.push(*token);
+        }
+        arrays
+    }
+
+    /// Runs jobs, `concurrency` at a time, until `shutdown` turns true; then stops
+    /// claiming, lets in-flight jobs finish for `shutdown_grace`, and hands back the
+    /// ones still running.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let permits = Arc::new(Semaphore::new(self.config.concurrency));
+        let mut tasks = JoinSet::new();
+        let heartbeat = tokio::spawn(heartbeat_loop(self.clone(), shutdown.clone()));
+        let mut rescued_at: Option<Instant> = None;
+        tracing::info!(worker_id = %self.config.worker_id, concurrency = self.config.concurrency, kinds = ?self.kinds, "job worker started");
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            while let Some(joined) = tasks.try_join_next() {
+                log_joined(joined);
+            }
+            if rescued_at.is_none_or(|at| at.elapsed() >= self.config.rescue_interval) {
+                rescued_at = Some(Instant::now());
+                if let Err(err) = self.rescue_expired().await {
+                    tracing::warn!(error = %err, "rescuing expired leases failed");
+                }
+            }
+            let free = permits.available_permits();
+            // Claim in batches: while jobs run, wait until a quarter of the slots are
+            // free instead of paying a claim per finished job.
+            let batch_min = (self.config.concurrency / 4).clamp(1, CLAIM_BATCH_MAX);
+            if free == 0 || (free < batch_min && !tasks.is_empty()) {
+                // Every held permit belongs to a task: wait for one to end.
+                tokio::select! {
+                    joined = tasks.join_next() => {
+                        if let Some(joined) = joined {
+                            log_joined(joined);
+                        }
+                    }
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                }
+                continue;
+            }
+            match self.claim(free).await {
+                Ok(jobs) if jobs.is_empty() => {
+                    tokio::select! {
+                        () = tokio::time::sleep(self.config.poll_interval) => {}
+                        _ = shutdown.wait_for(|stop| *stop) => break,
+                    }
+                }
+                Ok(jobs) => {
+                    for job in jobs {
+                        let permit = permits
+                            .clone()
+                            .try_acquire_owned()
+                            .expect("BUG: claimed more jobs than free permits");
+                        self.in_flight
+                            .lock()
+                            .expect("BUG: in-flight lock poisoned")
+                            .insert(
+                                *job.job_id.as_uuid(),
+                                (*job.tenant_id.as_uuid(), job.fencing_token),
+                            );
+                        let worker = self.clone();
+                        tasks.spawn(async move {
+                            let _permit = permit;
+                            let _in_flight = InFlight(worker.clone(), *job.job_id.as_uuid());
+                            worker.run_claimed(job).await
+                        });
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "claiming jobs failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(self.config.poll_interval) => {}
+                        _ = shutdown.wait_for(|stop| *stop) => break,
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            n_in_flight = tasks.len(),
+            "job worker stopping: finishing in-flight jobs"
+        );
+        let drained = tokio::time::timeout(self.config.shutdown_grace, async {
+            while let Some(joined) = tasks.join_next().await {
+                log_joined(joined);
+            }
+        })
+        .await;
+        if drained.is_err() {
+            // Their transactions roll back as the tasks are dropped; the hand-back
+            // moves the token on, so nothing they did can still complete.
+            // Read the set first: an aborted task leaves it as it drops.
+            let (tenants, ids, tokens) = self.in_flight_arrays();
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+            match sqlx::query(HAND_BACK)
+                .bind(tenants)
+                .bind(ids)
+                .bind(tokens)
+                .execute(&self.owner)
+                .await
+            {
+                Ok(done) => tracing::info!(
+                    n_handed_back = done.rows_affected(),
+                    "handed back unfinished jobs"
+                ),
+                Err(err) => {
+                    tracing::warn!(error = %err, "handing back jobs failed; their leases will expire and they will be rescued")
+                }
+            }
+        }
+        heartbeat.abort();
+        let _ = heartbeat.await;
+        tracing::info!(worker_id = %self.config.worker_id, "job worker stopped");
+    }
+}
+
+/// Removes a job from the heartbeat set when its task ends, however it ends.
+struct InFlight(Arc<Worker>, Uuid);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut in_flight) = self.0.in_flight.lock() {
+            in_flight.remove(&self.1);
+        }
+    }
+}
+
+fn log_joined(joined: Result<Result<Outcome, sqlx::Error>, tokio::task::JoinError>) {
+    match joined {
+        Ok(Ok(_)) => {}
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "a job's transaction failed; its lease will expire and it will be rescued")
+        }
+        Err(err) if err.is_cancelled() => {}
+        Err(err) => {
+            tracing::error!(error = %err, "a job panicked; its lease will expire and it will be rescued")
+        }
+    }
+}
+
+async fn heartbeat_loop(worker: Arc<Worker>, mut shutdown: watch::Receiver<bool>) {
+    let every = worker.config.lease / 3;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            // In-flight jobs keep their leases through the shutdown grace period; the
+            // loop ends when `run` aborts it.
+            _ = shutdown.wait_for(|stop| *stop) => {}
+        }
+        if let Err(err) = worker.heartbeat().await {
+            tracing::warn!(error = %err, "extending job leases failed");
+        }
+    }
+}
+
+/// The tenant a claim ended at: the last one after `cursor` if any (the scan went
+/// there last), else the last one at or before it (it wrapped around).
+fn last_tenant(tenants: &[Uuid], cursor: Uuid) -> Option<Uuid> {
+    let after = tenants.iter().filter(|t| **t > cursor).max();
+    let wrapped = tenants.iter().filter(|t| **t <= cursor).max();
+    wrapped.or(after).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_per_attempt_up_to_the_maximum_with_half_of_it_jittered() {
+        let base = Duration::from_secs(2);
+        let max = Duration::from_secs(60);
+        assert_eq!(backoff(1, base, max, 0.0), Duration::from_secs(1));
+        assert_eq!(backoff(2, base, max, 0.0), Duration::from_secs(2));
+        assert_eq!(backoff(3, base, max, 0.0), Duration::from_secs(4));
+        assert!(backoff(3, base, max, 0.999) < Duration::from_secs(8));
+        assert!(backoff(3, base, max, 0.5) > Duration::from_secs(5));
+        assert_eq!(backoff(40, base, max, 0.0), Duration::from_secs(30));
+        assert!(backoff(u32::MAX, base, max, 0.999) <= max);
+    }
+
+    #[test]
+    fn the_claim_cursor_continues_after_the_last_tenant_served() {
+        let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        assert_eq!(last_tenant(&[b, c], a), Some(c));
+        // Wrapped around: the scan served c (after the cursor b), then a.
+        assert_eq!(last_tenant(&[c, a], b), Some(a));
+        assert_eq!(last_tenant(&[], b), None);
+    }
+}

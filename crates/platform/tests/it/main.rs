@@ -1,0 +1,697 @@
+//! Durable jobs on a real PostgreSQL: enqueue in the caller's transaction, completion
+//! in the work's transaction, retries, leases and fencing, unique keys, fairness,
+//! concurrency and row-level security in workers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use db::TenantTx;
+use db::testing::TestDb;
+use kernel::{JobId, TenantId};
+use platform::jobs::worker::{CLAIM_PLANNER_SETTINGS, Outcome, Worker, WorkerConfig};
+use platform::jobs::{self, Enqueued, JobContext, JobError, JobKind, JobSpec, Registry, admin};
+use serde::{Deserialize, Serialize};
+use sqlx::{Executor, PgPool};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// Writes a row keyed by its job id into `public.effects`; optionally fails after
+/// writing it on its first attempt.
+struct Effect;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct EffectArgs {
+    fail_first: bool,
+    sleep_ms: u64,
+}
+
+impl JobKind for Effect {
+    const NAME: &'static str = "test.effect";
+    const VERSION: u32 = 1;
+    type Args = EffectArgs;
+
+    async fn run(
+        &self,
+        ctx: &JobContext,
+        tx: &mut TenantTx,
+        args: EffectArgs,
+    ) -> Result<(), JobError> {
+        if args.sleep_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(args.sleep_ms)).await;
+        }
+        sqlx::query("INSERT INTO public.effects (tenant_id, job_id) VALUES ($1, $2)")
+            .bind(ctx.tenant_id.as_uuid())
+            .bind(ctx.job_id.as_uuid())
+            .execute(&mut **tx)
+            .await?;
+        if args.fail_first && ctx.attempt == 1 {
+            return Err(JobError::Retry("failed after its effect".to_owned()));
+        }
+        Ok(())
+    }
+}
+
+/// Always fails.
+struct Poison;
+
+impl JobKind for Poison {
+    const NAME: &'static str = "test.poison";
+    const VERSION: u32 = 1;
+    type Args = ();
+
+    async fn run(&self, ctx: &JobContext, _tx: &mut TenantTx, _args: ()) -> Result<(), JobError> {
+        Err(JobError::Retry(format!("poison, attempt {}", ctx.attempt)))
+    }
+}
+
+/// Looks for another tenant's effect row and job; fails if it sees either.
+struct Snoop;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SnoopArgs {
+    other_tenant_id: Uuid,
+    other_job_id: Uuid,
+}
+
+impl JobKind for Snoop {
+    const NAME: &'static str = "test.snoop";
+    const VERSION: u32 = 1;
+    type Args = SnoopArgs;
+
+    async fn run(
+        &self,
+        ctx: &JobContext,
+        tx: &mut TenantTx,
+        args: SnoopArgs,
+    ) -> Result<(), JobError> {
+        let n_effects: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM public.effects WHERE tenant_id = $1")
+                .bind(args.other_tenant_id)
+                .fetch_one(&mut **tx)
+                .await?;
+        let n_jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM platform.jobs WHERE id = $1")
+            .bind(args.other_job_id)
+            .fetch_one(&mut **tx)
+            .await?;
+        let n_updated = sqlx::query("UPDATE platform.jobs SET priority = 9 WHERE id = $1")
+            .bind(args.other_job_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+        if n_effects + n_jobs + i64::try_from(n_updated).unwrap() > 0 {
+            return Err(JobError::Fail("saw another tenant's rows".to_owned()));
+        }
+        sqlx::query("INSERT INTO public.effects (tenant_id, job_id) VALUES ($1, $2)")
+            .bind(ctx.tenant_id.as_uuid())
+            .bind(ctx.job_id.as_uuid())
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+fn registry() -> Registry {
+    Registry::new()
+        .register(Effect)
+        .register(Poison)
+        .register(Snoop)
+}
+
+async fn setup() -> TestDb {
+    let db = TestDb::migrated(&schema::migrator()).await;
+    // A tenant table of the test's own, under the same rules as ours. No key on
+    // purpose: a job that ran twice in effect shows up as two rows.
+    db.admin
+        .execute(
+            "CREATE TABLE public.effects (tenant_id uuid NOT NULL, job_id uuid NOT NULL);
+             ALTER TABLE public.effects ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE public.effects FORCE ROW LEVEL SECURITY;
+             CREATE POLICY tenant_isolation ON public.effects
+                 USING (tenant_id = nullif(current_setting('tenet.tenant_id', true), '')::uuid)
+                 WITH CHECK (tenant_id = nullif(current_setting('tenet.tenant_id', true), '')::uuid);
+             GRANT SELECT, INSERT ON public.effects TO tenet_app;",
+        )
+        .await
+        .unwrap();
+    db
+}
+
+fn config(name: &str) -> WorkerConfig {
+    let mut config = WorkerConfig::new(name);
+    config.backoff_base = Duration::ZERO;
+    config.backoff_max = Duration::ZERO;
+    config.poll_interval = Duration::from_millis(20);
+    config.rescue_interval = Duration::from_millis(100);
+    config
+}
+
+fn worker(db: &TestDb, config: WorkerConfig) -> Worker {
+    Worker::new(db.owner.clone(), db.app.clone(), registry(), config)
+}
+
+async fn enqueue<K: JobKind>(db: &TestDb, tenant_id: TenantId, spec: JobSpec<K>) -> JobId {
+    let mut tx = TenantTx::begin_as(&db.app, tenant_id, "system", None)
+        .await
+        .unwrap();
+    let enqueued = jobs::enqueue(&mut tx, spec).await.unwrap();
+    tx.commit().await.unwrap();
+    enqueued.job_id()
+}
+
+fn effect(fail_first: bool) -> JobSpec<Effect> {
+    JobSpec::new(EffectArgs {
+        fail_first,
+        sleep_ms: 0,
+    })
+}
+
+async fn n_effects(db: &TestDb, job_id: JobId) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM public.effects WHERE job_id = $1")
+        .bind(job_id.as_uuid())
+        .fetch_one(&db.admin)
+        .await
+        .unwrap()
+}
+
+async fn job(db: &TestDb, job_id: JobId) -> admin::JobRow {
+    admin::show(&db.owner, job_id)
+        .await
+        .unwrap()
+        .expect("the job exists")
+}
+
+async fn expire_lease(admin: &PgPool, job_id: JobId) {
+    sqlx::query(
+        "UPDATE platform.jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1",
+    )
+    .bind(job_id.as_uuid())
+    .execute(admin)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_job_enqueued_in_a_rolled_back_transaction_does_not_exist() {
+    let db = setup().await;
+    let mut tx = TenantTx::begin_as(&db.app, TenantId::generate(), "system", None)
+        .await
+        .unwrap();
+    let job_id = jobs::enqueue(&mut tx, effect(false))
+        .await
+        .unwrap()
+        .job_id();
+    tx.rollback().await.unwrap();
+
+    assert!(admin::show(&db.owner, job_id).await.unwrap().is_none());
+    assert_eq!(worker(&db, config("w")).try_run_one().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_jobs_effect_and_its_success_commit_together() {
+    let db = setup().await;
+    let mut config = config("w");
+    config.backoff_base = Duration::from_secs(60);
+    config.backoff_max = Duration::from_secs(60);
+    let worker = worker(&db, config);
+    let job_id = enqueue(&db, TenantId::generate(), effect(true)).await;
+
+    // The first run writes its effect, then fails: the effect rolls back with it.
+    assert_eq!(
+        worker.try_run_one().await.unwrap(),
+        Some(Outcome::Retrying(job_id))
+    );
+    assert_eq!(n_effects(&db, job_id).await, 0);
+    let failed = job(&db, job_id).await;
+    assert_eq!(failed.state, "retrying");
+    assert_eq!(failed.attempts, 1);
+    assert_eq!(
+        failed.last_error.as_deref(),
+        Some("failed after its effect")
+    );
+    // The backoff is stored in the database: half of 60 s fixed, half jittered.
+    let delay_secs = (failed.run_at - failed.updated_at).as_seconds_f64();
+    assert!((29.0..=61.0).contains(&delay_secs), "{delay_secs}");
+    assert_eq!(
+        worker.try_run_one().await.unwrap(),
+        None,
+        "not before its run_at"
+    );
+
+    sqlx::query("UPDATE platform.jobs SET run_at = now() WHERE id = $1")
+        .bind(job_id.as_uuid())
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    assert_eq!(
+        worker.try_run_one().await.unwrap(),
+        Some(Outcome::Succeeded(job_id))
+    );
+    assert_eq!(n_effects(&db, job_id).await, 1);
+    let done = job(&db, job_id).await;
+    assert_eq!((done.state.as_str(), done.attempts), ("succeeded", 2));
+    assert!(done.finished_at.is_some() && done.lease_expires_at.is_none());
+}
+
+#[tokio::test]
+async fn a_poison_job_is_dead_after_its_attempts_and_never_blocks_the_jobs_behind_it() {
+    let db = setup().await;
+    let worker = worker(&db, config("w"));
+    let tenant_id = TenantId::generate();
+    // First in line (highest priority, earliest).
+    let poison = enqueue(
+        &db,
+        tenant_id,
+        JobSpec::<Poison>::new(()).priority(-1).attempts_max(3),
+    )
+    .await;
+    let mut good = Vec::new();
+    for _ in 0..5 {
+        good.push(enqueue(&db, tenant_id, effect(false)).await);
+    }
+
+    let mut outcomes = Vec::new();
+    while let Some(outcome) = worker.try_run_one().await.unwrap() {
+        outcomes.push(outcome);
+        assert!(outcomes.len() <= 8, "{outcomes:?}");
+    }
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Succeeded(_)))
+            .count(),
+        5,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == Outcome::Dead(poison))
+            .count(),
+        1
+    );
+    let dead = job(&db, poison).await;
+    assert_eq!((dead.state.as_str(), dead.attempts), ("dead", 3));
+    assert_eq!(dead.last_error.as_deref(), Some("poison, attempt 3"));
+    for job_id in good {
+        assert_eq!(job(&db, job_id).await.state, "succeeded");
+        assert_eq!(n_effects(&db, job_id).await, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_worker_that_lost_its_lease_cannot_complete_and_the_rescuer_runs_the_job_once() {
+    let db = setup().await;
+    let paused = worker(&db, config("paused"));
+    let rescuer = worker(&db, config("rescuer"));
+    let job_id = enqueue(&db, TenantId::generate(), effect(false)).await;
+
+    let claimed = paused.claim(1).await.unwrap().pop().unwrap();
+    assert_eq!(claimed.job_id, job_id);
+    // The paused worker's lease runs out; a live worker rescues and runs the job.
+    expire_lease(&db.admin, job_id).await;
+    assert_eq!(
+        rescuer.try_run_one().await.unwrap(),
+        Some(Outcome::Succeeded(job_id))
+    );
+    // The paused worker wakes up and does its work: it cannot complete.
+    assert_eq!(
+        paused.run_claimed(claimed).await.unwrap(),
+        Outcome::LeaseLost(job_id)
+    );
+
+    assert_eq!(n_effects(&db, job_id).await, 1);
+    let done = job(&db, job_id).await;
+    assert_eq!(
+        (done.state.as_str(), done.attempts, done.fencing_token),
+        ("succeeded", 2, 3)
+    );
+    assert_eq!(done.worker_id.as_deref(), Some("rescuer"));
+}
+
+#[tokio::test]
+async fn an_expired_lease_cannot_complete_even_before_anyone_rescues_it() {
+    let db = setup().await;
+    let worker = worker(&db, config("w"));
+    let job_id = enqueue(&db, TenantId::generate(), effect(false)).await;
+    let claimed = worker.claim(1).await.unwrap().pop().unwrap();
+    expire_lease(&db.admin, job_id).await;
+
+    assert_eq!(
+        worker.run_claimed(claimed).await.unwrap(),
+        Outcome::LeaseLost(job_id)
+    );
+    assert_eq!(n_effects(&db, job_id).await, 0);
+    assert_eq!(worker.rescue_expired().await.unwrap(), 1);
+    assert_eq!(
+        worker.try_run_one().await.unwrap(),
+        Some(Outcome::Succeeded(job_id))
+    );
+    assert_eq!(n_effects(&db, job_id).await, 1);
+}
+
+#[tokio::test]
+async fn a_job_that_keeps_killing_its_worker_is_dead_after_its_attempts() {
+    let db = setup().await;
+    let worker = worker(&db, config("w"));
+    let job_id = enqueue(&db, TenantId::generate(), effect(false).attempts_max(2)).await;
+    for _ in 0..2 {
+        // Claimed, then the worker "dies": its lease runs out.
+        assert_eq!(worker.claim(1).await.unwrap().len(), 1);
+        expire_lease(&db.admin, job_id).await;
+        assert_eq!(worker.rescue_expired().await.unwrap(), 1);
+    }
+    let dead = job(&db, job_id).await;
+    assert_eq!((dead.state.as_str(), dead.attempts), ("dead", 2));
+    assert!(
+        dead.last_error
+            .unwrap()
+            .starts_with("lease expired: worker w")
+    );
+    assert_eq!(worker.try_run_one().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_second_pending_job_with_the_same_unique_key_is_merged_into_the_first() {
+    let db = setup().await;
+    let tenant_id = TenantId::generate();
+    let other_tenant_id = TenantId::generate();
+    let first = enqueue(&db, tenant_id, effect(false).unique_key("reminder:42")).await;
+
+    let mut tx = TenantTx::begin_as(&db.app, tenant_id, "system", None)
+        .await
+        .unwrap();
+    let again = jobs::enqueue(&mut tx, effect(false).unique_key("reminder:42"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(again, Enqueued::Duplicate(first));
+    // Keys are per tenant.
+    let elsewhere = enqueue(
+        &db,
+        other_tenant_id,
+        effect(false).unique_key("reminder:42"),
+    )
+    .await;
+    assert_ne!(elsewhere, first);
+
+    let worker = worker(&db, config("w"));
+    while worker.try_run_one().await.unwrap().is_some() {}
+    // Once the first has finished, the key is free again.
+    let mut tx = TenantTx::begin_as(&db.app, tenant_id, "system", None)
+        .await
+        .unwrap();
+    let later = jobs::enqueue(&mut tx, effect(false).unique_key("reminder:42"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(
+        matches!(later, Enqueued::New(id) if id != first),
+        "{later:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_job_never_runs_and_a_cancelled_running_job_cannot_complete() {
+    let db = setup().await;
+    let worker = worker(&db, config("w"));
+    let tenant_id = TenantId::generate();
+    let waiting = enqueue(&db, tenant_id, effect(false)).await;
+    admin::cancel(&db.owner, waiting).await.unwrap();
+    assert_eq!(worker.try_run_one().await.unwrap(), None);
+    assert_eq!(job(&db, waiting).await.state, "cancelled");
+    assert!(matches!(
+        admin::cancel(&db.owner, waiting).await,
+        Err(admin::AdminError::WrongState { .. })
+    ));
+
+    let running = enqueue(&db, tenant_id, effect(false)).await;
+    let claimed = worker.claim(1).await.unwrap().pop().unwrap();
+    admin::cancel(&db.owner, running).await.unwrap();
+    assert_eq!(
+        worker.run_claimed(claimed).await.unwrap(),
+        Outcome::LeaseLost(running)
+    );
+    assert_eq!(n_effects(&db, running).await, 0);
+    assert_eq!(job(&db, running).await.state, "cancelled");
+
+    // An operator's retry runs it after all.
+    admin::retry(&db.owner, running).await.unwrap();
+    assert_eq!(
+        worker.try_run_one().await.unwrap(),
+        Some(Outcome::Succeeded(running))
+    );
+    assert!(matches!(
+        admin::retry(&db.owner, JobId::generate()).await,
+        Err(admin::AdminError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn one_tenants_backlog_does_not_starve_another_tenant() {
+    let db = setup().await;
+    let worker = worker(&db, config("w"));
+    let busy = TenantId::generate();
+    let quiet = TenantId::generate();
+    let mut tx = TenantTx::begin_as(&db.app, busy, "system", None)
+        .await
+        .unwrap();
+    for _ in 0..300 {
+        jobs::enqueue(&mut tx, effect(false)).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let quiet_job = enqueue(&db, quiet, effect(false)).await;
+
+    let mut n_runs = 0;
+    loop {
+        n_runs += 1;
+        if worker.try_run_one().await.unwrap() == Some(Outcome::Succeeded(quiet_job)) {
+            break;
+        }
+        assert!(
+            n_runs < 3,
+            "the quiet tenant's job waited behind the backlog"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_job_runs_under_its_tenants_row_level_security() {
+    let db = setup().await;
+    let worker = worker(&db, config("w"));
+    let tenant_a = TenantId::generate();
+    let tenant_b = TenantId::generate();
+    let job_b = enqueue(&db, tenant_b, effect(false)).await;
+    assert_eq!(
+        worker.try_run_one().await.unwrap(),
+        Some(Outcome::Succeeded(job_b))
+    );
+    assert_eq!(n_effects(&db, job_b).await, 1);
+
+    let snoop = enqueue(
+        &db,
+        tenant_a,
+        JobSpec::<Snoop>::new(SnoopArgs {
+            other_tenant_id: *tenant_b.as_uuid(),
+            other_job_id: *job_b.as_uuid(),
+        }),
+    )
+    .await;
+    assert_eq!(
+        worker.try_run_one().await.unwrap(),
+        Some(Outcome::Succeeded(snoop))
+    );
+    assert_eq!(job(&db, job_b).await.priority, 0);
+}
+
+#[tokio::test]
+async fn a_heartbeat_keeps_a_slow_jobs_lease_and_shutdown_hands_back_what_cannot_finish() {
+    let db = setup().await;
+    let tenant_id = TenantId::generate();
+    let slow = enqueue(
+        &db,
+        tenant_id,
+        JobSpec::<Effect>::new(EffectArgs {
+            fail_first: false,
+            sleep_ms: 1500,
+        }),
+    )
+    .await;
+    let mut config = config("slow");
+    config.lease = Duration::from_millis(400);
+    let worker = Arc::new(worker(&db, config));
+    // A second worker, which runs no kind itself, rescues expired leases all along.
+    let rescuer = Arc::new(Worker::new(
+        db.owner.clone(),
+        db.app.clone(),
+        Registry::new(),
+        self::config("rescuer"),
+    ));
+    let (stop, stopped) = watch::channel(false);
+    let running = tokio::spawn(worker.clone().run(stopped.clone()));
+    let rescuing = tokio::spawn(rescuer.clone().run(stopped.clone()));
+    wait_until(
+        &db,
+        "SELECT count(*) = 1 FROM platform.jobs WHERE state = 'succeeded'",
+    )
+    .await;
+    let done = job(&db, slow).await;
+    assert_eq!(
+        (done.attempts, done.worker_id.as_deref()),
+        (1, Some("slow")),
+        "rescued while alive"
+    );
+    assert_eq!(n_effects(&db, slow).await, 1);
+
+    // A job that cannot finish within the shutdown grace is handed back.
+    let endless = enqueue(
+        &db,
+        tenant_id,
+        JobSpec::<Effect>::new(EffectArgs {
+            fail_first: false,
+            sleep_ms: 60_000,
+        }),
+    )
+    .await;
+    wait_until(
+        &db,
+        "SELECT count(*) = 1 FROM platform.jobs WHERE state = 'running'",
+    )
+    .await;
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        running.await.unwrap();
+        rescuing.await.unwrap();
+    })
+    .await
+    .expect("workers stop within their grace period");
+    let handed_back = job(&db, endless).await;
+    assert_eq!(
+        (handed_back.state.as_str(), handed_back.attempts),
+        ("retrying", 0)
+    );
+    assert_eq!(n_effects(&db, endless).await, 0);
+}
+
+async fn wait_until(db: &TestDb, condition: &str) {
+    for _ in 0..600 {
+        let holds: bool = sqlx::query_scalar(condition)
+            .fetch_one(&db.admin)
+            .await
+            .unwrap();
+        if holds {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for: {condition}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_workers_run_two_thousand_jobs_each_exactly_once_in_effect() {
+    const N_JOBS: usize = 2000;
+    let db = setup().await;
+    let tenants = [
+        TenantId::generate(),
+        TenantId::generate(),
+        TenantId::generate(),
+    ];
+    for (i, chunk) in (0..N_JOBS).collect::<Vec<_>>().chunks(250).enumerate() {
+        let mut tx = TenantTx::begin_as(&db.app, tenants[i % 3], "system", None)
+            .await
+            .unwrap();
+        for n in chunk {
+            // One in ten fails after its effect on its first attempt.
+            jobs::enqueue(&mut tx, effect(n % 10 == 0)).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    let (stop, stopped) = watch::channel(false);
+    let workers: Vec<_> = (0..4)
+        .map(|n| {
+            let mut config = config(&format!("w{n}"));
+            config.concurrency = 4;
+            tokio::spawn(Arc::new(worker(&db, config)).run(stopped.clone()))
+        })
+        .collect();
+    wait_until(
+        &db,
+        &format!("SELECT count(*) = {N_JOBS} FROM platform.jobs WHERE state = 'succeeded'"),
+    )
+    .await;
+    stop.send(true).unwrap();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+
+    let states: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state::text, count(*) FROM platform.jobs GROUP BY 1")
+            .fetch_all(&db.admin)
+            .await
+            .unwrap();
+    assert_eq!(states, [("succeeded".to_owned(), N_JOBS as i64)]);
+    let (n_jobs_with_effect, n_doubled): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE n > 1)
+         FROM (SELECT job_id, count(*) AS n FROM public.effects GROUP BY job_id) e",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .unwrap();
+    assert_eq!((n_jobs_with_effect, n_doubled), (N_JOBS as i64, 0));
+    let n_retried: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM platform.jobs WHERE attempts > 1")
+            .fetch_one(&db.admin)
+            .await
+            .unwrap();
+    assert!(n_retried >= (N_JOBS / 10) as i64, "{n_retried}");
+}
+
+#[tokio::test]
+async fn the_claim_walks_the_runnable_index_even_with_statistics_from_an_empty_table() {
+    let db = setup().await;
+    db.admin.execute("ANALYZE platform.jobs").await.unwrap();
+    let tenant_id = TenantId::generate();
+    let mut tx = TenantTx::begin_as(&db.app, tenant_id, "system", None)
+        .await
+        .unwrap();
+    for _ in 0..3000 {
+        jobs::enqueue(&mut tx, effect(false)).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let mut tx = db.owner.begin().await.unwrap();
+    sqlx::raw_sql(CLAIM_PLANNER_SETTINGS)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let plan: Vec<String> =
+        sqlx::query_scalar(&format!("EXPLAIN {}", platform::jobs::worker::CLAIM))
+            .bind(Uuid::nil())
+            .bind(vec!["test.effect".to_owned()])
+            .bind(32_i64)
+            .bind(30.0_f64)
+            .bind("w")
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+    let plan = plan.join("\n");
+    assert_eq!(
+        plan.matches("Index Scan using jobs_runnable").count(),
+        2,
+        "{plan}"
+    );
+    assert!(
+        !plan.contains("Seq Scan") && !plan.contains("Sort"),
+        "{plan}"
+    );
+}
+
+#[tokio::test]
+async fn the_migrated_schema_with_jobs_passes_tenet_check() {
+    let db = TestDb::migrated(&schema::migrator()).await;
+    let violations = schema::check::run(&db.owner).await.unwrap();
+    assert!(
+        violations.is_empty(),
+        "{}",
+        schema::check::render_text(&violations)
+    );
+}

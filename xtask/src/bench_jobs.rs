@@ -1,0 +1,201 @@
+//! `cargo xtask bench jobs`: enqueue + run + complete of N trivial jobs
+//! (`platform.noop`) by 2 worker processes (`tenet serve --no-http --workers W`), on the
+//! peers' PostgreSQL (`../shared/peers/pg.sh start`, fsync and synchronous_commit
+//! on), beside graphile-worker on the same cluster with its default and its tuned
+//! perf-test settings (`../shared/peers/jobs/graphile/run.sh`).
+//!
+//! Like the peer, the jobs are bulk-enqueued by one SQL statement; the drain is timed
+//! from the first completion to the last, in the database's clock.
+//! Statistics are deliberately left stale after the bulk enqueue (the peer script
+//! has to `ANALYZE`; our claim must not care).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::bench::println_line;
+use crate::root;
+
+const DATABASE: &str = "tenet_jobs_bench";
+/// How long the drain may take before the run is declared stuck.
+const DRAIN_SECS_MAX: u64 = 600;
+
+fn peers_dir() -> PathBuf {
+    root().join("../shared/peers")
+}
+
+fn pg_port() -> String {
+    std::env::var("PGPORT").unwrap_or_else(|_| "55432".to_owned())
+}
+
+fn psql(user: &str, database: &str, sql: &str) -> anyhow::Result<String> {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg_port(),
+            "-U",
+            user,
+            "-d",
+            database,
+        ])
+        .args(["-Atq", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .context("running psql (is ../shared/peers/pg.sh started?)")?;
+    if !out.status.success() {
+        bail!("psql failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+struct Workers(Vec<Child>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            // SIGTERM: the worker stops claiming and finishes what it holds.
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs ours, then the peer in both modes, and prints each with the ratios.
+pub fn run(n_jobs: u64, n_processes: usize, workers: u16) -> anyhow::Result<()> {
+    let ours = ours(n_jobs, n_processes, workers)?;
+    println_line(&format!(
+        "tenet jobs: N={n_jobs} processes={n_processes} workers={workers} jobs_per_s={ours:.0}"
+    ));
+    for mode in ["default", "perf"] {
+        match graphile(n_jobs, mode) {
+            Ok(theirs) => println_line(&format!(
+                "graphile-worker mode={mode}: jobs_per_s={theirs:.0}  tenet/graphile = {:.2}x",
+                ours / theirs
+            )),
+            Err(err) => println_line(&format!(
+                "graphile-worker mode={mode}: not measured ({err:#})"
+            )),
+        }
+    }
+    Ok(())
+}
+
+fn ours(n_jobs: u64, n_processes: usize, workers: u16) -> anyhow::Result<f64> {
+    // Roles are cluster-wide; the database is made fresh for every run.
+    psql(
+        "postgres",
+        "postgres",
+        "DO $$ BEGIN
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tenet_owner') THEN
+             CREATE ROLE tenet_owner LOGIN NOSUPERUSER NOBYPASSRLS; END IF;
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tenet_app') THEN
+             CREATE ROLE tenet_app LOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT; END IF;
+         END $$",
+    )?;
+    psql(
+        "postgres",
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"),
+    )?;
+    psql(
+        "postgres",
+        "postgres",
+        &format!("CREATE DATABASE {DATABASE} OWNER tenet_owner"),
+    )?;
+    let url = format!("postgres://tenet_owner@127.0.0.1:{}/{DATABASE}", pg_port());
+    let tenet = root().join("target/release/tenet");
+    let home = std::env::temp_dir().join("tenet-jobs-bench");
+    std::fs::create_dir_all(&home)?;
+    let key_file = home.join("master.key");
+    std::fs::write(&key_file, "00".repeat(32))?;
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("TENET_HOME", home.to_str().expect("BUG: UTF-8 path")),
+        (
+            "TENET_MASTER_KEY_FILE",
+            key_file.to_str().expect("BUG: UTF-8 path"),
+        ),
+        ("TENET_LOG_FORMAT", "json"),
+    ];
+    let status = Command::new(&tenet)
+        .arg("migrate")
+        .envs(env)
+        .stdout(Stdio::null())
+        .status()
+        .context("running tenet migrate (build with `cargo build --release -p tenet`)")?;
+    if !status.success() {
+        bail!("tenet migrate failed");
+    }
+    // One statement, like the peer's bulk `add_job`; statistics stay those of the
+    // empty table.
+    psql(
+        "tenet_owner",
+        DATABASE,
+        &format!(
+            "INSERT INTO platform.jobs (tenant_id, id, kind, args_version, args, attempts_max)
+             SELECT gen_random_uuid(), gen_random_uuid(), 'platform.noop', 1, json_build_object('id', i), 10
+             FROM generate_series(1, {n_jobs}) i"
+        ),
+    )?;
+    let started = Instant::now();
+    let mut children = Workers(Vec::new());
+    for _ in 0..n_processes {
+        children.0.push(
+            Command::new(&tenet)
+                .args(["serve", "--no-http", "--checkpoint-secs", "0"])
+                .args(["--workers", &workers.to_string()])
+                .envs(env)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting a worker process")?,
+        );
+    }
+    loop {
+        let done: u64 = psql(
+            "tenet_owner",
+            DATABASE,
+            "SELECT count(*) FROM platform.jobs WHERE state = 'succeeded'",
+        )?
+        .parse()?;
+        if done == n_jobs {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(DRAIN_SECS_MAX) {
+            bail!("only {done} of {n_jobs} jobs succeeded in {DRAIN_SECS_MAX} s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // From the first completion to the last, in the database's clock: process
+    // start-up is left out, as the peer script leaves it out.
+    let secs: f64 = psql(
+        "tenet_owner",
+        DATABASE,
+        "SELECT extract(epoch FROM max(finished_at) - min(finished_at)) FROM platform.jobs",
+    )?
+    .parse()?;
+    drop(children);
+    Ok(n_jobs as f64 / secs)
+}
+
+fn graphile(n_jobs: u64, mode: &str) -> anyhow::Result<f64> {
+    let out = Command::new("bash")
+        .arg(peers_dir().join("jobs/graphile/run.sh"))
+        .env("N", n_jobs.to_string())
+        .env("MODE", mode)
+        .output()
+        .context("running the graphile-worker peer")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|line| line.starts_with("graphile-worker"))
+        .with_context(|| format!("no result line: {}", String::from_utf8_lossy(&out.stderr)))?;
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix("jobs_per_s="))
+        .context("no jobs_per_s in the peer's output")?
+        .parse()
+        .context("jobs_per_s is not a number")
+}
