@@ -237,6 +237,116 @@ struct LaneWalk {
     last_hash: Hash,
     /// seq → hash, kept only for positions some checkpoint names.
     checkpointed: HashMap<i64, Hash>,
+    problems: Vec<ProblemKind>,
+    /// A row arrived out of sequence order; the lane must be walked again in order.
+    disordered: bool,
+}
+
+/// The columns of an event, in the order [`walk`] reads them.
+const EVENT_COLUMNS: &str = "lane, seq, id, occurred_at, actor, action, patient_id, purpose, request_id, \
+     break_glass, details::text, prev_hash, hash";
+
+/// Streams the rows `statement` (a binary COPY of [`EVENT_COLUMNS`]) yields through
+/// the chain check of their lanes. Returns how many rows it read.
+async fn walk(
+    tx: &mut TenantTx,
+    statement: &str,
+    wanted: &HashMap<(i16, i64), ()>,
+    lanes: &mut HashMap<i16, LaneWalk>,
+    on_progress: &mut impl FnMut(u64),
+) -> Result<u64, sqlx::Error> {
+    let tenant_id = tx.tenant_id();
+    let tenant_bytes = *tenant_id.as_uuid().as_bytes();
+    let mut scratch = Vec::with_capacity(512);
+    let mut n_rows = 0u64;
+    let mut stream = tx.copy_out_raw(statement).await?;
+    let mut copy = BinaryCopy::default();
+    let mut fields = [None; N_COLUMNS];
+    loop {
+        if !copy.next_row(&mut fields)? {
+            match stream.try_next().await? {
+                Some(chunk) => {
+                    copy.push(&chunk);
+                    continue;
+                }
+                None if copy.finished => break,
+                None => return Err(protocol("the COPY stream ended mid-row")),
+            }
+        }
+        n_rows += 1;
+        if n_rows.is_multiple_of(65_536) {
+            on_progress(n_rows);
+        }
+        let field = |i: usize| copy.field(fields[i]);
+        let lane = i16::from_be_bytes(fixed(field(0))?);
+        let seq = i64::from_be_bytes(fixed(field(1))?);
+        let walk = lanes.entry(lane).or_insert_with(|| LaneWalk {
+            last_seq: 0,
+            last_hash: genesis(tenant_id, lane),
+            checkpointed: HashMap::new(),
+            problems: Vec::new(),
+            disordered: false,
+        });
+        if walk.disordered {
+            continue;
+        }
+        if seq <= walk.last_seq {
+            walk.disordered = true;
+            continue;
+        }
+        let occurred_at = i64::from_be_bytes(fixed(field(3))?) + PG_EPOCH_MICROS;
+        let details_text = field(10).unwrap_or(b"{}");
+        let details_owned;
+        let details: &[u8] = if details_text == b"{}" {
+            details_text
+        } else {
+            // jsonb prints with spaces and its own key order; the chain hashed
+            // serde_json's form, so re-serialise.
+            let value: serde_json::Value =
+                serde_json::from_slice(details_text).unwrap_or(serde_json::Value::Null);
+            details_owned = serde_json::to_vec(&value).expect("BUG: JSON value always serialises");
+            &details_owned
+        };
+        let event = RawEvent {
+            tenant_id: &tenant_bytes,
+            lane,
+            seq,
+            id: field(2).unwrap_or_default(),
+            occurred_at_micros: occurred_at,
+            actor: field(4).unwrap_or_default(),
+            action: field(5).unwrap_or_default(),
+            patient_id: field(6),
+            purpose: field(7),
+            request_id: field(8),
+            break_glass: field(9) == Some(&[1][..]),
+            details,
+        };
+        let prev_hash = field(11).unwrap_or_default();
+        let stored_hash = field(12).unwrap_or_default();
+        if seq != walk.last_seq + 1 {
+            walk.problems.push(ProblemKind::Missing {
+                lane,
+                from_seq: walk.last_seq + 1,
+                to_seq: seq - 1,
+            });
+        } else if prev_hash != walk.last_hash {
+            walk.problems.push(ProblemKind::BrokenLink { lane, seq });
+        }
+        let computed = event.hash(&walk.last_hash, &mut scratch);
+        // Recompute against the row's own claimed predecessor too: a row whose
+        // content is intact but which was moved is a broken link, not an edit.
+        if computed != stored_hash && event.hash(prev_hash, &mut scratch) != stored_hash {
+            walk.problems.push(ProblemKind::Edited { lane, seq });
+        }
+        // Continue from the stored hash so one bad row is reported once, not as a
+        // cascade down the rest of the lane.
+        walk.last_hash = stored_hash.try_into().unwrap_or(computed);
+        walk.last_seq = seq;
+        if wanted.contains_key(&(lane, seq)) {
+            walk.checkpointed.insert(seq, computed);
+        }
+    }
+    Ok(n_rows)
 }
 
 /// Verifies the transaction's tenant against `keys` (the verifying keys of every
@@ -275,102 +385,35 @@ pub async fn verify_tenant(
         }
     }
 
+    // Pass 1 reads the tenant's rows in physical order, which skips a sort. The log is
+    // insert-only and a lane's appends are serialised by its head lock, so each
+    // lane's rows arrive in sequence; a lane whose rows do not (a superuser moved
+    // them) is walked again in sequence order by pass 2, and only pass 2's findings
+    // count for it.
     let mut lanes: HashMap<i16, LaneWalk> = HashMap::new();
-    let mut scratch = Vec::with_capacity(512);
-    let tenant_bytes = *tenant_id.as_uuid().as_bytes();
-    {
-        // Binary COPY: no per-row statement overhead, integers and uuids as raw bytes.
-        // The tenant id is a UUID (formatted by us), so splicing it is safe; COPY takes
-        // no parameters. Row-level security applies to COPY's query as to any other.
-        let statement = format!(
-            "COPY (SELECT lane, seq, id, occurred_at, actor, action, patient_id, purpose, request_id,
-                          break_glass, details::text, prev_hash, hash
-                   FROM audit.events WHERE tenant_id = '{tenant_id}' ORDER BY lane, seq)
-             TO STDOUT (FORMAT binary)"
+    let unordered = format!(
+        "COPY (SELECT {EVENT_COLUMNS} FROM audit.events WHERE tenant_id = '{tenant_id}') TO STDOUT (FORMAT binary)"
+    );
+    report.n_events = walk(tx, &unordered, &wanted, &mut lanes, &mut on_progress).await?;
+    let mut disordered: Vec<i16> = lanes
+        .iter()
+        .filter(|(_, walk)| walk.disordered)
+        .map(|(lane, _)| *lane)
+        .collect();
+    disordered.sort_unstable();
+    for lane in disordered {
+        lanes.remove(&lane);
+        let ordered = format!(
+            "COPY (SELECT {EVENT_COLUMNS} FROM audit.events WHERE tenant_id = '{tenant_id}' AND lane = {lane}
+                   ORDER BY seq) TO STDOUT (FORMAT binary)"
         );
-        let mut stream = tx.copy_out_raw(&statement).await?;
-        let mut copy = BinaryCopy::default();
-        let mut fields = [None; N_COLUMNS];
-        loop {
-            if !copy.next_row(&mut fields)? {
-                match stream.try_next().await? {
-                    Some(chunk) => {
-                        copy.push(&chunk);
-                        continue;
-                    }
-                    None if copy.finished => break,
-                    None => return Err(protocol("the COPY stream ended mid-row")),
-                }
-            }
-            let field = |i: usize| copy.field(fields[i]);
-            let lane = i16::from_be_bytes(fixed(field(0))?);
-            let seq = i64::from_be_bytes(fixed(field(1))?);
-            let occurred_at = i64::from_be_bytes(fixed(field(3))?) + PG_EPOCH_MICROS;
-            let details_text = field(10).unwrap_or(b"{}");
-            let details_owned;
-            let details: &[u8] = if details_text == b"{}" {
-                details_text
-            } else {
-                // jsonb prints with spaces and its own key order; the chain hashed
-                // serde_json's form, so re-serialise.
-                let value: serde_json::Value =
-                    serde_json::from_slice(details_text).unwrap_or(serde_json::Value::Null);
-                details_owned =
-                    serde_json::to_vec(&value).expect("BUG: JSON value always serialises");
-                &details_owned
-            };
-            let event = RawEvent {
-                tenant_id: &tenant_bytes,
-                lane,
-                seq,
-                id: field(2).unwrap_or_default(),
-                occurred_at_micros: occurred_at,
-                actor: field(4).unwrap_or_default(),
-                action: field(5).unwrap_or_default(),
-                patient_id: field(6),
-                purpose: field(7),
-                request_id: field(8),
-                break_glass: field(9) == Some(&[1][..]),
-                details,
-            };
-            let prev_hash = field(11).unwrap_or_default();
-            let stored_hash = field(12).unwrap_or_default();
-            let walk = lanes.entry(lane).or_insert_with(|| LaneWalk {
-                last_seq: 0,
-                last_hash: genesis(tenant_id, lane),
-                checkpointed: HashMap::new(),
-            });
-            if seq != walk.last_seq + 1 {
-                report.problems.push(problem(ProblemKind::Missing {
-                    lane,
-                    from_seq: walk.last_seq + 1,
-                    to_seq: seq - 1,
-                }));
-            } else if prev_hash != walk.last_hash {
-                report
-                    .problems
-                    .push(problem(ProblemKind::BrokenLink { lane, seq }));
-            }
-            let computed = event.hash(&walk.last_hash, &mut scratch);
-            // Recompute against the row's own claimed predecessor too: a row whose
-            // content is intact but which was moved is a broken link, not an edit.
-            if computed != stored_hash && event.hash(prev_hash, &mut scratch) != stored_hash {
-                report
-                    .problems
-                    .push(problem(ProblemKind::Edited { lane, seq }));
-            }
-            // Continue from the stored hash so one bad row is reported once, not as a
-            // cascade down the rest of the lane.
-            walk.last_hash = stored_hash.try_into().unwrap_or(computed);
-            walk.last_seq = seq;
-            if wanted.contains_key(&(lane, seq)) {
-                walk.checkpointed.insert(seq, computed);
-            }
-            report.n_events += 1;
-            if report.n_events % 65_536 == 0 {
-                on_progress(report.n_events);
-            }
-        }
+        walk(tx, &ordered, &wanted, &mut lanes, &mut |_| {}).await?;
+    }
+    let mut lane_ids: Vec<i16> = lanes.keys().copied().collect();
+    lane_ids.sort_unstable();
+    for lane in lane_ids {
+        let walk = lanes.get_mut(&lane).expect("BUG: lane listed from the map");
+        report.problems.extend(walk.problems.drain(..).map(problem));
     }
     on_progress(report.n_events);
 

@@ -546,3 +546,50 @@ async fn a_lane_rewritten_with_recomputed_hashes_is_caught_only_by_the_checkpoin
     );
     assert_eq!(problems(&db, bystander, &key).await, vec![]);
 }
+
+#[tokio::test]
+async fn rows_moved_on_disk_but_unchanged_still_verify_and_a_moved_edit_is_still_found() {
+    // Verification reads rows in physical order first; a lane whose rows sit out of
+    // sequence on disk (rewritten by VACUUM FULL, a restore, or a superuser) must be
+    // walked again in sequence order, neither hiding nor inventing a problem.
+    let (db, victim, bystander) = two_logs().await;
+    let key = CheckpointKey::generate();
+    let (lane, last_seq) = busiest_lane(&db, victim).await;
+    let moved = format!(
+        "tenant_id = '{victim}' AND lane = {lane} AND seq <= {}",
+        last_seq / 2
+    );
+    // Re-insert the first half of the lane after the rest, byte for byte.
+    as_attacker(
+        &db,
+        &format!(
+            "CREATE TEMP TABLE moved AS SELECT * FROM audit.events WHERE {moved};
+             DELETE FROM audit.events WHERE {moved};
+             INSERT INTO audit.events SELECT * FROM moved ORDER BY seq DESC;"
+        ),
+    )
+    .await;
+    assert_eq!(
+        problems(&db, victim, &key).await,
+        vec![],
+        "same rows, other places: intact"
+    );
+
+    // The same move with one row edited on the way is still an edit, at its seq.
+    let seq = last_seq / 4 + 1;
+    as_attacker(
+        &db,
+        &format!(
+            "CREATE TEMP TABLE moved2 AS SELECT * FROM audit.events WHERE {moved};
+             DELETE FROM audit.events WHERE {moved};
+             UPDATE moved2 SET purpose = 'marketing' WHERE seq = {seq};
+             INSERT INTO audit.events SELECT * FROM moved2 ORDER BY seq DESC;"
+        ),
+    )
+    .await;
+    assert_eq!(
+        problems(&db, victim, &key).await,
+        vec![ProblemKind::Edited { lane, seq }]
+    );
+    assert_eq!(problems(&db, bystander, &key).await, vec![]);
+}
