@@ -5,11 +5,14 @@
 //!   clippy, every test, and `tenet check` on a freshly migrated database.
 //! - `cargo xtask bench api|audit|hl7`: the benchmarks; they print our figure beside the
 //!   reference figure from the same run, and the ratio.
+//! - `cargo xtask fuzz [--secs N]`: each fuzz target of the `hl7` crate for N
+//!   seconds (developers only, not CI).
 //! - `cargo xtask test-db stop`: stops the throwaway cluster the tests keep running.
 
 mod bench;
 mod bench_jobs;
 mod ci;
+mod fuzz;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -38,6 +41,13 @@ enum Task {
     Bench {
         #[command(subcommand)]
         what: bench::Bench,
+    },
+    /// Fuzz the `hl7` crate's parser and MLLP codec (installs cargo-fuzz if missing;
+    /// runs on stable with RUSTC_BOOTSTRAP=1). For developers, not CI.
+    Fuzz {
+        /// Seconds per fuzz target.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
     },
     /// The tests' throwaway PostgreSQL cluster.
     TestDb {
@@ -84,6 +94,7 @@ fn main() -> anyhow::Result<()> {
             }
             runtime.block_on(bench::run(what))
         }
+        Task::Fuzz { secs } => fuzz::run(secs),
         Task::TestDb {
             command: TestDbCommand::Stop,
         } => runtime.block_on(async {

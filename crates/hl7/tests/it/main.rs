@@ -4,6 +4,7 @@
 mod ack;
 mod batch;
 mod charset;
+mod differential;
 mod fixtures;
 #[cfg(feature = "serde")]
 mod json;
@@ -11,5 +12,6 @@ mod json;
 mod mllp;
 mod parse;
 mod props;
+mod regression;
 mod typed;
 mod writer;
