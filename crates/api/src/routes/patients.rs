@@ -305,9 +305,7 @@ async fn access_for(
     actor: &Actor,
     patient_id: PatientId,
 ) -> Result<(clinical::patient::Patient, Access), ApiError> {
-    let patient = clinical::patient::get(tx, patient_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let patient = require_patient(tx, patient_id).await?;
     let routine = Access {
         purpose: Some(routine_purpose(actor.role).to_owned()),
         break_glass: false,
@@ -341,6 +339,16 @@ async fn access_for(
             "this role does not access patient records",
         )),
     }
+}
+
+/// The patient of the transaction's tenant, or 404 (another tenant's id included).
+async fn require_patient(
+    tx: &mut TenantTx,
+    patient_id: PatientId,
+) -> Result<clinical::patient::Patient, ApiError> {
+    clinical::patient::get(tx, patient_id)
+        .await?
+        .ok_or(ApiError::NotFound)
 }
 
 async fn read_view(
@@ -695,9 +703,7 @@ pub async fn access_log(
 ) -> Result<Json<AccessLog>, ApiError> {
     let patient_id = parse_patient_id(&id)?;
     let Session { mut tx, .. } = credential.open(&state).await?;
-    clinical::patient::get(&mut tx, patient_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    require_patient(&mut tx, patient_id).await?;
     let entries =
         audit::access_log(&mut tx, patient_id, audit::access::ACCESS_LOG_LIMIT_MAX).await?;
     // Reading who accessed a record is itself recorded.
@@ -753,9 +759,7 @@ pub async fn break_glass(
 ) -> Result<Response, ApiError> {
     let patient_id = parse_patient_id(&id)?;
     let (Session { mut tx, .. }, user_id) = credential.open(&state).await?;
-    clinical::patient::get(&mut tx, patient_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    require_patient(&mut tx, patient_id).await?;
     let path = format!("/v1/patients/{patient_id}/break-glass");
     let idempotency = idempotency::claim(&mut tx, &headers, &path, &body.bytes).await?;
     let grant = if let Idempotency::Replay(outcome) = &idempotency {
@@ -811,9 +815,7 @@ pub async fn add_care_team_member(
     let Session { mut tx, .. } = credential.open(&state).await?;
     // The patient named by the path comes first: another tenant's patient is "not
     // found" whatever the body says, never "invalid user".
-    clinical::patient::get(&mut tx, patient_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    require_patient(&mut tx, patient_id).await?;
     let path = format!("/v1/patients/{patient_id}/care-team");
     let idempotency = idempotency::claim(&mut tx, &headers, &path, &body.bytes).await?;
     if let Idempotency::Replay(_) = idempotency {
