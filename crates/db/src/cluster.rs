@@ -284,7 +284,15 @@ impl Cluster {
             .env_remove("PGPORT")
             .stdin(std::process::Stdio::null())
             .kill_on_drop(false);
-        if let Some(identity) = self.run_as {
+        // `stop` and `is_running` may be called on a cluster this process did not
+        // start: as root, they must still run as the cluster's user (pg_ctl refuses
+        // to run as root, which would read as "not running").
+        let run_as = self.run_as.or_else(|| {
+            running_as_root()
+                .then(|| lookup_os_user(PG_OS_USER).ok().flatten())
+                .flatten()
+        });
+        if let Some(identity) = run_as {
             command.uid(identity.uid).gid(identity.gid);
             // The working directory must be one the cluster's user may enter.
             command.current_dir("/");
@@ -348,14 +356,15 @@ fn check_reachable(home: &Path, identity: OsIdentity) -> Result<(), ClusterError
     Ok(())
 }
 
+/// Whether this process runs as root (read without libc: the owner of /proc/self).
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|metadata| metadata.uid() == 0)
+}
+
 /// When we are root, the identity of [`PG_OS_USER`], creating the user if needed.
 async fn os_identity_for_cluster() -> Result<Option<OsIdentity>, ClusterError> {
-    use std::os::unix::fs::MetadataExt;
-    // Our own uid, read without libc: the owner of /proc/self.
-    let uid = std::fs::metadata("/proc/self")
-        .map_err(io_error("reading /proc/self"))?
-        .uid();
-    if uid != 0 {
+    if !running_as_root() {
         return Ok(None);
     }
     if let Some(identity) = lookup_os_user(PG_OS_USER)? {

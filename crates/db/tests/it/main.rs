@@ -123,3 +123,24 @@ async fn the_tenant_setting_lives_only_as_long_as_its_transaction() {
     cluster.stop().await.unwrap();
     std::fs::remove_dir_all(&home).unwrap();
 }
+
+#[tokio::test]
+async fn a_fresh_handle_sees_and_stops_a_cluster_another_process_started() {
+    // Regression: as root, `pg_ctl status` from a handle that had not started the
+    // cluster ran as root, was refused, and read as "not running", so `tenet db stop`
+    // left the cluster up.
+    let home = scratch_home("fresh-handle");
+    let mut starter = Cluster::at(&home).unwrap().non_durable();
+    starter.ensure_running().await.unwrap();
+    let fresh = Cluster::at(&home).unwrap();
+    assert!(
+        fresh.is_running().await.unwrap(),
+        "a running cluster reads as running"
+    );
+    fresh.stop().await.unwrap();
+    assert!(
+        !starter.is_running().await.unwrap(),
+        "stop through the fresh handle stopped it"
+    );
+    std::fs::remove_dir_all(&home).unwrap();
+}
