@@ -160,7 +160,17 @@ impl Cluster {
         }
         create_private_dir(&self.socket_dir, self.run_as)?;
         if self.is_running().await? {
-            return Ok(Startup::AlreadyRunning);
+            if self
+                .socket_dir
+                .join(format!(".s.PGSQL.{SOCKET_PORT}"))
+                .exists()
+            {
+                return Ok(Startup::AlreadyRunning);
+            }
+            // Running but unreachable: something removed its socket (a temp-directory
+            // cleaner). A fast restart makes PostgreSQL create it again.
+            tracing::warn!(data_dir = %self.data_dir.display(), "PostgreSQL's socket is gone; restarting it");
+            self.stop().await?;
         }
         self.pg_ctl(&[
             OsStr::new("start"),

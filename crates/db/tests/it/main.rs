@@ -144,3 +144,20 @@ async fn a_fresh_handle_sees_and_stops_a_cluster_another_process_started() {
     );
     std::fs::remove_dir_all(&home).unwrap();
 }
+
+#[tokio::test]
+async fn a_running_cluster_whose_socket_was_removed_is_restarted_and_reachable() {
+    let home = scratch_home("lost-socket");
+    let mut cluster = Cluster::at(&home).unwrap().non_durable();
+    cluster.ensure_running().await.unwrap();
+    std::fs::remove_file(cluster.socket_dir().join(".s.PGSQL.5432")).unwrap();
+    assert_eq!(cluster.ensure_running().await.unwrap(), Startup::Started);
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(cluster.connect_options(SUPERUSER, "postgres"))
+        .await
+        .expect("the socket is back");
+    pool.close().await;
+    cluster.stop().await.unwrap();
+    std::fs::remove_dir_all(&home).unwrap();
+}
