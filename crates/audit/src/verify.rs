@@ -392,7 +392,9 @@ pub async fn verify_tenant(
     // count for it.
     let mut lanes: HashMap<i16, LaneWalk> = HashMap::new();
     // One big sequential read: compiling it with JIT costs more than it saves.
-    sqlx::query("SET LOCAL jit = off").execute(&mut **tx).await?;
+    sqlx::query("SET LOCAL jit = off")
+        .execute(&mut **tx)
+        .await?;
     let unordered = format!(
         "COPY (SELECT {EVENT_COLUMNS} FROM audit.events WHERE tenant_id = '{tenant_id}') TO STDOUT (FORMAT binary)"
     );
