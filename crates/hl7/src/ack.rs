@@ -371,9 +371,23 @@ impl Original {
             };
         };
         let raw: Vec<&[u8]> = header.split(|&b| b == delimiters.field_byte()).collect();
+        // A name is usable only if the ACK, written with the same delimiters, reads it
+        // back as the same name: "8859/1" under a `/` repetition separator reads as
+        // "8859" and must not be echoed (found by fuzzing).
+        let usable = |name: &str| {
+            let has_delimiter = name.chars().any(|c| {
+                c == delimiters.component()
+                    || c == delimiters.repetition()
+                    || c == delimiters.escape()
+                    || c == delimiters.subcomponent()
+                    || Some(c) == delimiters.truncation()
+            });
+            !has_delimiter && Charset::from_hl7_name(name).is_ok()
+        };
         let msh18 = raw.get(17).map(|f| String::from_utf8_lossy(f));
         let charset = msh18
             .as_deref()
+            .filter(|name| usable(name))
             .and_then(|name| Charset::from_hl7_name(name).ok())
             .unwrap_or(Charset::Ascii);
         let mut fields = vec![String::new(); ECHOED_FIELDS_MAX + 1];
@@ -385,7 +399,7 @@ impl Original {
                 };
             }
         }
-        if Charset::from_hl7_name(&fields[18]).is_err() {
+        if !usable(&fields[18]) {
             // Never claim a character set that this ACK is not written in.
             fields[18].clear();
         }

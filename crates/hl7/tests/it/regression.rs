@@ -125,3 +125,22 @@ fn nul_bytes_are_data() {
         [vec!["|", "^~\\&", "\0\0", "\0"], vec!["\0^\0"]]
     );
 }
+
+#[test]
+fn an_ack_for_a_charset_split_by_a_custom_repetition_separator_parses() {
+    // Found by fuzzing: MSH-2 `^/\&` makes `/` the repetition separator, so MSH-18
+    // "8859/1" reads as "8859" (unsupported). The ACK must not echo a name it would
+    // itself read differently.
+    let input: &[u8] =
+        include_bytes!("../../fuzz/corpus/parse/regression-charset-split-by-repetition-separator");
+    assert!(hl7::Message::parse(input).is_err());
+    let ack = hl7::ack::AckBuilder::for_unparsed(
+        input,
+        hl7::ack::AckCode::ApplicationReject,
+        "ACK1",
+        hl7::DateTime::from_ymd(2024, 1, 1).expect("a valid date"),
+    )
+    .build();
+    let parsed = hl7::Message::parse(&ack).expect("the ACK parses");
+    assert_eq!(parsed.charset(), hl7::Charset::Ascii);
+}
