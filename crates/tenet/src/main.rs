@@ -19,7 +19,7 @@ async fn main() -> std::process::ExitCode {
         Ok(code) => code,
         Err(err) => {
             // Operator-facing: the full cause chain, on stderr. Errors carry no PHI.
-            eprintln!("error: {err:#}");
+            output::tell(format!("error: {err:#}"));
             std::process::ExitCode::FAILURE
         }
     }

@@ -7,3 +7,10 @@ use std::io::Write;
 pub fn say(line: impl Display) {
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
+
+/// Tells the operator something on stderr that is not the command's output: a
+/// one-time secret's heading, or why one input of many was refused. Never PHI: the
+/// callers pass ids, counts and error locations only.
+pub fn tell(line: impl Display) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}

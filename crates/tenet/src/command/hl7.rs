@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 use crate::cli::Hl7Command;
-use crate::output::say;
+use crate::output::{say, tell};
 
 /// `send` shows a progress bar when it sends more messages than this.
 const PROGRESS_BAR_MESSAGES_MIN: usize = 5;
@@ -133,7 +133,10 @@ fn parse(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
                     // Keeps each tree at its message's place in the array.
                     trees.push(serde_json::json!({ "error": text }));
                 }
-                eprintln!("error: {}: {name} does not parse: {text}", shown(path));
+                tell(format!(
+                    "error: {}: {name} does not parse: {text}",
+                    shown(path)
+                ));
             }
         }
     }
@@ -317,10 +320,10 @@ async fn send(to: &str, timeout: Duration, files: &[PathBuf]) -> anyhow::Result<
                 }),
                 Err(error) => {
                     n_unparsed += 1;
-                    eprintln!(
+                    tell(format!(
                         "error: {source} does not parse: {}",
                         parse_error_text(&error)
-                    );
+                    ));
                 }
             }
         }

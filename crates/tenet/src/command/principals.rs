@@ -7,7 +7,7 @@ use identity::keyring::Keyring;
 use kernel::{TenantId, UserId};
 
 use crate::cli::{ApiKeyCommand, Global, TenantCommand, UserCommand};
-use crate::output::say;
+use crate::output::{say, tell};
 use crate::settings;
 
 pub async fn tenant(global: &Global, command: TenantCommand) -> anyhow::Result<ExitCode> {
@@ -68,7 +68,7 @@ pub async fn api_key(global: &Global, command: ApiKeyCommand) -> anyhow::Result<
         let key = identity::api_key::create(&mut tx, role, &label, user.map(UserId::new_unchecked))
             .await?;
         tx.commit().await?;
-        eprintln!("API key {} created; it is shown once:", key.id);
+        tell(format!("API key {} created; it is shown once:", key.id));
         say(&key.token);
         Ok(ExitCode::SUCCESS)
     })
