@@ -216,6 +216,22 @@ impl Cluster {
         .await
     }
 
+    /// Stops the cluster the way a crash does (`pg_ctl stop -m immediate`: no
+    /// checkpoint, every session cut) and starts it again, recovering from its WAL:
+    /// for crash drills and the tests that prove clients ride one out.
+    pub async fn restart_immediate(&mut self) -> Result<(), ClusterError> {
+        self.run_as = os_identity_for_cluster().await?;
+        self.pg_ctl(&[
+            OsStr::new("stop"),
+            OsStr::new("--wait"),
+            OsStr::new("--silent"),
+            OsStr::new("-m"),
+            OsStr::new("immediate"),
+        ])
+        .await?;
+        self.ensure_running().await.map(|_| ())
+    }
+
     async fn initdb(&self) -> Result<(), ClusterError> {
         create_private_dir(&self.data_dir, self.run_as)?;
         let output = self

@@ -31,4 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         up: include_str!("../migrations/2026112401_jobs.up.sql"),
         down: include_str!("../migrations/2026112401_jobs.down.sql"),
     },
+    Migration {
+        version: 2026112405,
+        context: "platform",
+        name: "job_operations",
+        up: include_str!("../migrations/2026112405_job_operations.up.sql"),
+        down: include_str!("../migrations/2026112405_job_operations.down.sql"),
+    },
 ];

@@ -96,10 +96,16 @@ pub enum Command {
         command: KeysCommand,
     },
     /// Durable jobs: list, inspect, retry or cancel them (across tenants, as the
-    /// owner role).
+    /// owner role), or probe the workers end to end.
     Jobs {
         #[command(subcommand)]
         command: JobsCommand,
+    },
+    /// Dead letters: work that failed past its attempts. List, inspect, retry or
+    /// discard them (across tenants, as the owner role).
+    Deadletters {
+        #[command(subcommand)]
+        command: DeadLettersCommand,
     },
     /// Start, stop or inspect the embedded PostgreSQL under --home.
     Db {
@@ -188,6 +194,36 @@ pub struct ServeArgs {
     /// Serve no HTTP: only run the job worker (for worker-only nodes).
     #[arg(long, env = "TENET_NO_HTTP")]
     pub no_http: bool,
+    /// How long a worker holds a job without renewing its lease, in seconds. A job
+    /// whose worker died runs again after about one and a half leases.
+    #[arg(long, env = "TENET_JOB_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub job_lease_secs: u64,
+    /// At most N jobs of queue NAME run at once across every worker of the database:
+    /// `--queue-limit NAME=N`, repeatable (`TENET_QUEUE_LIMITS=a=2,b=5`). Give every
+    /// node the same limits.
+    #[arg(long = "queue-limit", env = "TENET_QUEUE_LIMITS", value_delimiter = ',', value_parser = parse_queue_limit)]
+    pub queue_limits: Vec<(String, u32)>,
+}
+
+/// `NAME=N`, N from 1 to 1024.
+fn parse_queue_limit(text: &str) -> Result<(String, u32), String> {
+    let (name, limit) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=N, got {text:?}"))?;
+    let name = name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(format!("a queue name is 1 to 100 characters, got {name:?}"));
+    }
+    let limit: u32 = limit
+        .trim()
+        .parse()
+        .map_err(|_| format!("the limit of queue {name} is not a number: {limit:?}"))?;
+    if !(1..=1024).contains(&limit) {
+        return Err(format!(
+            "the limit of queue {name} must be 1 to 1024, got {limit}"
+        ));
+    }
+    Ok((name.to_owned(), limit))
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,6 +247,46 @@ pub enum JobsCommand {
     /// Cancel a job that has not finished; a running job loses its lease and its
     /// effects roll back.
     Cancel { id: uuid::Uuid },
+    /// Enqueue probe jobs for a tenant and, with --wait, follow them until they end:
+    /// proves the workers of this database run jobs end to end, and that each ran
+    /// exactly once.
+    Probe {
+        /// The tenant whose jobs they are.
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// How many probe jobs.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        count: u32,
+        /// How long each one works, in milliseconds.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=60_000))]
+        work_ms: u32,
+        /// Wait until every probe has ended, then report; exits non-zero if one did
+        /// not succeed exactly once.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait, give up after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    /// List dead letters, most recently dead first.
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<uuid::Uuid>,
+        /// At most this many (up to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Show one dead letter: what it was, its attempts and its last error.
+    Show { id: uuid::Uuid },
+    /// Run it again now, with its attempts reset.
+    Retry { id: uuid::Uuid },
+    /// Take it off the dead-letter list; it stays recorded as dead.
+    Discard { id: uuid::Uuid },
 }
 
 /// The states of a job, as `platform.job_state` spells them.

@@ -9,7 +9,7 @@ use anyhow::Context;
 use db::TenantTx;
 use identity::keyring::Keyring;
 use platform::jobs::worker::{Worker, WorkerConfig};
-use platform::jobs::{Noop, Registry};
+use platform::jobs::{Noop, Probe, Registry};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -41,8 +41,10 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
         oidc::OidcVerifier::new(config)
     });
     let job_worker = (args.workers > 0).then(|| {
-        let mut config = WorkerConfig::new(worker_id());
+        let mut config =
+            WorkerConfig::new(worker_id()).with_lease(Duration::from_secs(args.job_lease_secs));
         config.concurrency = usize::from(args.workers);
+        config.queue_limits = args.queue_limits.iter().cloned().collect();
         Arc::new(Worker::new(
             owner.clone(),
             app.clone(),
@@ -122,7 +124,9 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
 
 /// The job kinds this binary runs. Contexts add theirs here as they gain jobs.
 pub fn job_registry() -> Registry {
-    Registry::new().register(Noop)
+    Registry::new().register(Noop).register(Probe {
+        worker_id: worker_id(),
+    })
 }
 
 /// `host:pid`, recorded on the jobs this process holds.

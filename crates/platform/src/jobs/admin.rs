@@ -1,10 +1,14 @@
-//! What operators see and do with jobs (`tenet jobs list|show|retry|cancel`).
+//! What operators see and do with jobs (`tenet jobs list|show|retry|cancel`,
+//! `tenet deadletters …`) and what a tenant's admins see and do with their own
+//! (`/v1/admin/jobs`, `/v1/admin/dead-letters`).
 //!
-//! These functions take the owner pool: the owner's `job_dispatch` policy is what lets
-//! an operator look across tenants. They must never be reachable from a request.
+//! Every function takes a connection, and sees what the connection's role and
+//! transaction may see: on the owner role, whose `job_dispatch` policy spans every
+//! tenant, an operator's view of the whole database (never reachable from a request);
+//! in a request's `TenantTx`, row-level security narrows it to that tenant's jobs.
 
 use kernel::{JobId, TenantId};
-use sqlx::PgPool;
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -33,9 +37,11 @@ pub struct JobRow {
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub finished_at: Option<OffsetDateTime>,
+    /// When an operator took it off the dead-letter view.
+    pub discarded_at: Option<OffsetDateTime>,
 }
 
-const COLUMNS: &str = "tenant_id, id, kind, args_version, args, queue, priority, run_at, state::text AS state, attempts, attempts_max, lease_expires_at, fencing_token, worker_id, last_error, unique_key, created_at, updated_at, finished_at";
+const COLUMNS: &str = "tenant_id, id, kind, args_version, args, queue, priority, run_at, state::text AS state, attempts, attempts_max, lease_expires_at, fencing_token, worker_id, last_error, unique_key, created_at, updated_at, finished_at, discarded_at";
 
 /// The job states, as the database enum spells them.
 pub const STATES: &[&str] = &[
@@ -49,7 +55,7 @@ pub const STATES: &[&str] = &[
 
 /// Jobs, newest first, optionally of one state and one tenant.
 pub async fn list(
-    owner: &PgPool,
+    conn: &mut PgConnection,
     state: Option<&str>,
     tenant_id: Option<TenantId>,
     limit: i64,
@@ -68,16 +74,44 @@ pub async fn list(
     .bind(state)
     .bind(tenant_id.map(TenantId::into_uuid))
     .bind(limit.clamp(1, LIST_LEN_MAX))
-    .fetch_all(owner)
+    .fetch_all(conn)
     .await
 }
 
-pub async fn show(owner: &PgPool, job_id: JobId) -> Result<Option<JobRow>, sqlx::Error> {
+/// Dead letters: jobs that are `dead` and not discarded, most recently dead first.
+pub async fn dead_letters(
+    conn: &mut PgConnection,
+    tenant_id: Option<TenantId>,
+    limit: i64,
+) -> Result<Vec<JobRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM platform.jobs
+         WHERE state = 'dead' AND discarded_at IS NULL
+           AND ($1::uuid IS NULL OR tenant_id = $1)
+         ORDER BY finished_at DESC, id DESC
+         LIMIT $2"
+    ))
+    .bind(tenant_id.map(TenantId::into_uuid))
+    .bind(limit.clamp(1, LIST_LEN_MAX))
+    .fetch_all(conn)
+    .await
+}
+
+/// How many dead letters wait, of the jobs the connection sees.
+pub async fn count_dead_letters(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM platform.jobs WHERE state = 'dead' AND discarded_at IS NULL",
+    )
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn show(conn: &mut PgConnection, job_id: JobId) -> Result<Option<JobRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM platform.jobs WHERE id = $1"
     ))
     .bind(job_id.as_uuid())
-    .fetch_optional(owner)
+    .fetch_optional(conn)
     .await
 }
 
@@ -99,18 +133,20 @@ pub enum AdminError {
 }
 
 /// Runs a `dead`, `cancelled` or `retrying` job again, now, with its attempts reset.
-pub async fn retry(owner: &PgPool, job_id: JobId) -> Result<(), AdminError> {
+/// A discarded dead letter can be retried too.
+pub async fn retry(conn: &mut PgConnection, job_id: JobId) -> Result<(), AdminError> {
     let updated = sqlx::query(
         "UPDATE platform.jobs
-         SET state = 'scheduled', run_at = now(), attempts = 0, finished_at = NULL, updated_at = now()
+         SET state = 'scheduled', run_at = now(), attempts = 0, finished_at = NULL,
+             discarded_at = NULL, updated_at = now()
          WHERE id = $1 AND state IN ('dead', 'cancelled', 'retrying')",
     )
     .bind(job_id.as_uuid())
-    .execute(owner)
+    .execute(&mut *conn)
     .await;
     match updated {
         Ok(done) if done.rows_affected() == 1 => Ok(()),
-        Ok(_) => Err(wrong_state(owner, job_id, "dead, cancelled or retrying", "retried").await),
+        Ok(_) => Err(wrong_state(conn, job_id, "dead, cancelled or retrying", "retried").await),
         Err(sqlx::Error::Database(err)) if err.constraint() == Some("jobs_unique_pending") => {
             Err(AdminError::UniqueKeyTaken(job_id))
         }
@@ -120,7 +156,7 @@ pub async fn retry(owner: &PgPool, job_id: JobId) -> Result<(), AdminError> {
 
 /// Cancels a job that has not finished. A running job's worker loses its lease (the
 /// token moves on): its effects roll back and it does not run again.
-pub async fn cancel(owner: &PgPool, job_id: JobId) -> Result<(), AdminError> {
+pub async fn cancel(conn: &mut PgConnection, job_id: JobId) -> Result<(), AdminError> {
     let done = sqlx::query(
         "UPDATE platform.jobs
          SET state = 'cancelled', fencing_token = fencing_token + 1, lease_expires_at = NULL,
@@ -128,22 +164,39 @@ pub async fn cancel(owner: &PgPool, job_id: JobId) -> Result<(), AdminError> {
          WHERE id = $1 AND state IN ('scheduled', 'retrying', 'running')",
     )
     .bind(job_id.as_uuid())
-    .execute(owner)
+    .execute(&mut *conn)
     .await?;
     if done.rows_affected() == 1 {
         Ok(())
     } else {
-        Err(wrong_state(owner, job_id, "scheduled, retrying or running", "cancelled").await)
+        Err(wrong_state(conn, job_id, "scheduled, retrying or running", "cancelled").await)
+    }
+}
+
+/// Takes a dead letter off the dead-letter view: the job stays `dead`, with its error,
+/// for the record.
+pub async fn discard(conn: &mut PgConnection, job_id: JobId) -> Result<(), AdminError> {
+    let done = sqlx::query(
+        "UPDATE platform.jobs SET discarded_at = now(), updated_at = now()
+         WHERE id = $1 AND state = 'dead' AND discarded_at IS NULL",
+    )
+    .bind(job_id.as_uuid())
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(wrong_state(conn, job_id, "dead (not yet discarded)", "discarded").await)
     }
 }
 
 async fn wrong_state(
-    owner: &PgPool,
+    conn: &mut PgConnection,
     job_id: JobId,
     allowed: &'static str,
     action: &'static str,
 ) -> AdminError {
-    match show(owner, job_id).await {
+    match show(conn, job_id).await {
         Ok(Some(job)) => AdminError::WrongState {
             job_id,
             state: job.state,

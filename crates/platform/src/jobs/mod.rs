@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use db::TenantTx;
 use kernel::{JobId, TenantId};
@@ -51,6 +52,10 @@ pub trait JobKind: Send + Sync + 'static {
     const VERSION: u32;
     /// Attempts before the job is `dead`, unless its [`JobSpec`] says otherwise.
     const ATTEMPTS_MAX: u32 = 10;
+    /// How long one run may take. A run past it is stopped, its effects roll back and
+    /// it counts as a failed attempt (retried with backoff): a hung call cannot hold a
+    /// worker's slot, and its lease, forever.
+    const TIMEOUT: Duration = Duration::from_secs(300);
     /// Ids and codes only: never PHI.
     type Args: Serialize + DeserializeOwned + Send + 'static;
 
@@ -242,6 +247,8 @@ trait ErasedKind: Send + Sync {
         args_version: u32,
         args: serde_json::Value,
     ) -> BoxFuture<'a, Result<(), JobError>>;
+
+    fn timeout(&self) -> Duration;
 }
 
 struct Erased<K>(K);
@@ -265,6 +272,10 @@ impl<K: JobKind> ErasedKind for Erased<K> {
             };
             self.0.run(ctx, tx, args).await
         })
+    }
+
+    fn timeout(&self) -> Duration {
+        K::TIMEOUT
     }
 }
 
@@ -317,6 +328,53 @@ impl JobKind for Noop {
         _tx: &mut TenantTx,
         _args: Self::Args,
     ) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+/// A job that proves a fleet of workers runs jobs end to end (`tenet jobs probe`): it
+/// waits `work_ms` (a stand-in for real work, so a crash can land mid-job) and records
+/// its run in `platform.job_probes` in its own transaction. A job that succeeded has
+/// exactly one probe row; two would be a doubled effect.
+pub struct Probe {
+    /// Recorded with each run: which process ran it.
+    pub worker_id: String,
+}
+
+/// The arguments of a [`Probe`].
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+pub struct ProbeArgs {
+    /// How long the job works before recording its run, in milliseconds.
+    pub work_ms: u32,
+}
+
+/// The longest a probe may work.
+pub const PROBE_WORK_MS_MAX: u32 = 60_000;
+
+impl JobKind for Probe {
+    const NAME: &'static str = "platform.probe";
+    const VERSION: u32 = 1;
+    type Args = ProbeArgs;
+
+    async fn run(
+        &self,
+        ctx: &JobContext,
+        tx: &mut TenantTx,
+        args: ProbeArgs,
+    ) -> Result<(), JobError> {
+        let work = Duration::from_millis(u64::from(args.work_ms.min(PROBE_WORK_MS_MAX)));
+        if !work.is_zero() {
+            tokio::time::sleep(work).await;
+        }
+        sqlx::query(
+            "INSERT INTO platform.job_probes (tenant_id, job_id, attempt, worker_id) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(ctx.tenant_id.as_uuid())
+        .bind(ctx.job_id.as_uuid())
+        .bind(i32::try_from(ctx.attempt).unwrap_or(i32::MAX))
+        .bind(&self.worker_id)
+        .execute(&mut **tx)
+        .await?;
         Ok(())
     }
 }

@@ -15,7 +15,7 @@
 //!
 //! This module must never run a job's work outside its tenant's transaction.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,10 @@ pub struct WorkerConfig {
     pub rescue_interval: Duration,
     /// On shutdown, how long in-flight jobs get to finish before they are handed back.
     pub shutdown_grace: Duration,
+    /// The most jobs of a queue running at once across every worker of the database
+    /// (`queue name → limit`). Queues not named here are unlimited. Every worker
+    /// enforces the limit it is given, so give every node the same limits.
+    pub queue_limits: BTreeMap<String, u32>,
 }
 
 impl WorkerConfig {
@@ -69,7 +73,16 @@ impl WorkerConfig {
             poll_interval: Duration::from_millis(250),
             rescue_interval: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
+            queue_limits: BTreeMap::new(),
         }
+    }
+
+    /// Sets the lease, and looks for expired leases at least twice per lease, so a
+    /// dead worker's jobs are back in at most about one and a half leases.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self.rescue_interval = self.rescue_interval.min(lease / 2);
+        self
     }
 }
 
@@ -122,6 +135,7 @@ WITH picked AS (
             SELECT tenant_id, id FROM platform.jobs
             WHERE state IN ('scheduled', 'retrying') AND tenant_id > $1
               AND run_at <= now() AND kind = ANY ($2)
+              AND ($6::text[] IS NULL OR queue = ANY ($6)) AND queue <> ALL ($7)
             ORDER BY tenant_id, priority, run_at
             LIMIT $3
             FOR UPDATE SKIP LOCKED
@@ -131,6 +145,7 @@ WITH picked AS (
             SELECT tenant_id, id FROM platform.jobs
             WHERE state IN ('scheduled', 'retrying') AND tenant_id <= $1
               AND run_at <= now() AND kind = ANY ($2)
+              AND ($6::text[] IS NULL OR queue = ANY ($6)) AND queue <> ALL ($7)
             ORDER BY tenant_id, priority, run_at
             LIMIT $3
             FOR UPDATE SKIP LOCKED
@@ -145,6 +160,16 @@ FROM picked
 WHERE j.tenant_id = picked.tenant_id AND j.id = picked.id
 RETURNING j.tenant_id, j.id, j.kind, j.args_version, j.args, j.attempts, j.attempts_max, j.fencing_token
 "#;
+
+/// Serialises the claims of one limited queue across every worker, so the count of its
+/// running jobs cannot change between reading it and claiming under it.
+const LOCK_QUEUE: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended('tenet.jobs.queue:' || $1, 0))";
+
+/// The jobs of a queue running now, leases expired or not (an expired one is still
+/// running until it is rescued).
+const COUNT_RUNNING: &str =
+    "SELECT count(*) FROM platform.jobs WHERE state = 'running' AND queue = $1";
 
 /// Planner settings for the claim's transaction. With statistics taken while the table
 /// was empty, a bulk enqueue can make a sequential scan and a sort look cheap, and a
@@ -256,21 +281,59 @@ impl Worker {
         &self.config
     }
 
-    /// Claims up to `n` runnable jobs under a lease and a new fencing token each.
+    /// Claims up to `n` runnable jobs under a lease and a new fencing token each: first
+    /// from the unlimited queues, then from each limited queue as far as its limit
+    /// leaves room.
     pub async fn claim(&self, n: usize) -> Result<Vec<ClaimedJob>, sqlx::Error> {
         let n = n.clamp(1, CLAIM_BATCH_MAX);
-        let cursor = *self.cursor.lock().expect("BUG: cursor lock poisoned");
+        let limited: Vec<String> = self.config.queue_limits.keys().cloned().collect();
         let mut tx = self.owner.begin().await?;
         (&mut *tx).execute(CLAIM_PLANNER_SETTINGS).await?;
+        let mut jobs = self.claim_in(&mut tx, n, None, &limited).await?;
+        tx.commit().await?;
+        for (queue, limit) in &self.config.queue_limits {
+            if jobs.len() >= n {
+                break;
+            }
+            let mut tx = self.owner.begin().await?;
+            (&mut *tx).execute(CLAIM_PLANNER_SETTINGS).await?;
+            sqlx::query(LOCK_QUEUE)
+                .bind(queue)
+                .execute(&mut *tx)
+                .await?;
+            let running: i64 = sqlx::query_scalar(COUNT_RUNNING)
+                .bind(queue)
+                .fetch_one(&mut *tx)
+                .await?;
+            let room = usize::try_from(i64::from(*limit) - running).unwrap_or(0);
+            let want = room.min(n - jobs.len());
+            if want > 0 {
+                let only = std::slice::from_ref(queue);
+                jobs.extend(self.claim_in(&mut tx, want, Some(only), &[]).await?);
+            }
+            tx.commit().await?;
+        }
+        Ok(jobs)
+    }
+
+    async fn claim_in(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        n: usize,
+        only: Option<&[String]>,
+        excluded: &[String],
+    ) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+        let cursor = *self.cursor.lock().expect("BUG: cursor lock poisoned");
         let rows: Vec<ClaimRow> = sqlx::query_as(CLAIM)
             .bind(cursor)
             .bind(&self.kinds)
             .bind(i64::try_from(n).expect("BUG: batch fits i64"))
             .bind(self.config.lease.as_secs_f64())
             .bind(&self.config.worker_id)
+            .bind(only)
+            .bind(excluded)
             .fetch_all(&mut *tx)
             .await?;
-        tx.commit().await?;
         // Round-robin: continue after the last tenant served (the rows of an UPDATE
         // come back in no particular order, so take the one the scan reached last).
         if let Some(last) = last_tenant(&rows.iter().map(|row| row.0).collect::<Vec<_>>(), cursor) {
@@ -321,9 +384,16 @@ impl Worker {
         };
         let actor = format!("job:{}", job.kind);
         let mut tx = TenantTx::begin_as(&self.app, job.tenant_id, &actor, None).await?;
-        let result = kind
-            .run(&ctx, &mut tx, job.args_version, job.args.clone())
-            .await;
+        let timeout = kind.timeout();
+        let run = kind.run(&ctx, &mut tx, job.args_version, job.args.clone());
+        let result = match tokio::time::timeout(timeout, run).await {
+            Ok(result) => result,
+            // The run is dropped where it stood; its effects roll back with `tx`.
+            Err(_) => Err(JobError::Retry(format!(
+                "timed out after {:.1} s",
+                timeout.as_secs_f64()
+            ))),
+        };
         match result {
             Ok(()) => {
                 let completed = sqlx::query(COMPLETE)

@@ -110,11 +110,32 @@ impl JobKind for Snoop {
     }
 }
 
+/// Writes its effect, then hangs past its kind's timeout.
+struct Hang;
+
+impl JobKind for Hang {
+    const NAME: &'static str = "test.hang";
+    const VERSION: u32 = 1;
+    const TIMEOUT: Duration = Duration::from_millis(200);
+    type Args = ();
+
+    async fn run(&self, ctx: &JobContext, tx: &mut TenantTx, _args: ()) -> Result<(), JobError> {
+        sqlx::query("INSERT INTO public.effects (tenant_id, job_id) VALUES ($1, $2)")
+            .bind(ctx.tenant_id.as_uuid())
+            .bind(ctx.job_id.as_uuid())
+            .execute(&mut **tx)
+            .await?;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok(())
+    }
+}
+
 fn registry() -> Registry {
     Registry::new()
         .register(Effect)
         .register(Poison)
         .register(Snoop)
+        .register(Hang)
 }
 
 async fn setup() -> TestDb {
@@ -174,7 +195,7 @@ async fn n_effects(db: &TestDb, job_id: JobId) -> i64 {
 }
 
 async fn job(db: &TestDb, job_id: JobId) -> admin::JobRow {
-    admin::show(&db.owner, job_id)
+    admin::show(&mut db.owner.acquire().await.unwrap(), job_id)
         .await
         .unwrap()
         .expect("the job exists")
@@ -202,7 +223,12 @@ async fn a_job_enqueued_in_a_rolled_back_transaction_does_not_exist() {
         .job_id();
     tx.rollback().await.unwrap();
 
-    assert!(admin::show(&db.owner, job_id).await.unwrap().is_none());
+    assert!(
+        admin::show(&mut db.owner.acquire().await.unwrap(), job_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(worker(&db, config("w")).try_run_one().await.unwrap(), None);
 }
 
@@ -416,17 +442,21 @@ async fn a_cancelled_job_never_runs_and_a_cancelled_running_job_cannot_complete(
     let worker = worker(&db, config("w"));
     let tenant_id = TenantId::generate();
     let waiting = enqueue(&db, tenant_id, effect(false)).await;
-    admin::cancel(&db.owner, waiting).await.unwrap();
+    admin::cancel(&mut db.owner.acquire().await.unwrap(), waiting)
+        .await
+        .unwrap();
     assert_eq!(worker.try_run_one().await.unwrap(), None);
     assert_eq!(job(&db, waiting).await.state, "cancelled");
     assert!(matches!(
-        admin::cancel(&db.owner, waiting).await,
+        admin::cancel(&mut db.owner.acquire().await.unwrap(), waiting).await,
         Err(admin::AdminError::WrongState { .. })
     ));
 
     let running = enqueue(&db, tenant_id, effect(false)).await;
     let claimed = worker.claim(1).await.unwrap().pop().unwrap();
-    admin::cancel(&db.owner, running).await.unwrap();
+    admin::cancel(&mut db.owner.acquire().await.unwrap(), running)
+        .await
+        .unwrap();
     assert_eq!(
         worker.run_claimed(claimed).await.unwrap(),
         Outcome::LeaseLost(running)
@@ -435,13 +465,15 @@ async fn a_cancelled_job_never_runs_and_a_cancelled_running_job_cannot_complete(
     assert_eq!(job(&db, running).await.state, "cancelled");
 
     // An operator's retry runs it after all.
-    admin::retry(&db.owner, running).await.unwrap();
+    admin::retry(&mut db.owner.acquire().await.unwrap(), running)
+        .await
+        .unwrap();
     assert_eq!(
         worker.try_run_one().await.unwrap(),
         Some(Outcome::Succeeded(running))
     );
     assert!(matches!(
-        admin::retry(&db.owner, JobId::generate()).await,
+        admin::retry(&mut db.owner.acquire().await.unwrap(), JobId::generate()).await,
         Err(admin::AdminError::NotFound(_))
     ));
 }
@@ -670,6 +702,8 @@ async fn the_claim_walks_the_runnable_index_even_with_statistics_from_an_empty_t
             .bind(32_i64)
             .bind(30.0_f64)
             .bind("w")
+            .bind(None::<Vec<String>>)
+            .bind(vec!["narrow".to_owned()])
             .fetch_all(&mut *tx)
             .await
             .unwrap();
@@ -694,4 +728,159 @@ async fn the_migrated_schema_with_jobs_passes_tenet_check() {
         "{}",
         schema::check::render_text(&violations)
     );
+}
+
+#[tokio::test]
+async fn a_run_past_its_timeout_is_stopped_its_effects_rolled_back_and_retried() {
+    let db = setup().await;
+    let mut config = config("w");
+    config.backoff_base = Duration::from_secs(60);
+    config.backoff_max = Duration::from_secs(60);
+    let worker = worker(&db, config);
+    let job_id = enqueue(&db, TenantId::generate(), JobSpec::<Hang>::new(())).await;
+
+    let started = std::time::Instant::now();
+    assert_eq!(
+        worker.try_run_one().await.unwrap(),
+        Some(Outcome::Retrying(job_id))
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the run was not stopped"
+    );
+    assert_eq!(n_effects(&db, job_id).await, 0);
+    let failed = job(&db, job_id).await;
+    assert_eq!(failed.state, "retrying");
+    assert_eq!(failed.last_error.as_deref(), Some("timed out after 0.2 s"));
+    assert!(failed.lease_expires_at.is_none() && failed.worker_id.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_queue_limit_holds_across_workers_and_other_queues_keep_flowing() {
+    const N_EACH: usize = 24;
+    let db = setup().await;
+    let tenant_id = TenantId::generate();
+    let mut tx = TenantTx::begin_as(&db.app, tenant_id, "system", None)
+        .await
+        .unwrap();
+    for _ in 0..N_EACH {
+        let slow = EffectArgs {
+            fail_first: false,
+            sleep_ms: 60,
+        };
+        jobs::enqueue(
+            &mut tx,
+            JobSpec::<Effect>::new(slow.clone()).queue("narrow"),
+        )
+        .await
+        .unwrap();
+        jobs::enqueue(&mut tx, JobSpec::<Effect>::new(slow))
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut handles = Vec::new();
+    for i in 0..3 {
+        let mut config = config(&format!("w{i}"));
+        config.concurrency = 8;
+        config.queue_limits.insert("narrow".to_owned(), 2);
+        let worker = Arc::new(worker(&db, config));
+        handles.push(tokio::spawn(worker.run(stop_rx.clone())));
+    }
+    let (mut narrow_max, mut default_max) = (0_i64, 0_i64);
+    loop {
+        let (narrow, default, left): (i64, i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE state = 'running' AND queue = 'narrow'),
+                    count(*) FILTER (WHERE state = 'running' AND queue = 'default'),
+                    count(*) FILTER (WHERE state <> 'succeeded')
+             FROM platform.jobs",
+        )
+        .fetch_one(&db.admin)
+        .await
+        .unwrap();
+        narrow_max = narrow_max.max(narrow);
+        default_max = default_max.max(default);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop_tx.send(true).unwrap();
+    for handle in handles {
+        handle.await.unwrap();
+    }
+
+    assert!(
+        narrow_max <= 2,
+        "{narrow_max} narrow jobs ran at once; the limit is 2"
+    );
+    assert_eq!(narrow_max, 2, "the limit's room was never used");
+    assert!(
+        default_max > 2,
+        "the unlimited queue ran only {default_max} at once"
+    );
+    let n_effects: i64 = sqlx::query_scalar("SELECT count(*) FROM public.effects")
+        .fetch_one(&db.admin)
+        .await
+        .unwrap();
+    assert_eq!(n_effects, i64::try_from(2 * N_EACH).unwrap());
+}
+
+#[tokio::test]
+async fn a_dead_letter_is_listed_for_its_tenant_only_and_can_be_discarded_and_retried() {
+    let db = setup().await;
+    let worker = worker(&db, config("w"));
+    let (tenant_id, other_tenant_id) = (TenantId::generate(), TenantId::generate());
+    let poison = enqueue(&db, tenant_id, JobSpec::<Poison>::new(()).attempts_max(1)).await;
+    let other_poison = enqueue(
+        &db,
+        other_tenant_id,
+        JobSpec::<Poison>::new(()).attempts_max(1),
+    )
+    .await;
+    while worker.try_run_one().await.unwrap().is_some() {}
+
+    // The operator sees both; a tenant's transaction sees its own only.
+    let ids = |rows: Vec<admin::JobRow>| rows.into_iter().map(|row| row.id).collect::<Vec<_>>();
+    let mut owner = db.owner.acquire().await.unwrap();
+    let mut all = ids(admin::dead_letters(&mut owner, None, 100).await.unwrap());
+    all.sort();
+    let mut expected = vec![*poison.as_uuid(), *other_poison.as_uuid()];
+    expected.sort();
+    assert_eq!(all, expected);
+    let mut tx = TenantTx::begin_as(&db.app, tenant_id, "system", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(admin::dead_letters(&mut tx, None, 100).await.unwrap()),
+        vec![*poison.as_uuid()]
+    );
+    assert!(matches!(
+        admin::discard(&mut tx, other_poison).await,
+        Err(admin::AdminError::NotFound(_))
+    ));
+    tx.rollback().await.unwrap();
+
+    admin::discard(&mut owner, poison).await.unwrap();
+    assert_eq!(
+        ids(admin::dead_letters(&mut owner, None, 100).await.unwrap()),
+        vec![*other_poison.as_uuid()]
+    );
+    let discarded = job(&db, poison).await;
+    assert_eq!(
+        discarded.state, "dead",
+        "a discarded job stays dead, for the record"
+    );
+    assert!(discarded.discarded_at.is_some());
+    assert!(matches!(
+        admin::discard(&mut owner, poison).await,
+        Err(admin::AdminError::WrongState { .. })
+    ));
+
+    admin::retry(&mut owner, poison).await.unwrap();
+    let retried = job(&db, poison).await;
+    assert_eq!((retried.state.as_str(), retried.attempts), ("scheduled", 0));
+    assert!(retried.discarded_at.is_none());
 }

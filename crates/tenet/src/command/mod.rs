@@ -3,6 +3,7 @@
 mod audit_log;
 mod check;
 mod database;
+mod deadletters;
 mod hl7;
 mod jobs;
 mod keys;
@@ -32,6 +33,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys { command } => keys::run(global, command).await,
         Command::Db { command } => database::run(global, command).await,
         Command::Jobs { command } => jobs::run(global, command).await,
+        Command::Deadletters { command } => deadletters::run(global, command).await,
         // No database: these read files and talk MLLP.
         Command::Hl7 { command } => hl7::run(command).await,
     }

@@ -8,6 +8,8 @@
 //! - [`keys`]: `keys rotate` re-wraps every data key under a new master key.
 //! - [`migrate`]: `migrate down` then `migrate` round-trips.
 //! - [`hl7`]: `hl7 parse` and `hl7 send` (no database; an MLLP server in the test).
+//! - [`jobs`]: worker processes killed with SIGKILL mid-job, a database crash-restart
+//!   under load, `jobs probe` and `deadletters`.
 //!
 //! The binary gets `DATABASE_URL` (the owner role over the cluster's unix socket),
 //! `TENET_APP_DATABASE_URL` (the service role), key files in a temporary directory
@@ -17,6 +19,7 @@ mod audit_log;
 mod check;
 mod help;
 mod hl7;
+mod jobs;
 mod keys;
 mod migrate;
 mod principals;
@@ -65,9 +68,10 @@ impl Tenet {
         )
     }
 
-    /// Runs `tenet args...` to completion.
-    async fn run(&self, args: &[&str]) -> Run {
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenet"))
+    /// `tenet args...`, with the test's environment only.
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenet"));
+        command
             .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -77,10 +81,13 @@ impl Tenet {
             .env("TENET_MASTER_KEY_FILE", self.master_key_path())
             .env("TENET_CHECKPOINT_KEY_FILE", self.checkpoint_key_path())
             .env("TENET_LOG_FORMAT", "json")
-            .current_dir(self.home.path())
-            .output()
-            .await
-            .expect("running tenet");
+            .current_dir(self.home.path());
+        command
+    }
+
+    /// Runs `tenet args...` to completion.
+    async fn run(&self, args: &[&str]) -> Run {
+        let output = self.command(args).output().await.expect("running tenet");
         Run::new(args, output)
     }
 

@@ -1,0 +1,368 @@
+//! Durable jobs through the real binary, run as operators run it: worker processes
+//! killed with SIGKILL mid-job, a database that crashes and restarts under load,
+//! `jobs probe` and `deadletters`.
+//!
+//! The work is `platform.probe` jobs: each records its run in `platform.job_probes`
+//! in the transaction that marks it succeeded, and that table has no unique key, so a
+//! job lost or run twice in effect shows up as zero or two rows.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use db::cluster::{Cluster, SUPERUSER};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::process::{Child, Command};
+
+use crate::{Tenet, single_line};
+
+/// Probe jobs per run: thousands, so kills land among many jobs in flight.
+const N_PROBES: i64 = 3000;
+/// How long each probe works: long enough that a kill finds jobs mid-run.
+const PROBE_WORK_MS: &str = "20";
+/// The worker processes' lease: a killed worker's jobs come back within seconds.
+const LEASE_SECS: &str = "2";
+/// How long a run may take before the test gives up.
+const RUN_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// Starts `tenet serve --no-http`: a worker process, logging to `logs/worker-N.log`.
+fn spawn_worker(mut command: Command, logs: &Path, n: usize) -> Child {
+    let log = std::fs::File::create(logs.join(format!("worker-{n}.log"))).unwrap();
+    command
+        .args([
+            "serve",
+            "--no-http",
+            "--workers",
+            "8",
+            "--job-lease-secs",
+            LEASE_SECS,
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting a worker process")
+}
+
+/// Probe jobs not yet ended.
+async fn n_unfinished(admin: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM platform.jobs
+         WHERE kind = 'platform.probe' AND state NOT IN ('succeeded', 'dead', 'cancelled')",
+    )
+    .fetch_one(admin)
+    .await
+}
+
+/// Waits until every probe job has ended, whatever the database is going through.
+async fn wait_for_the_run(admin: &PgPool) {
+    let started = Instant::now();
+    loop {
+        // A query may fail while the database restarts: ask again.
+        if let Ok(0) = n_unfinished(admin).await {
+            return;
+        }
+        assert!(
+            started.elapsed() < RUN_TIMEOUT,
+            "the run did not finish in {RUN_TIMEOUT:?}: {:?} probe job(s) left",
+            n_unfinished(admin).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What the run left, read as the superuser (past row-level security).
+#[derive(Debug, PartialEq, Eq)]
+struct RunReport {
+    n_jobs: i64,
+    n_succeeded: i64,
+    /// Succeeded without their effect.
+    n_lost: i64,
+    /// More than one effect, or an effect without success.
+    n_doubled: i64,
+}
+
+async fn report(admin: &PgPool) -> RunReport {
+    let (n_jobs, n_succeeded, n_lost, n_doubled): (i64, i64, i64, i64) = sqlx::query_as(
+        "WITH runs AS (
+             SELECT j.state,
+                    (SELECT count(*) FROM platform.job_probes p
+                     WHERE p.tenant_id = j.tenant_id AND p.job_id = j.id) AS n
+             FROM platform.jobs j WHERE j.kind = 'platform.probe'
+         )
+         SELECT count(*),
+                count(*) FILTER (WHERE state = 'succeeded'),
+                count(*) FILTER (WHERE state = 'succeeded' AND n = 0),
+                count(*) FILTER (WHERE n > 1 OR (state <> 'succeeded' AND n > 0))
+         FROM runs",
+    )
+    .fetch_one(admin)
+    .await
+    .unwrap();
+    RunReport {
+        n_jobs,
+        n_succeeded,
+        n_lost,
+        n_doubled,
+    }
+}
+
+/// Probe jobs whose lease expired under a worker that stopped: the kills landed mid-job.
+async fn n_rescued(admin: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM platform.jobs
+         WHERE kind = 'platform.probe' AND last_error LIKE 'lease expired%'",
+    )
+    .fetch_one(admin)
+    .await
+    .unwrap()
+}
+
+async fn create_tenant(run: impl AsyncFn(&[&str]) -> crate::Run) -> String {
+    single_line(run(&["tenant", "create", "Crash Drill Clinic"]).await.ok()).to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_killed_mid_job_lose_nothing_and_double_nothing() {
+    let tenet = Tenet::new().await;
+    let tenant = create_tenant(async |args| tenet.run(args).await).await;
+    let enqueued = tenet
+        .run(&[
+            "jobs",
+            "probe",
+            "--tenant",
+            &tenant,
+            "--count",
+            &N_PROBES.to_string(),
+            "--work-ms",
+            PROBE_WORK_MS,
+        ])
+        .await;
+    assert!(
+        enqueued
+            .ok()
+            .contains(&format!("enqueued {N_PROBES} probe job(s)"))
+    );
+    let logs = tenet.home.path();
+    let mut workers = vec![
+        spawn_worker(tenet.command(&[]), logs, 0),
+        spawn_worker(tenet.command(&[]), logs, 1),
+    ];
+    let mut n_spawned = 2;
+
+    // Kill a worker with SIGKILL every half second, alternately, and start a new one,
+    // while jobs are left; count the kills that found the victim holding jobs.
+    let (mut n_kills, mut n_kills_mid_job) = (0, 0);
+    while n_unfinished(&tenet.db.admin).await.unwrap() > N_PROBES / 10 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let victim = &mut workers[n_kills % 2];
+        let pid = victim.id().expect("the worker is running");
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM platform.jobs WHERE state = 'running' AND worker_id LIKE '%:' || $1",
+        )
+        .bind(pid.to_string())
+        .fetch_one(&tenet.db.admin)
+        .await
+        .unwrap();
+        victim.start_kill().unwrap();
+        victim.wait().await.unwrap();
+        n_kills += 1;
+        if held > 0 {
+            n_kills_mid_job += 1;
+        }
+        *victim = spawn_worker(tenet.command(&[]), logs, n_spawned);
+        n_spawned += 1;
+    }
+    wait_for_the_run(&tenet.db.admin).await;
+    for worker in &mut workers {
+        worker.start_kill().unwrap();
+        worker.wait().await.unwrap();
+    }
+
+    assert_eq!(
+        report(&tenet.db.admin).await,
+        RunReport {
+            n_jobs: N_PROBES,
+            n_succeeded: N_PROBES,
+            n_lost: 0,
+            n_doubled: 0,
+        }
+    );
+    assert!(
+        n_kills_mid_job >= 3,
+        "only {n_kills_mid_job} of {n_kills} kills found jobs in flight"
+    );
+    assert!(
+        n_rescued(&tenet.db.admin).await > 0,
+        "no job was rescued from a killed worker"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_ride_out_a_database_crash_and_restart_losing_and_doubling_nothing() {
+    // A durable cluster of the test's own (an immediate stop of the shared test
+    // cluster would cut every other test): the embedded one, under a home of its own.
+    let home = tempfile::tempdir().unwrap();
+    let command = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tenet"));
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("TENET_HOME", home.path())
+            .env("TENET_LOG_FORMAT", "json")
+            .current_dir(home.path());
+        command
+    };
+    let run = async |args: &[&str]| {
+        let output = command(args).output().await.expect("running tenet");
+        crate::Run::new(args, output)
+    };
+    run(&["db", "start"]).await.ok();
+    run(&["migrate"]).await.ok();
+    let tenant = create_tenant(run).await;
+    run(&[
+        "jobs",
+        "probe",
+        "--tenant",
+        &tenant,
+        "--count",
+        &N_PROBES.to_string(),
+        "--work-ms",
+        PROBE_WORK_MS,
+    ])
+    .await
+    .ok();
+    let mut cluster = Cluster::at(home.path()).unwrap();
+    let admin = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(cluster.connect_options(SUPERUSER, "tenet"))
+        .await
+        .unwrap();
+    let mut workers = vec![
+        spawn_worker(command(&[]), home.path(), 0),
+        spawn_worker(command(&[]), home.path(), 1),
+    ];
+
+    // Crash the database once the run is under way, with jobs in flight.
+    let started = Instant::now();
+    while n_unfinished(&admin).await.unwrap() > N_PROBES * 3 / 4 {
+        assert!(
+            started.elapsed() < RUN_TIMEOUT,
+            "the workers never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.restart_immediate().await.unwrap();
+    wait_for_the_run(&admin).await;
+    for worker in &mut workers {
+        worker.start_kill().unwrap();
+        worker.wait().await.unwrap();
+    }
+
+    assert_eq!(
+        report(&admin).await,
+        RunReport {
+            n_jobs: N_PROBES,
+            n_succeeded: N_PROBES,
+            n_lost: 0,
+            n_doubled: 0,
+        }
+    );
+    admin.close().await;
+    run(&["db", "stop"]).await.ok();
+}
+
+#[tokio::test]
+async fn jobs_probe_waits_for_its_probes_and_reports_each_ran_once() {
+    let tenet = Tenet::new().await;
+    let tenant = create_tenant(async |args| tenet.run(args).await).await;
+    let mut worker = spawn_worker(tenet.command(&[]), tenet.home.path(), 0);
+    let probe = tenet
+        .run(&[
+            "jobs", "probe", "--tenant", &tenant, "--count", "50", "--wait",
+        ])
+        .await;
+    worker.start_kill().unwrap();
+    worker.wait().await.unwrap();
+    let out = probe.ok();
+    assert!(out.contains("50 succeeded"), "{probe}");
+    assert!(
+        out.contains("0 succeeded without their effect, 0 with an extra effect"),
+        "{probe}"
+    );
+
+    // With no worker running, --wait gives up and says why, non-zero.
+    let stalled = tenet
+        .run(&[
+            "jobs",
+            "probe",
+            "--tenant",
+            &tenant,
+            "--wait",
+            "--timeout-secs",
+            "1",
+        ])
+        .await;
+    stalled.failed();
+    assert!(stalled.stderr.contains("are workers running"), "{stalled}");
+
+    let unknown = tenet
+        .run(&[
+            "jobs",
+            "probe",
+            "--tenant",
+            "00000000-0000-7000-8000-000000000000",
+        ])
+        .await;
+    unknown.failed();
+    assert!(unknown.stderr.contains("no active tenant"), "{unknown}");
+}
+
+#[tokio::test]
+async fn a_dead_letter_is_listed_shown_discarded_and_retried_to_success() {
+    let tenet = Tenet::new().await;
+    let tenant = create_tenant(async |args| tenet.run(args).await).await;
+    let enqueued = tenet.run(&["jobs", "probe", "--tenant", &tenant]).await;
+    enqueued.ok();
+    // The job died (what a vendor outage past every retry leaves).
+    let job_id: uuid::Uuid = sqlx::query_scalar(
+        "UPDATE platform.jobs SET state = 'dead', attempts = attempts_max, finished_at = now(),
+             last_error = 'vendor answered 503 on every attempt'
+         WHERE kind = 'platform.probe' RETURNING id",
+    )
+    .fetch_one(&tenet.db.admin)
+    .await
+    .unwrap();
+    let id = job_id.to_string();
+
+    let listed = tenet.run(&["deadletters", "list"]).await;
+    assert!(listed.ok().contains(&id), "{listed}");
+    assert!(listed.ok().contains("vendor answered 503"), "{listed}");
+    assert!(listed.ok().contains("1 dead letter(s)"), "{listed}");
+    let shown = tenet.run(&["deadletters", "show", &id]).await;
+    assert!(shown.ok().contains("platform.probe"), "{shown}");
+
+    tenet.run(&["deadletters", "discard", &id]).await.ok();
+    let listed = tenet.run(&["deadletters", "list"]).await;
+    assert!(listed.ok().contains("0 dead letter(s)"), "{listed}");
+    let again = tenet.run(&["deadletters", "discard", &id]).await;
+    again.failed();
+    assert!(
+        again.stdout.contains("only dead (not yet discarded) jobs"),
+        "{again}"
+    );
+
+    tenet.run(&["deadletters", "retry", &id]).await.ok();
+    let mut worker = spawn_worker(tenet.command(&[]), tenet.home.path(), 0);
+    let started = Instant::now();
+    while n_unfinished(&tenet.db.admin).await.unwrap() > 0 {
+        assert!(started.elapsed() < RUN_TIMEOUT, "the retried job never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    worker.start_kill().unwrap();
+    worker.wait().await.unwrap();
+    let shown = tenet.run(&["jobs", "show", &id]).await;
+    assert!(shown.ok().contains("state:        succeeded"), "{shown}");
+}
