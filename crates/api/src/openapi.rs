@@ -6,7 +6,7 @@ use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{admin, audit_log, patients};
+use crate::routes::{admin, audit_log, jobs, patients};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +16,7 @@ use crate::routes::{admin, audit_log, patients};
         patients::access_log, patients::break_glass, patients::add_care_team_member,
         admin::me, admin::create_user, admin::list_users, admin::create_api_key, admin::list_api_keys, admin::revoke_api_key,
         audit_log::checkpoint,
+        jobs::list, jobs::read, jobs::retry, jobs::cancel, jobs::dead_letters, jobs::retry_dead_letter, jobs::discard,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerAuth),
@@ -23,6 +24,7 @@ use crate::routes::{admin, audit_log, patients};
         (name = "patients", description = "Patients and their identity (PHI vault)"),
         (name = "admin", description = "Users and API keys"),
         (name = "audit", description = "Access reports and checkpoints"),
+        (name = "jobs", description = "The tenant's durable jobs and dead letters"),
     )
 )]
 struct ApiDoc;

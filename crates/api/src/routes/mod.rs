@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod audit_log;
 pub mod idempotency;
+pub mod jobs;
 pub mod ops;
 pub mod patients;
 
@@ -16,4 +17,5 @@ pub fn v1() -> Router<AppState> {
         .merge(patients::router())
         .merge(admin::router())
         .merge(audit_log::router())
+        .merge(jobs::router())
 }

@@ -11,6 +11,7 @@
 //! - [`phi_canary`]: PHI never reaches logs, headers, error bodies, metrics, URLs or
 //!   the disk in plaintext (I2).
 //! - [`wire_format`]: snapshots of the problem JSON and patient representations.
+//! - [`jobs`]: a tenant's admins see and handle its own jobs and dead letters only.
 //! - [`operations`]: health, readiness, metrics and the OpenAPI document.
 //!
 //! Shared fixtures live in [`support`]: two tenants with a principal per role.
@@ -20,6 +21,7 @@ mod authentication;
 mod bad_input;
 mod cross_tenant;
 mod idempotency;
+mod jobs;
 mod operations;
 mod permissions;
 mod phi_canary;
