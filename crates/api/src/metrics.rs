@@ -5,9 +5,11 @@
 
 use std::time::Duration;
 
+use platform::health::QueueStat;
+use platform::jobs::worker::{self, Outcome};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use sqlx::PgPool;
 
@@ -19,6 +21,9 @@ pub struct Metrics {
     latency: HistogramVec,
     pool_connections: IntGaugeVec,
     audit_appends: IntCounter,
+    job_runs: IntCounterVec,
+    job_queue_depth: IntGaugeVec,
+    job_queue_oldest: GaugeVec,
 }
 
 impl Default for Metrics {
@@ -61,11 +66,38 @@ impl Metrics {
             "Audit events appended by this process",
         )
         .expect("BUG: metric definition");
+        let job_runs = IntCounterVec::new(
+            Opts::new(
+                "job_runs_total",
+                "Job runs ended by this process's worker, by outcome (retrying counts retries)",
+            ),
+            &["outcome"],
+        )
+        .expect("BUG: metric definition");
+        let job_queue_depth = IntGaugeVec::new(
+            Opts::new(
+                "job_queue_depth",
+                "Jobs not finished (and dead letters), by queue and state, across tenants",
+            ),
+            &["queue", "state"],
+        )
+        .expect("BUG: metric definition");
+        let job_queue_oldest = GaugeVec::new(
+            Opts::new(
+                "job_queue_oldest_seconds",
+                "Age of the oldest job, by queue and state: since due, or since dead",
+            ),
+            &["queue", "state"],
+        )
+        .expect("BUG: metric definition");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(pool_connections.clone()),
             Box::new(audit_appends.clone()),
+            Box::new(job_runs.clone()),
+            Box::new(job_queue_depth.clone()),
+            Box::new(job_queue_oldest.clone()),
         ] {
             registry
                 .register(collector)
@@ -77,6 +109,24 @@ impl Metrics {
             latency,
             pool_connections,
             audit_appends,
+            job_runs,
+            job_queue_depth,
+            job_queue_oldest,
+        }
+    }
+
+    /// Replaces the queue gauges with a fresh sample (queues that emptied drop out).
+    pub fn observe_queues(&self, stats: &[QueueStat]) {
+        self.job_queue_depth.reset();
+        self.job_queue_oldest.reset();
+        for stat in stats {
+            let labels = [stat.queue.as_str(), stat.state.as_str()];
+            self.job_queue_depth
+                .with_label_values(&labels)
+                .set(stat.n_jobs);
+            self.job_queue_oldest
+                .with_label_values(&labels)
+                .set(stat.oldest_secs);
         }
     }
 
@@ -101,6 +151,10 @@ impl Metrics {
         let total = audit::appends_total();
         self.audit_appends
             .inc_by(total.saturating_sub(self.audit_appends.get()));
+        for (name, total) in Outcome::NAMES.iter().zip(worker::outcomes_total()) {
+            let counter = self.job_runs.with_label_values(&[name]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
         let mut buffer = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buffer)

@@ -3,12 +3,14 @@
 //!
 //! - [`idempotency`]: API writes made with an `Idempotency-Key` happen once (I6).
 //! - [`outbox`]: events written in the same transaction as the change they announce.
+//! - [`health`]: what `tenet check` reports about work in flight.
 //! - [`jobs`]: durable background jobs, enqueued in the caller's transaction and marked
 //!   done by the transaction that did their work (I4, I5).
 //!
 //! This crate must never store PHI: idempotency records keep a request hash and the
 //! id of what was made, never a body; event payloads and job arguments carry ids only.
 
+pub mod health;
 pub mod idempotency;
 pub mod jobs;
 pub mod outbox;

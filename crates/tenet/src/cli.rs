@@ -84,11 +84,19 @@ pub enum Command {
         command: AuditCommand,
     },
     /// Check the live schema against Tenet's rules (RLS forced, no PHI outside the
-    /// vault, ...). Exits non-zero on any violation.
+    /// vault, ...) and the work in flight (jobs stuck past their lease or overdue;
+    /// dead letters are reported as notices). Exits non-zero on any violation or
+    /// problem.
     Check {
-        /// Print violations as JSON.
+        /// Print the report as JSON: `{"violations": [...], "work": [...]}`.
         #[arg(long)]
         json: bool,
+        /// A job running this many seconds past its expired lease is stuck.
+        #[arg(long, default_value_t = 60)]
+        lease_grace_secs: u64,
+        /// A runnable job due this many seconds ago and not claimed is stuck.
+        #[arg(long, default_value_t = 900)]
+        overdue_secs: u64,
     },
     /// Manage encryption keys.
     Keys {

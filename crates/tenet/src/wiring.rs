@@ -52,12 +52,13 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
             config,
         ))
     });
+    let metrics = api::metrics::Metrics::new();
     let state = api::AppState {
         pool: app,
         keyring,
         oidc,
         checkpoint_key: Some(checkpoint_key.clone()),
-        metrics: api::metrics::Metrics::new(),
+        metrics: metrics.clone(),
         settings: api::Settings {
             break_glass_secs: args.break_glass_secs,
             schema_version: migrator.migrations().last().map_or(0, |m| m.version),
@@ -72,6 +73,8 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
             shutdown_rx.clone(),
         ))
     });
+    let sampler = (!args.no_http)
+        .then(|| tokio::spawn(queue_sampler(owner.clone(), metrics, shutdown_rx.clone())));
     // On shutdown the worker stops claiming, lets in-flight jobs finish for its grace
     // period and hands back the rest.
     let jobs = job_worker.map(|worker| tokio::spawn(worker.run(shutdown_rx.clone())));
@@ -118,8 +121,33 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
     if let Some(checkpoints) = checkpoints {
         let _ = checkpoints.await;
     }
+    if let Some(sampler) = sampler {
+        let _ = sampler.await;
+    }
     owner.close().await;
     Ok(())
+}
+
+/// How often the queue gauges of `/metrics` are sampled.
+const QUEUE_SAMPLE_EVERY: Duration = Duration::from_secs(10);
+
+/// Samples queue depth and age into the metrics, across tenants (the owner's view):
+/// the service role's pool would see no tenant's jobs outside a request.
+async fn queue_sampler(
+    owner: PgPool,
+    metrics: api::metrics::Metrics,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        match platform::health::queue_stats(&owner).await {
+            Ok(stats) => metrics.observe_queues(&stats),
+            Err(err) => tracing::warn!(error = %err, "sampling job queues failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(QUEUE_SAMPLE_EVERY) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
 }
 
 /// The job kinds this binary runs. Contexts add theirs here as they gain jobs.

@@ -16,6 +16,7 @@
 //! This module must never run a job's work outside its tenant's transaction.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -111,6 +112,30 @@ pub enum Outcome {
     /// Its lease was lost (expired, rescued, cancelled or handed back) before it
     /// completed: its effects were rolled back.
     LeaseLost(JobId),
+}
+
+/// Runs that ended in this process, by outcome, for metrics: succeeded, retrying,
+/// dead, lease lost.
+static OUTCOMES: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+
+impl Outcome {
+    /// Stable, for metric labels.
+    pub const NAMES: [&'static str; 4] = ["succeeded", "retrying", "dead", "lease_lost"];
+
+    fn index(self) -> usize {
+        match self {
+            Outcome::Succeeded(_) => 0,
+            Outcome::Retrying(_) => 1,
+            Outcome::Dead(_) => 2,
+            Outcome::LeaseLost(_) => 3,
+        }
+    }
+}
+
+/// How many runs ended in this process so far, by outcome, in the order of
+/// [`Outcome::NAMES`].
+pub fn outcomes_total() -> [u64; 4] {
+    std::array::from_fn(|i| OUTCOMES[i].load(Ordering::Relaxed))
 }
 
 /// The delay before retry number `attempt` (1: after the first failure): `base ·
@@ -371,6 +396,12 @@ impl Worker {
     /// records its failure. An `Err` is a database failure around the job (not of the
     /// job): the job stays `running` until its lease expires and it is rescued.
     pub async fn run_claimed(&self, job: ClaimedJob) -> Result<Outcome, sqlx::Error> {
+        let outcome = self.run_claimed_inner(job).await?;
+        OUTCOMES[outcome.index()].fetch_add(1, Ordering::Relaxed);
+        Ok(outcome)
+    }
+
+    async fn run_claimed_inner(&self, job: ClaimedJob) -> Result<Outcome, sqlx::Error> {
         let kind = self
             .registry
             .get(&job.kind)

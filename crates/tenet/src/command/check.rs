@@ -1,19 +1,41 @@
-//! `tenet check`: the live schema against invariants I1 and I8.
+//! `tenet check`: the live schema against invariants I1 and I8, and the work in
+//! flight against "known end states" (nothing neither done nor on its way).
 
 use std::process::ExitCode;
+use std::time::Duration;
+
+use platform::health::{self, HealthConfig, Severity};
 
 use crate::cli::Global;
 use crate::output::say;
 
-pub async fn run(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    global: &Global,
+    json: bool,
+    lease_grace_secs: u64,
+    overdue_secs: u64,
+) -> anyhow::Result<ExitCode> {
     super::with_pools(global, async |owner, _app| {
         let violations = schema::check::run(owner).await?;
+        let config = HealthConfig {
+            lease_grace: Duration::from_secs(lease_grace_secs),
+            overdue_after: Duration::from_secs(overdue_secs),
+        };
+        let findings = health::run(owner, &config).await?;
         if json {
-            say(serde_json::to_string_pretty(&violations)?);
+            say(serde_json::to_string_pretty(&serde_json::json!({
+                "violations": violations,
+                "work": findings,
+            }))?);
         } else {
             say(schema::check::render_text(&violations).trim_end());
+            say(health::render_text(&findings).trim_end());
         }
-        Ok(if violations.is_empty() {
+        let passes = violations.is_empty()
+            && findings
+                .iter()
+                .all(|finding| finding.severity != Severity::Problem);
+        Ok(if passes {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE

@@ -29,7 +29,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User { command } => principals::user(global, command).await,
         Command::Apikey { command } => principals::api_key(global, command).await,
         Command::Audit { command } => audit_log::run(global, command).await,
-        Command::Check { json } => check::run(global, json).await,
+        Command::Check {
+            json,
+            lease_grace_secs,
+            overdue_secs,
+        } => check::run(global, json, lease_grace_secs, overdue_secs).await,
         Command::Keys { command } => keys::run(global, command).await,
         Command::Db { command } => database::run(global, command).await,
         Command::Jobs { command } => jobs::run(global, command).await,

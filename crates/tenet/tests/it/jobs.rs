@@ -366,3 +366,112 @@ async fn a_dead_letter_is_listed_shown_discarded_and_retried_to_success() {
     let shown = tenet.run(&["jobs", "show", &id]).await;
     assert!(shown.ok().contains("state:        succeeded"), "{shown}");
 }
+
+/// A free port on 127.0.0.1 (free when asked; the server binds it right after).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `tenet serve` with `workers` on a free port; returns it and its metrics URL
+/// once it answers.
+async fn serve(tenet: &Tenet, workers: &str, n: usize) -> (Child, String) {
+    let port = free_port();
+    let log = std::fs::File::create(tenet.home.path().join(format!("serve-{n}.log"))).unwrap();
+    let child = tenet
+        .command(&[
+            "serve",
+            "--http",
+            &format!("127.0.0.1:{port}"),
+            "--workers",
+            workers,
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while reqwest::get(format!("{base}/healthz")).await.is_err() {
+        assert!(
+            started.elapsed() < RUN_TIMEOUT,
+            "tenet serve never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (child, format!("{base}/metrics"))
+}
+
+/// The value of the sample `name{labels}` in a metrics page.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_show_queue_depth_and_age_and_runs_by_outcome() {
+    let tenet = Tenet::new().await;
+    let tenant = create_tenant(async |args| tenet.run(args).await).await;
+    tenet
+        .run(&["jobs", "probe", "--tenant", &tenant, "--count", "5"])
+        .await
+        .ok();
+
+    // A node that runs no jobs samples the queue at start.
+    let (mut idle, metrics_url) = serve(&tenet, "0", 0).await;
+    let metrics = reqwest::get(&metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    idle.start_kill().unwrap();
+    idle.wait().await.unwrap();
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"tenet_job_queue_depth{queue="default",state="scheduled"}"#
+        ),
+        Some(5.0),
+        "{metrics}"
+    );
+    assert!(
+        sample(
+            &metrics,
+            r#"tenet_job_queue_oldest_seconds{queue="default",state="scheduled"}"#
+        )
+        .is_some_and(|age| age >= 0.0),
+        "{metrics}"
+    );
+
+    // A node that runs them counts their runs.
+    let (mut busy, metrics_url) = serve(&tenet, "4", 1).await;
+    let started = Instant::now();
+    while n_unfinished(&tenet.db.admin).await.unwrap() > 0 {
+        assert!(started.elapsed() < RUN_TIMEOUT, "the probes never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = reqwest::get(&metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    busy.start_kill().unwrap();
+    busy.wait().await.unwrap();
+    assert_eq!(
+        sample(&metrics, r#"tenet_job_runs_total{outcome="succeeded"}"#),
+        Some(5.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, r#"tenet_job_runs_total{outcome="dead"}"#),
+        Some(0.0),
+        "{metrics}"
+    );
+}
