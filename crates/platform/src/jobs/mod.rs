@@ -56,6 +56,19 @@ pub trait JobKind: Send + Sync + 'static {
     /// it counts as a failed attempt (retried with backoff): a hung call cannot hold a
     /// worker's slot, and its lease, forever.
     const TIMEOUT: Duration = Duration::from_secs(300);
+    /// Whether runs of this kind may share one transaction with other runs of the same
+    /// kind and tenant, completed together by one commit (and one WAL flush). If any
+    /// run of a batch fails, the whole batch rolls back and each job runs again alone,
+    /// so set it only for kinds whose work is all in the database: work outside it
+    /// (an HTTP call) could happen twice.
+    const BATCHABLE: bool = false;
+
+    /// Whether this run of a [`JobKind::BATCHABLE`] kind may join a batch, from its
+    /// stored arguments. By default every run may; a kind whose runs sometimes wait
+    /// (and would wait one after another in a batch) says which.
+    fn batch_run(_args: &serde_json::Value) -> bool {
+        true
+    }
     /// Ids and codes only: never PHI.
     type Args: Serialize + DeserializeOwned + Send + 'static;
 
@@ -249,6 +262,8 @@ trait ErasedKind: Send + Sync {
     ) -> BoxFuture<'a, Result<(), JobError>>;
 
     fn timeout(&self) -> Duration;
+
+    fn batchable(&self, args: &serde_json::Value) -> bool;
 }
 
 struct Erased<K>(K);
@@ -276,6 +291,10 @@ impl<K: JobKind> ErasedKind for Erased<K> {
 
     fn timeout(&self) -> Duration {
         K::TIMEOUT
+    }
+
+    fn batchable(&self, args: &serde_json::Value) -> bool {
+        K::BATCHABLE && K::batch_run(args)
     }
 }
 
@@ -320,6 +339,7 @@ pub struct Noop;
 impl JobKind for Noop {
     const NAME: &'static str = "platform.noop";
     const VERSION: u32 = 1;
+    const BATCHABLE: bool = true;
     type Args = serde_json::Value;
 
     async fn run(
@@ -354,7 +374,16 @@ pub const PROBE_WORK_MS_MAX: u32 = 60_000;
 impl JobKind for Probe {
     const NAME: &'static str = "platform.probe";
     const VERSION: u32 = 1;
+    // Its work is all in the database; batches are what the crash tests must cover.
+    const BATCHABLE: bool = true;
     type Args = ProbeArgs;
+
+    /// A probe that waits runs alone: in a batch its waits would add up.
+    fn batch_run(args: &serde_json::Value) -> bool {
+        args.get("work_ms")
+            .and_then(serde_json::Value::as_u64)
+            .is_none_or(|work_ms| work_ms == 0)
+    }
 
     async fn run(
         &self,

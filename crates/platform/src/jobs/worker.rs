@@ -32,6 +32,8 @@ use super::{JobContext, JobError, Registry};
 
 /// The most jobs one claim takes.
 pub const CLAIM_BATCH_MAX: usize = 64;
+/// The most jobs run in one transaction (see [`super::JobKind::BATCHABLE`]).
+pub const RUN_BATCH_MAX: usize = 32;
 /// The most expired leases one rescue takes.
 pub const RESCUE_BATCH_MAX: i64 = 1000;
 /// The longest `last_error` kept, in characters.
@@ -212,6 +214,17 @@ UPDATE platform.jobs
 SET state = 'succeeded', lease_expires_at = NULL, finished_at = now(), updated_at = now()
 WHERE tenant_id = $1 AND id = $2 AND fencing_token = $3 AND state = 'running'
   AND lease_expires_at > clock_timestamp()
+"#;
+
+/// Completes a batch of one tenant's jobs in the transaction that did their work, only
+/// where each token and lease still hold; the caller commits only if every job of the
+/// batch was completed.
+const COMPLETE_BATCH: &str = r#"
+UPDATE platform.jobs j
+SET state = 'succeeded', lease_expires_at = NULL, finished_at = now(), updated_at = now()
+FROM unnest($2::uuid[], $3::bigint[]) AS c(id, fencing_token)
+WHERE j.tenant_id = $1 AND j.id = c.id AND j.fencing_token = c.fencing_token
+  AND j.state = 'running' AND j.lease_expires_at > clock_timestamp()
 "#;
 
 /// Records a failed run, only under the claimed token.
@@ -452,6 +465,72 @@ impl Worker {
         }
     }
 
+    /// Runs claimed jobs of one tenant and one batchable kind in one transaction and
+    /// completes them together. If any run fails, times out or lost its lease, the
+    /// batch rolls back and each job runs again alone ([`Worker::run_claimed`]), so
+    /// every job still ends with exactly its own outcome.
+    pub async fn run_batch(&self, jobs: Vec<ClaimedJob>) -> Result<Vec<Outcome>, sqlx::Error> {
+        let Some(first) = jobs.first() else {
+            return Ok(Vec::new());
+        };
+        assert!(
+            jobs.iter()
+                .all(|job| job.tenant_id == first.tenant_id && job.kind == first.kind),
+            "BUG: a batch is of one tenant and one kind"
+        );
+        if jobs.len() == 1 {
+            let job = jobs.into_iter().next().expect("BUG: one job");
+            return Ok(vec![self.run_claimed(job).await?]);
+        }
+        let kind = self
+            .registry
+            .get(&first.kind)
+            .expect("BUG: a worker claims only kinds it has registered")
+            .clone();
+        let actor = format!("job:{}", first.kind);
+        let mut tx = TenantTx::begin_as(&self.app, first.tenant_id, &actor, None).await?;
+        let mut all_ran = true;
+        for job in &jobs {
+            let ctx = JobContext {
+                tenant_id: job.tenant_id,
+                job_id: job.job_id,
+                attempt: job.attempt,
+                attempts_max: job.attempts_max,
+            };
+            let run = kind.run(&ctx, &mut tx, job.args_version, job.args.clone());
+            if !matches!(tokio::time::timeout(kind.timeout(), run).await, Ok(Ok(()))) {
+                all_ran = false;
+                break;
+            }
+        }
+        if all_ran {
+            let ids: Vec<Uuid> = jobs.iter().map(|job| *job.job_id.as_uuid()).collect();
+            let tokens: Vec<i64> = jobs.iter().map(|job| job.fencing_token).collect();
+            let completed = sqlx::query(COMPLETE_BATCH)
+                .bind(first.tenant_id.as_uuid())
+                .bind(&ids)
+                .bind(&tokens)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if usize::try_from(completed).is_ok_and(|n| n == jobs.len()) {
+                tx.commit().await?;
+                OUTCOMES[Outcome::Succeeded(first.job_id).index()]
+                    .fetch_add(completed, Ordering::Relaxed);
+                return Ok(jobs
+                    .iter()
+                    .map(|job| Outcome::Succeeded(job.job_id))
+                    .collect());
+            }
+        }
+        tx.rollback().await?;
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            outcomes.push(self.run_claimed(job).await?);
+        }
+        Ok(outcomes)
+    }
+
     async fn record_failure(
         &self,
         job: &ClaimedJob,
@@ -495,6 +574,32 @@ impl Worker {
             return Ok(None);
         };
         self.run_claimed(job).await.map(Some)
+    }
+
+    /// Splits claimed jobs into what runs together: runs of a batchable kind, by tenant
+    /// and kind, up to [`RUN_BATCH_MAX`] each; every other job alone.
+    fn batches(&self, jobs: Vec<ClaimedJob>) -> Vec<Vec<ClaimedJob>> {
+        let mut batches: Vec<Vec<ClaimedJob>> = Vec::new();
+        let mut open: HashMap<(TenantId, String), usize> = HashMap::new();
+        for job in jobs {
+            let batchable = self
+                .registry
+                .get(&job.kind)
+                .is_some_and(|kind| kind.batchable(&job.args));
+            if !batchable {
+                batches.push(vec![job]);
+                continue;
+            }
+            let key = (job.tenant_id, job.kind.clone());
+            match open.get(&key) {
+                Some(&i) if batches[i].len() < RUN_BATCH_MAX => batches[i].push(job),
+                _ => {
+                    open.insert(key, batches.len());
+                    batches.push(vec![job]);
+                }
+            }
+        }
+        batches
     }
 
     /// Takes back jobs whose lease expired; returns how many.
@@ -583,23 +688,29 @@ impl Worker {
                     }
                 }
                 Ok(jobs) => {
-                    for job in jobs {
-                        let permit = permits
+                    for batch in self.batches(jobs) {
+                        let permits = permits
                             .clone()
-                            .try_acquire_owned()
+                            .try_acquire_many_owned(
+                                u32::try_from(batch.len()).expect("BUG: a batch is small"),
+                            )
                             .expect("BUG: claimed more jobs than free permits");
-                        self.in_flight
-                            .lock()
-                            .expect("BUG: in-flight lock poisoned")
-                            .insert(
-                                *job.job_id.as_uuid(),
-                                (*job.tenant_id.as_uuid(), job.fencing_token),
-                            );
+                        let mut guards = Vec::with_capacity(batch.len());
+                        for job in &batch {
+                            self.in_flight
+                                .lock()
+                                .expect("BUG: in-flight lock poisoned")
+                                .insert(
+                                    *job.job_id.as_uuid(),
+                                    (*job.tenant_id.as_uuid(), job.fencing_token),
+                                );
+                            guards.push(InFlight(self.clone(), *job.job_id.as_uuid()));
+                        }
                         let worker = self.clone();
                         tasks.spawn(async move {
-                            let _permit = permit;
-                            let _in_flight = InFlight(worker.clone(), *job.job_id.as_uuid());
-                            worker.run_claimed(job).await
+                            let _permits = permits;
+                            let _in_flight = guards;
+                            worker.run_batch(batch).await.map(|_| ())
                         });
                     }
                 }
@@ -662,7 +773,7 @@ impl Drop for InFlight {
     }
 }
 
-fn log_joined(joined: Result<Result<Outcome, sqlx::Error>, tokio::task::JoinError>) {
+fn log_joined(joined: Result<Result<(), sqlx::Error>, tokio::task::JoinError>) {
     match joined {
         Ok(Ok(_)) => {}
         Ok(Err(err)) => {

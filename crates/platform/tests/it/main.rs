@@ -130,8 +130,28 @@ impl JobKind for Hang {
     }
 }
 
+/// Like [`Effect`], but its runs may share a transaction.
+struct BatchEffect;
+
+impl JobKind for BatchEffect {
+    const NAME: &'static str = "test.batch_effect";
+    const VERSION: u32 = 1;
+    const BATCHABLE: bool = true;
+    type Args = EffectArgs;
+
+    async fn run(
+        &self,
+        ctx: &JobContext,
+        tx: &mut TenantTx,
+        args: EffectArgs,
+    ) -> Result<(), JobError> {
+        Effect.run(ctx, tx, args).await
+    }
+}
+
 fn registry() -> Registry {
     Registry::new()
+        .register(BatchEffect)
         .register(Effect)
         .register(Poison)
         .register(Snoop)
@@ -883,4 +903,129 @@ async fn a_dead_letter_is_listed_for_its_tenant_only_and_can_be_discarded_and_re
     let retried = job(&db, poison).await;
     assert_eq!((retried.state.as_str(), retried.attempts), ("scheduled", 0));
     assert!(retried.discarded_at.is_none());
+}
+
+async fn enqueue_batch(db: &TestDb, tenant_id: TenantId, fail_first: &[bool]) -> Vec<JobId> {
+    let mut tx = TenantTx::begin_as(&db.app, tenant_id, "system", None)
+        .await
+        .unwrap();
+    let mut job_ids = Vec::new();
+    for &fail_first in fail_first {
+        let args = EffectArgs {
+            fail_first,
+            sleep_ms: 0,
+        };
+        let enqueued = jobs::enqueue(&mut tx, JobSpec::<BatchEffect>::new(args))
+            .await
+            .unwrap();
+        job_ids.push(enqueued.job_id());
+    }
+    tx.commit().await.unwrap();
+    job_ids
+}
+
+#[tokio::test]
+async fn a_batch_of_one_tenants_jobs_commits_its_effects_and_marks_in_one_transaction() {
+    let db = setup().await;
+    let worker = worker(&db, config("w"));
+    let job_ids = enqueue_batch(&db, TenantId::generate(), &[false; 10]).await;
+
+    let claimed = worker.claim(10).await.unwrap();
+    assert_eq!(claimed.len(), 10);
+    let outcomes = worker.run_batch(claimed).await.unwrap();
+    assert_eq!(outcomes.len(), 10);
+    assert!(
+        outcomes.iter().all(|o| matches!(o, Outcome::Succeeded(_))),
+        "{outcomes:?}"
+    );
+    for job_id in &job_ids {
+        assert_eq!(n_effects(&db, *job_id).await, 1);
+        assert_eq!(job(&db, *job_id).await.state, "succeeded");
+    }
+    // One transaction wrote every mark and every effect.
+    let n_transactions: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT xmin::text) FROM (
+             SELECT xmin FROM platform.jobs UNION ALL SELECT xmin FROM public.effects) AS rows",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .unwrap();
+    assert_eq!(n_transactions, 1);
+}
+
+#[tokio::test]
+async fn a_failing_run_rolls_its_batch_back_and_every_job_gets_its_own_outcome() {
+    let db = setup().await;
+    let mut config = config("w");
+    config.backoff_base = Duration::from_secs(60);
+    config.backoff_max = Duration::from_secs(60);
+    let worker = worker(&db, config);
+    let mut fail_first = [false; 8];
+    fail_first[5] = true;
+    let job_ids = enqueue_batch(&db, TenantId::generate(), &fail_first).await;
+
+    let claimed = worker.claim(8).await.unwrap();
+    let outcomes = worker.run_batch(claimed).await.unwrap();
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Succeeded(_)))
+            .count(),
+        7
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == Outcome::Retrying(job_ids[5]))
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    for (i, job_id) in job_ids.iter().enumerate() {
+        let expected = if i == 5 {
+            (0, "retrying")
+        } else {
+            (1, "succeeded")
+        };
+        assert_eq!(
+            (
+                n_effects(&db, *job_id).await,
+                job(&db, *job_id).await.state.as_str()
+            ),
+            expected,
+            "job {i}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_job_cancelled_mid_batch_cannot_complete_and_the_rest_still_do() {
+    let db = setup().await;
+    let worker = worker(&db, config("w"));
+    let job_ids = enqueue_batch(&db, TenantId::generate(), &[false; 6]).await;
+
+    let claimed = worker.claim(6).await.unwrap();
+    admin::cancel(&mut db.owner.acquire().await.unwrap(), job_ids[2])
+        .await
+        .unwrap();
+    let outcomes = worker.run_batch(claimed).await.unwrap();
+    assert!(
+        outcomes.contains(&Outcome::LeaseLost(job_ids[2])),
+        "{outcomes:?}"
+    );
+    for (i, job_id) in job_ids.iter().enumerate() {
+        let expected = if i == 2 {
+            (0, "cancelled")
+        } else {
+            (1, "succeeded")
+        };
+        assert_eq!(
+            (
+                n_effects(&db, *job_id).await,
+                job(&db, *job_id).await.state.as_str()
+            ),
+            expected,
+            "job {i}"
+        );
+    }
 }

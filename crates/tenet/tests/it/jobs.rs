@@ -17,10 +17,12 @@ use tokio::process::{Child, Command};
 
 use crate::{Tenet, single_line};
 
-/// Probe jobs per run: thousands, so kills land among many jobs in flight.
+/// Probe jobs per run: thousands, so kills land among many jobs in flight. Half work
+/// for a while, each alone (a kill finds them mid-run); half work not at all and run
+/// in batches, many to a transaction (a kill finds batches mid-commit).
 const N_PROBES: i64 = 3000;
-/// How long each probe works: long enough that a kill finds jobs mid-run.
-const PROBE_WORK_MS: &str = "20";
+/// How long each probe of the first half works.
+const PROBE_WORK_MS: &str = "50";
 /// The worker processes' lease: a killed worker's jobs come back within seconds.
 const LEASE_SECS: &str = "2";
 /// How long a run may take before the test gives up.
@@ -151,11 +153,11 @@ async fn workers_killed_mid_job_lose_nothing_and_double_nothing() {
     ];
     let mut n_spawned = 2;
 
-    // Kill a worker with SIGKILL every half second, alternately, and start a new one,
+    // Kill a worker with SIGKILL every 300 ms, alternately, and start a new one,
     // while jobs are left; count the kills that found the victim holding jobs.
     let (mut n_kills, mut n_kills_mid_job) = (0, 0);
     while n_unfinished(&tenet.db.admin).await.unwrap() > N_PROBES / 10 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let victim = &mut workers[n_kills % 2];
         let pid = victim.id().expect("the worker is running");
         let held: i64 = sqlx::query_scalar(
@@ -222,18 +224,20 @@ async fn workers_ride_out_a_database_crash_and_restart_losing_and_doubling_nothi
     run(&["db", "start"]).await.ok();
     run(&["migrate"]).await.ok();
     let tenant = create_tenant(run).await;
-    run(&[
-        "jobs",
-        "probe",
-        "--tenant",
-        &tenant,
-        "--count",
-        &N_PROBES.to_string(),
-        "--work-ms",
-        PROBE_WORK_MS,
-    ])
-    .await
-    .ok();
+    for work_ms in [PROBE_WORK_MS, "0"] {
+        run(&[
+            "jobs",
+            "probe",
+            "--tenant",
+            &tenant,
+            "--count",
+            &(N_PROBES / 2).to_string(),
+            "--work-ms",
+            work_ms,
+        ])
+        .await
+        .ok();
+    }
     let mut cluster = Cluster::at(home.path()).unwrap();
     let admin = PgPoolOptions::new()
         .max_connections(2)
