@@ -60,17 +60,23 @@ pub enum Bench {
         #[arg(long, default_value = "hl7.parse,hl7apy default")]
         peer_only: String,
     },
-    /// Durable jobs: enqueue + run + complete, beside graphile-worker.
+    /// Durable jobs: enqueue + run + complete, beside graphile-worker and Celery.
     Jobs {
-        /// How many trivial jobs.
-        #[arg(long, default_value_t = 20_000)]
-        n: u64,
+        /// How many trivial jobs, per run: comma-separated for several runs.
+        #[arg(long, value_delimiter = ',', default_value = "20000,100000")]
+        n: Vec<u64>,
         /// Worker processes.
         #[arg(long, default_value_t = 2)]
         processes: usize,
         /// Concurrent jobs per process.
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 64)]
         workers: u16,
+        /// How many tenants the jobs belong to (round-robin).
+        #[arg(long, default_value_t = 8)]
+        tenants: u64,
+        /// Leave out the peers (graphile-worker, Celery).
+        #[arg(long)]
+        no_peers: bool,
     },
 }
 
@@ -95,7 +101,9 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
             n,
             processes,
             workers,
-        } => crate::bench_jobs::run(n, processes, workers),
+            tenants,
+            no_peers,
+        } => crate::bench_jobs::run(&n, processes, workers, tenants, !no_peers),
     }
 }
 

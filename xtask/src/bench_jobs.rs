@@ -1,8 +1,10 @@
 //! `cargo xtask bench jobs`: enqueue + run + complete of N trivial jobs
-//! (`platform.noop`) by 2 worker processes (`tenet serve --no-http --workers W`), on the
-//! peers' PostgreSQL (`../shared/peers/pg.sh start`, fsync and synchronous_commit
-//! on), beside graphile-worker on the same cluster with its default and its tuned
-//! perf-test settings (`../shared/peers/jobs/graphile/run.sh`).
+//! (`platform.noop`, spread round-robin over T tenants) by 2 worker processes
+//! (`tenet serve --no-http --workers W`), on the peers' PostgreSQL
+//! (`../shared/peers/pg.sh start`, fsync and synchronous_commit on), beside
+//! graphile-worker on the same cluster with its default and its tuned perf-test
+//! settings (`../shared/peers/jobs/graphile/run.sh`), and Celery with Redis
+//! (`../shared/peers/jobs/celery/run.sh`: tasks enqueued one by one, end to end).
 //!
 //! Like the peer, the jobs are bulk-enqueued by one SQL statement; the drain is timed
 //! from the first completion to the last, in the database's clock.
@@ -63,27 +65,55 @@ impl Drop for Workers {
     }
 }
 
-/// Runs ours, then the peer in both modes, and prints each with the ratios.
-pub fn run(n_jobs: u64, n_processes: usize, workers: u16) -> anyhow::Result<()> {
-    let ours = ours(n_jobs, n_processes, workers)?;
-    println_line(&format!(
-        "tenet jobs: N={n_jobs} processes={n_processes} workers={workers} jobs_per_s={ours:.0}"
-    ));
-    for mode in ["default", "perf"] {
-        match graphile(n_jobs, mode) {
+/// Runs ours, then the peers, for each N, and prints each with the ratios.
+pub fn run(
+    ns: &[u64],
+    n_processes: usize,
+    workers: u16,
+    tenants: u64,
+    peers: bool,
+) -> anyhow::Result<()> {
+    for &n_jobs in ns {
+        let ours = ours(n_jobs, n_processes, workers, tenants)?;
+        println_line(&format!(
+            "tenet jobs: N={n_jobs} tenants={tenants} processes={n_processes} workers={workers} jobs_per_s={ours:.0}"
+        ));
+        if !peers {
+            continue;
+        }
+        for mode in ["default", "perf"] {
+            match peer(
+                "jobs/graphile/run.sh",
+                &[("N", n_jobs.to_string()), ("MODE", mode.to_owned())],
+                "graphile-worker",
+                "jobs_per_s=",
+            ) {
+                Ok(theirs) => println_line(&format!(
+                    "graphile-worker mode={mode}: N={n_jobs} jobs_per_s={theirs:.0}  tenet/graphile = {:.2}x",
+                    ours / theirs
+                )),
+                Err(err) => println_line(&format!(
+                    "graphile-worker mode={mode}: not measured ({err:#})"
+                )),
+            }
+        }
+        match peer(
+            "jobs/celery/run.sh",
+            &[("N", n_jobs.to_string())],
+            "celery",
+            "tasks_per_s=",
+        ) {
             Ok(theirs) => println_line(&format!(
-                "graphile-worker mode={mode}: jobs_per_s={theirs:.0}  tenet/graphile = {:.2}x",
+                "celery+redis: N={n_jobs} tasks_per_s={theirs:.0}  tenet/celery = {:.1}x",
                 ours / theirs
             )),
-            Err(err) => println_line(&format!(
-                "graphile-worker mode={mode}: not measured ({err:#})"
-            )),
+            Err(err) => println_line(&format!("celery+redis: not measured ({err:#})")),
         }
     }
     Ok(())
 }
 
-fn ours(n_jobs: u64, n_processes: usize, workers: u16) -> anyhow::Result<f64> {
+fn ours(n_jobs: u64, n_processes: usize, workers: u16, tenants: u64) -> anyhow::Result<f64> {
     // Roles are cluster-wide; the database is made fresh for every run.
     psql(
         "postgres",
@@ -136,7 +166,8 @@ fn ours(n_jobs: u64, n_processes: usize, workers: u16) -> anyhow::Result<f64> {
         DATABASE,
         &format!(
             "INSERT INTO platform.jobs (tenant_id, id, kind, args_version, args, attempts_max)
-             SELECT gen_random_uuid(), gen_random_uuid(), 'platform.noop', 1, json_build_object('id', i), 10
+             SELECT md5('tenant ' || (i % {tenants}))::uuid, gen_random_uuid(), 'platform.noop', 1,
+                    json_build_object('id', i), 10
              FROM generate_series(1, {n_jobs}) i"
         ),
     )?;
@@ -181,21 +212,22 @@ fn ours(n_jobs: u64, n_processes: usize, workers: u16) -> anyhow::Result<f64> {
     Ok(n_jobs as f64 / secs)
 }
 
-fn graphile(n_jobs: u64, mode: &str) -> anyhow::Result<f64> {
+/// Runs a peer script and reads its figure: the `key` field of its line starting with
+/// `prefix`.
+fn peer(script: &str, env: &[(&str, String)], prefix: &str, key: &str) -> anyhow::Result<f64> {
     let out = Command::new("bash")
-        .arg(peers_dir().join("jobs/graphile/run.sh"))
-        .env("N", n_jobs.to_string())
-        .env("MODE", mode)
+        .arg(peers_dir().join(script))
+        .envs(env.iter().map(|(name, value)| (name, value)))
         .output()
-        .context("running the graphile-worker peer")?;
+        .with_context(|| format!("running {script}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout
         .lines()
-        .find(|line| line.starts_with("graphile-worker"))
+        .find(|line| line.starts_with(prefix))
         .with_context(|| format!("no result line: {}", String::from_utf8_lossy(&out.stderr)))?;
     line.split_whitespace()
-        .find_map(|field| field.strip_prefix("jobs_per_s="))
-        .context("no jobs_per_s in the peer's output")?
+        .find_map(|field| field.strip_prefix(key))
+        .with_context(|| format!("no {key} in the peer's output"))?
         .parse()
-        .context("jobs_per_s is not a number")
+        .with_context(|| format!("{key} is not a number"))
 }
