@@ -1,8 +1,9 @@
 //! The transactional outbox: an event is written in the same transaction as the
 //! change it announces, to the outbox table of the context that owns the change.
 //!
-//! The relay that delivers events (webhooks, NATS) arrives with durable jobs; until
-//! then events wait as `pending`. Payloads carry ids, never PHI.
+//! [`crate::relay`] delivers them to in-process handlers, webhooks and NATS; an event
+//! waits here as `pending` until the relay has handed it to its deliveries. Payloads
+//! carry ids, never PHI.
 
 use db::TenantTx;
 use time::OffsetDateTime;
@@ -18,6 +19,31 @@ pub enum Outbox {
 }
 
 impl Outbox {
+    /// Every outbox, in the order the relay visits them.
+    pub const ALL: [Outbox; 4] = [
+        Outbox::Identity,
+        Outbox::Clinical,
+        Outbox::Audit,
+        Outbox::Platform,
+    ];
+
+    /// The schema that owns this outbox, which is also the context's name.
+    pub const fn schema(self) -> &'static str {
+        match self {
+            Outbox::Identity => "identity",
+            Outbox::Clinical => "clinical",
+            Outbox::Audit => "audit",
+            Outbox::Platform => "platform",
+        }
+    }
+
+    /// The outbox of the context named `schema`.
+    pub fn from_schema(schema: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|outbox| outbox.schema() == schema)
+    }
+
     const fn insert_sql(self) -> &'static str {
         // One literal per schema: table names cannot be bound as parameters.
         macro_rules! insert {
