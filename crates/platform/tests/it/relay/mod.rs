@@ -307,12 +307,12 @@ async fn each_subscriber_sees_each_aggregates_events_in_order_with_two_relays_ru
     .unwrap();
     assert_in_order_per_aggregate(&effects, n_per_aggregate);
     // The webhooks: each tenant's receiver accepted its aggregates' events in order.
-    for i in 0..3 {
+    for (i, tenant_id) in tenants.iter().enumerate() {
         let accepted = receiver.accepted(&format!("t{i}"));
         assert!(
             accepted
                 .iter()
-                .all(|r| r.tenant_id == *tenants[i].as_uuid() && r.signature_ok)
+                .all(|r| r.tenant_id == *tenant_id.as_uuid() && r.signature_ok)
         );
         let seen: Vec<(Uuid, i64)> = accepted.iter().map(|r| (r.aggregate_id, r.n)).collect();
         assert_in_order_per_aggregate(&seen, n_per_aggregate);
