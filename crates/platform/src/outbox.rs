@@ -6,7 +6,6 @@
 //! carry ids, never PHI.
 
 use db::TenantTx;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// The contexts that have an outbox. Each writes only its own.
@@ -52,7 +51,7 @@ impl Outbox {
                     "INSERT INTO ",
                     $schema,
                     ".outbox (tenant_id, id, event_type, event_version, aggregate_type, aggregate_id, occurred_at, payload)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                     VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp(), $7)"
                 )
             };
         }
@@ -78,6 +77,11 @@ pub struct Event {
 }
 
 /// Writes `event` to `outbox` in `tx`; returns the event id.
+///
+/// `occurred_at` is the database's `clock_timestamp()` at this statement, not this
+/// node's clock: the relay delivers an aggregate's events in `occurred_at` order, and
+/// one clock orders events emitted by every node. An event emitted after writing its
+/// aggregate's row is stamped after the previous transaction on that row committed.
 pub async fn emit(tx: &mut TenantTx, outbox: Outbox, event: Event) -> Result<Uuid, sqlx::Error> {
     let id = Uuid::now_v7();
     sqlx::query(outbox.insert_sql())
@@ -87,7 +91,6 @@ pub async fn emit(tx: &mut TenantTx, outbox: Outbox, event: Event) -> Result<Uui
         .bind(event.event_version)
         .bind(event.aggregate_type)
         .bind(event.aggregate_id)
-        .bind(OffsetDateTime::now_utc())
         .bind(&event.payload)
         .execute(&mut **tx)
         .await?;

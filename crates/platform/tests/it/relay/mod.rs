@@ -327,6 +327,13 @@ async fn each_subscriber_sees_each_aggregates_events_in_order_with_two_relays_ru
     .await;
     assert_eq!(n_not_delivered, 0);
     assert_eq!(deliveries_in(&db, "%", "pending").await, 0);
+    // Both relays took part.
+    let n_relays = count(
+        &db,
+        "SELECT count(DISTINCT relay_id) FROM platform.relay_attempts",
+    )
+    .await;
+    assert_eq!(n_relays, 2);
 }
 
 /// Each aggregate's `n`s appear as 0, 1, 2, … with nothing skipped or repeated.
