@@ -173,7 +173,10 @@ CREATE INDEX outbox_pending ON clinical.outbox (occurred_at, id) WHERE status = 
 CREATE INDEX outbox_pending ON audit.outbox (occurred_at, id) WHERE status = 'pending';
 CREATE INDEX outbox_pending ON platform.outbox (occurred_at, id) WHERE status = 'pending';
 
--- Tenants manage their own webhook subscriptions (in their TenantTx); handlers record
--- what they processed. Deliveries, attempts and events are the relay's (owner) alone.
+-- Tenants manage their own webhook subscriptions (in their TenantTx) and may read
+-- their own delivery history (a "recent deliveries" view), row-level security keeping
+-- them to their tenant; handlers record what they processed. Writing events,
+-- deliveries and attempts is the relay's (owner) alone.
 GRANT SELECT, INSERT, UPDATE ON platform.webhook_subscriptions TO tenet_app;
+GRANT SELECT ON platform.relay_events, platform.relay_deliveries, platform.relay_attempts TO tenet_app;
 GRANT SELECT, INSERT ON platform.processed_events TO tenet_app;
