@@ -333,8 +333,8 @@ pub struct Relay {
     nats: Option<nats::NatsSink>,
 }
 
-/// A claimed delivery, with its event and (for webhooks) its endpoint.
-#[derive(Debug, Clone)]
+/// A claimed delivery, with its event and (for webhooks) its endpoint. No `Debug`: it
+/// holds the subscription's secret.
 struct Claimed {
     tenant_id: TenantId,
     delivery_id: Uuid,

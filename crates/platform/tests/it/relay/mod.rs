@@ -58,6 +58,22 @@ impl EventHandler for FailsFirst {
     }
 }
 
+/// Refuses, for good, the events whose `n` is 1, after writing its effect.
+struct Picky;
+
+impl EventHandler for Picky {
+    const CONSUMER: &'static str = "test.picky";
+    const EVENT_TYPES: &'static [&'static str] = &["test.picky"];
+
+    async fn handle(&self, tx: &mut TenantTx, event: &Envelope) -> Result<(), HandlerError> {
+        record_effect(tx, Self::CONSUMER, event).await?;
+        if event.payload["n"] == 1 {
+            return Err(HandlerError::Fail("event 1 cannot be handled".to_owned()));
+        }
+        Ok(())
+    }
+}
+
 async fn record_effect(
     tx: &mut TenantTx,
     consumer: &str,
@@ -81,6 +97,7 @@ fn handlers() -> Handlers {
     Handlers::new()
         .register(Recorder)
         .register(FailsFirst::default())
+        .register(Picky)
 }
 
 async fn setup() -> TestDb {
@@ -428,6 +445,61 @@ async fn a_handler_given_an_event_twice_makes_its_effect_once() {
             .all(|o| o.n_pending == 0 && o.oldest_pending_age_secs.is_none())
     );
     assert_eq!(lag.n_deliveries_pending, 0);
+}
+
+#[tokio::test]
+async fn a_handler_that_refuses_an_event_leaves_a_dead_letter_and_its_aggregate_moves_on() {
+    let db = setup().await;
+    let relay = relay(&db, config("relay")).await;
+    let tenant_id = TenantId::generate();
+    let aggregate_id = Uuid::now_v7();
+    let mut event_ids = Vec::new();
+    for n in 0..3 {
+        event_ids.push(
+            emit(
+                &db,
+                tenant_id,
+                Outbox::Platform,
+                "test.picky",
+                aggregate_id,
+                n,
+            )
+            .await,
+        );
+    }
+    step_until(
+        &relay,
+        "every delivery ended",
+        Duration::from_secs(20),
+        || async { deliveries_in(&db, "test.picky", "pending").await == 0 },
+    )
+    .await;
+
+    let effects: Vec<i64> = sqlx::query_scalar(
+        "SELECT n FROM public.relay_effects WHERE consumer = 'test.picky' ORDER BY seq",
+    )
+    .fetch_all(&db.admin)
+    .await
+    .unwrap();
+    assert_eq!(effects, [0, 2], "the refused event's effect rolled back");
+    let dead = admin::list_dead(&db.owner, Some(tenant_id), 10)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    // A `Fail` is not retried.
+    assert_eq!((dead[0].event_id, dead[0].attempts), (event_ids[1], 1));
+    assert_eq!(
+        dead[0].last_error.as_deref(),
+        Some("event 1 cannot be handled")
+    );
+    // Nor is it recorded as processed: a retry by an operator runs the handler again.
+    let processed: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT event_id FROM platform.processed_events WHERE consumer = 'test.picky' ORDER BY event_id",
+    )
+    .fetch_all(&db.admin)
+    .await
+    .unwrap();
+    assert_eq!(processed, [event_ids[0], event_ids[2]]);
 }
 
 #[tokio::test]
