@@ -10,6 +10,10 @@ use crate::{root, shell};
 pub fn run_ci() -> anyhow::Result<()> {
     let started = Instant::now();
     step("PostgreSQL server binaries", ensure_postgres)?;
+    step(
+        "NATS server (the relay's JetStream tests)",
+        ensure_nats_server,
+    )?;
     step("cargo fmt --check", || {
         shell("cargo", &["fmt", "--all", "--", "--check"])
     })?;
@@ -105,6 +109,42 @@ pub fn ensure_postgres() -> anyhow::Result<()> {
         .context("running apt-get install")?;
     if !status.success() || !has_postgres() {
         bail!("installing PostgreSQL failed");
+    }
+    Ok(())
+}
+
+/// Where Debian's `nats-server` package puts the binary (`/usr/sbin`), or where an
+/// installation by hand usually does.
+const NATS_SERVER_PATHS: &[&str] = &["/usr/sbin/nats-server", "/usr/bin/nats-server"];
+
+/// Installs Debian's `nats-server` when missing: the platform crate's relay tests run a
+/// real JetStream server and fail, naming the package, without one.
+pub fn ensure_nats_server() -> anyhow::Result<()> {
+    let installed = || {
+        NATS_SERVER_PATHS
+            .iter()
+            .any(|path| Path::new(path).is_file())
+    };
+    if installed() {
+        return Ok(());
+    }
+    if !Path::new("/usr/bin/apt-get").exists() {
+        bail!("nats-server is missing and this is not a Debian-like system: install it");
+    }
+    shell("apt-get", &["update", "-q"])?;
+    let status = std::process::Command::new("apt-get")
+        .args([
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "nats-server",
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get install")?;
+    if !status.success() || !installed() {
+        bail!("installing nats-server failed");
     }
     Ok(())
 }

@@ -6,6 +6,10 @@
 //! - [`health`]: what `tenet check` reports about work in flight.
 //! - [`jobs`]: durable background jobs, enqueued in the caller's transaction and marked
 //!   done by the transaction that did their work (I4, I5).
+//! - [`relay`]: delivers outbox events, in order per aggregate, to in-process handlers
+//!   (idempotent by construction), signed webhooks and NATS JetStream; a delivery is
+//!   marked delivered only after its sink confirmed (I4), ends `dead` past its attempts
+//!   (I5), and a redelivery is harmless (I6).
 //!
 //! This crate must never store PHI: idempotency records keep a request hash and the
 //! id of what was made, never a body; event payloads and job arguments carry ids only.
@@ -14,6 +18,7 @@ pub mod health;
 pub mod idempotency;
 pub mod jobs;
 pub mod outbox;
+pub mod relay;
 
 use db::Migration;
 
@@ -32,6 +37,13 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "jobs",
         up: include_str!("../migrations/2026112401_jobs.up.sql"),
         down: include_str!("../migrations/2026112401_jobs.down.sql"),
+    },
+    Migration {
+        version: 2026112402,
+        context: "platform",
+        name: "relay",
+        up: include_str!("../migrations/2026112402_relay.up.sql"),
+        down: include_str!("../migrations/2026112402_relay.down.sql"),
     },
     Migration {
         version: 2026112405,

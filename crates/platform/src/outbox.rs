@@ -1,11 +1,11 @@
 //! The transactional outbox: an event is written in the same transaction as the
 //! change it announces, to the outbox table of the context that owns the change.
 //!
-//! The relay that delivers events (webhooks, NATS) arrives with durable jobs; until
-//! then events wait as `pending`. Payloads carry ids, never PHI.
+//! [`crate::relay`] delivers them to in-process handlers, webhooks and NATS; an event
+//! waits here as `pending` until the relay has handed it to its deliveries. Payloads
+//! carry ids, never PHI.
 
 use db::TenantTx;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// The contexts that have an outbox. Each writes only its own.
@@ -18,6 +18,31 @@ pub enum Outbox {
 }
 
 impl Outbox {
+    /// Every outbox, in the order the relay visits them.
+    pub const ALL: [Outbox; 4] = [
+        Outbox::Identity,
+        Outbox::Clinical,
+        Outbox::Audit,
+        Outbox::Platform,
+    ];
+
+    /// The schema that owns this outbox, which is also the context's name.
+    pub const fn schema(self) -> &'static str {
+        match self {
+            Outbox::Identity => "identity",
+            Outbox::Clinical => "clinical",
+            Outbox::Audit => "audit",
+            Outbox::Platform => "platform",
+        }
+    }
+
+    /// The outbox of the context named `schema`.
+    pub fn from_schema(schema: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|outbox| outbox.schema() == schema)
+    }
+
     const fn insert_sql(self) -> &'static str {
         // One literal per schema: table names cannot be bound as parameters.
         macro_rules! insert {
@@ -26,7 +51,7 @@ impl Outbox {
                     "INSERT INTO ",
                     $schema,
                     ".outbox (tenant_id, id, event_type, event_version, aggregate_type, aggregate_id, occurred_at, payload)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                     VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp(), $7)"
                 )
             };
         }
@@ -52,6 +77,11 @@ pub struct Event {
 }
 
 /// Writes `event` to `outbox` in `tx`; returns the event id.
+///
+/// `occurred_at` is the database's `clock_timestamp()` at this statement, not this
+/// node's clock: the relay delivers an aggregate's events in `occurred_at` order, and
+/// one clock orders events emitted by every node. An event emitted after writing its
+/// aggregate's row is stamped after the previous transaction on that row committed.
 pub async fn emit(tx: &mut TenantTx, outbox: Outbox, event: Event) -> Result<Uuid, sqlx::Error> {
     let id = Uuid::now_v7();
     sqlx::query(outbox.insert_sql())
@@ -61,7 +91,6 @@ pub async fn emit(tx: &mut TenantTx, outbox: Outbox, event: Event) -> Result<Uui
         .bind(event.event_version)
         .bind(event.aggregate_type)
         .bind(event.aggregate_id)
-        .bind(OffsetDateTime::now_utc())
         .bind(&event.payload)
         .execute(&mut **tx)
         .await?;

@@ -1,6 +1,9 @@
 //! Durable jobs on a real PostgreSQL: enqueue in the caller's transaction, completion
 //! in the work's transaction, retries, leases and fencing, unique keys, fairness,
-//! concurrency and row-level security in workers.
+//! concurrency and row-level security in workers. The outbox relay's tests are in
+//! [`relay`].
+
+mod relay;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,16 @@
+DROP INDEX platform.outbox_pending;
+DROP INDEX audit.outbox_pending;
+DROP INDEX clinical.outbox_pending;
+DROP INDEX identity.outbox_pending;
+DROP POLICY relay_dispatch ON platform.outbox;
+DROP POLICY relay_dispatch ON audit.outbox;
+DROP POLICY relay_dispatch ON clinical.outbox;
+DROP POLICY relay_dispatch ON identity.outbox;
+DROP TABLE platform.processed_events;
+DROP TABLE platform.relay_attempts;
+DROP TABLE platform.relay_deliveries;
+DROP TABLE platform.relay_events;
+DROP TABLE platform.webhook_subscriptions;
+DROP TYPE platform.webhook_subscription_state;
+DROP TYPE platform.relay_delivery_state;
+DROP TYPE platform.relay_sink;
