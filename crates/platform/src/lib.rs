@@ -3,6 +3,7 @@
 //!
 //! - [`idempotency`]: API writes made with an `Idempotency-Key` happen once (I6).
 //! - [`outbox`]: events written in the same transaction as the change they announce.
+//! - [`dead_letters`]: failed jobs and deliveries, in one list for operators and admins.
 //! - [`health`]: what `tenet check` reports about work in flight.
 //! - [`jobs`]: durable background jobs, enqueued in the caller's transaction and marked
 //!   done by the transaction that did their work (I4, I5).
@@ -14,6 +15,7 @@
 //! This crate must never store PHI: idempotency records keep a request hash and the
 //! id of what was made, never a body; event payloads and job arguments carry ids only.
 
+pub mod dead_letters;
 pub mod health;
 pub mod idempotency;
 pub mod jobs;
@@ -51,5 +53,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "job_operations",
         up: include_str!("../migrations/2026112405_job_operations.up.sql"),
         down: include_str!("../migrations/2026112405_job_operations.down.sql"),
+    },
+    Migration {
+        version: 2026112406,
+        context: "platform",
+        name: "dead_letter_grants",
+        up: include_str!("../migrations/2026112406_dead_letter_grants.up.sql"),
+        down: include_str!("../migrations/2026112406_dead_letter_grants.down.sql"),
     },
 ];

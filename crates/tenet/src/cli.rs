@@ -211,6 +211,13 @@ pub struct ServeArgs {
     /// node the same limits.
     #[arg(long = "queue-limit", env = "TENET_QUEUE_LIMITS", value_delimiter = ',', value_parser = parse_queue_limit)]
     pub queue_limits: Vec<(String, u32)>,
+    /// Also publish every event to this NATS server's JetStream (`nats://host:4222`);
+    /// the outbox relay runs wherever the job worker runs.
+    #[arg(long, env = "TENET_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// The JetStream stream events go to (created if missing, capturing `tenet.>`).
+    #[arg(long, env = "TENET_NATS_STREAM", default_value = "TENET_EVENTS")]
+    pub nats_stream: String,
 }
 
 /// `NAME=N`, N from 1 to 1024.

@@ -10,6 +10,7 @@ use db::TenantTx;
 use identity::keyring::Keyring;
 use platform::jobs::worker::{Worker, WorkerConfig};
 use platform::jobs::{Noop, Probe, Registry};
+use platform::relay::{Handlers, NatsConfig, Relay, RelayConfig};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -52,6 +53,23 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
             config,
         ))
     });
+    // The outbox relay runs where the job worker runs: both are the background half of
+    // a node.
+    let relay = if args.workers > 0 {
+        let mut config = RelayConfig::new(worker_id());
+        config.nats = args.nats_url.as_ref().map(|url| {
+            let mut nats = NatsConfig::new(url.clone());
+            nats.stream.clone_from(&args.nats_stream);
+            nats
+        });
+        Some(Arc::new(
+            Relay::new(owner.clone(), app.clone(), event_handlers(), config)
+                .await
+                .context("starting the outbox relay")?,
+        ))
+    } else {
+        None
+    };
     let metrics = api::metrics::Metrics::new();
     let state = api::AppState {
         pool: app,
@@ -78,6 +96,7 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
     // On shutdown the worker stops claiming, lets in-flight jobs finish for its grace
     // period and hands back the rest.
     let jobs = job_worker.map(|worker| tokio::spawn(worker.run(shutdown_rx.clone())));
+    let relay = relay.map(|relay| tokio::spawn(relay.run(shutdown_rx.clone())));
     let mut server = if args.no_http {
         tracing::info!(
             workers = args.workers,
@@ -118,6 +137,9 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
     if let Some(jobs) = jobs {
         jobs.await.context("the job worker panicked")?;
     }
+    if let Some(relay) = relay {
+        relay.await.context("the outbox relay panicked")?;
+    }
     if let Some(checkpoints) = checkpoints {
         let _ = checkpoints.await;
     }
@@ -148,6 +170,12 @@ async fn queue_sampler(
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
     }
+}
+
+/// The in-process event handlers this binary runs. Contexts add theirs here as they
+/// gain them.
+pub fn event_handlers() -> Handlers {
+    Handlers::new()
 }
 
 /// The job kinds this binary runs. Contexts add theirs here as they gain jobs.

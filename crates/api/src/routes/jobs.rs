@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kernel::JobId;
+use platform::dead_letters::{self, DeadLetterError, Detail};
 use platform::jobs::admin::{self, AdminError, JobRow};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -192,54 +193,129 @@ pub struct DeadLettersQuery {
     pub limit: Option<i64>,
 }
 
-/// Work that failed past its attempts and is not discarded, most recently dead first.
+/// Work that failed past its attempts: a job, or an event's delivery to a webhook, a
+/// handler or NATS.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterView {
+    /// The job's or the delivery's id.
+    pub id: Uuid,
+    /// `job` or `delivery`.
+    pub source: String,
+    /// The job's kind, or the delivery's consumer and event type.
+    pub what: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub dead_since: Option<OffsetDateTime>,
+}
+
+/// What became of a dead letter an admin acted on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterOutcome {
+    pub id: Uuid,
+    /// `job` or `delivery`.
+    pub source: String,
+    /// Its state now: `scheduled` or `pending` after a retry; `dead` (a job, kept
+    /// off the list) or `discarded` (a delivery) after a discard.
+    pub state: String,
+}
+
+impl From<DeadLetterError> for ApiError {
+    fn from(err: DeadLetterError) -> Self {
+        match err {
+            DeadLetterError::NotFound(_) => ApiError::NotFound,
+            DeadLetterError::NotDead(..) => ApiError::Conflict(err.to_string()),
+            DeadLetterError::Job(err) => err.into(),
+            DeadLetterError::Unexpected(err) => err.into(),
+        }
+    }
+}
+
+/// Dead jobs and deliveries not discarded, most recently dead first.
 #[utoipa::path(get, path = "/v1/dead-letters", tag = "jobs", params(DeadLettersQuery),
-    responses((status = 200, body = Vec<JobView>), (status = 422, body = crate::error::Problem)),
+    responses((status = 200, body = Vec<DeadLetterView>), (status = 422, body = crate::error::Problem)),
     security(("bearer" = [])))]
 pub async fn dead_letters(
     State(state): State<AppState>,
     credential: TenantAdmin,
     query: QueryResult<DeadLettersQuery>,
-) -> Result<Json<Vec<JobView>>, ApiError> {
+) -> Result<Json<Vec<DeadLetterView>>, ApiError> {
     let Query(query) = query
         .map_err(|_| ApiError::InvalidInput("the query parameter is `limit` (1 to 1000)".into()))?;
     let limit = limit(query.limit)?;
     let Session { mut tx, .. } = credential.open(&state).await?;
-    let jobs = admin::dead_letters(&mut tx, None, limit).await?;
+    let letters = dead_letters::list(&mut tx, None, limit).await?;
     tx.commit().await?;
-    Ok(Json(jobs.into_iter().map(JobView::from).collect()))
+    Ok(Json(
+        letters
+            .into_iter()
+            .map(|letter| DeadLetterView {
+                id: letter.id,
+                source: letter.source.to_string(),
+                what: letter.what,
+                attempts: letter.attempts,
+                last_error: letter.last_error,
+                dead_since: letter.dead_since,
+            })
+            .collect(),
+    ))
 }
 
-/// Run a dead letter again now, with its attempts reset.
+/// Run a dead letter again now, with fresh attempts.
 #[utoipa::path(post, path = "/v1/dead-letters/{id}/retry", tag = "jobs",
-    params(("id" = Uuid, Path, description = "Job id")),
-    responses((status = 200, body = JobView), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    params(("id" = Uuid, Path, description = "The dead job's or delivery's id")),
+    responses((status = 200, body = DeadLetterOutcome), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
     security(("bearer" = [])))]
 pub async fn retry_dead_letter(
     State(state): State<AppState>,
     credential: TenantAdmin,
     Path(id): Path<String>,
-) -> Result<Json<JobView>, ApiError> {
-    act(
-        state,
-        credential,
-        parse_job_id(&id)?,
-        Action::RetryDeadLetter,
-    )
-    .await
+) -> Result<Json<DeadLetterOutcome>, ApiError> {
+    let id = *parse_job_id(&id)?.as_uuid();
+    let Session { mut tx, .. } = credential.open(&state).await?;
+    dead_letters::retry(&mut tx, id).await?;
+    let outcome = outcome(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(outcome))
 }
 
-/// Take a dead letter off the list; it stays recorded as dead.
+/// Take a dead letter off the list; it stays recorded.
 #[utoipa::path(post, path = "/v1/dead-letters/{id}/discard", tag = "jobs",
-    params(("id" = Uuid, Path, description = "Job id")),
-    responses((status = 200, body = JobView), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    params(("id" = Uuid, Path, description = "The dead job's or delivery's id")),
+    responses((status = 200, body = DeadLetterOutcome), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
     security(("bearer" = [])))]
 pub async fn discard(
     State(state): State<AppState>,
     credential: TenantAdmin,
     Path(id): Path<String>,
-) -> Result<Json<JobView>, ApiError> {
-    act(state, credential, parse_job_id(&id)?, Action::Discard).await
+) -> Result<Json<DeadLetterOutcome>, ApiError> {
+    let id = *parse_job_id(&id)?.as_uuid();
+    let Session { mut tx, .. } = credential.open(&state).await?;
+    dead_letters::discard(&mut tx, id).await?;
+    let outcome = outcome(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(outcome))
+}
+
+async fn outcome(tx: &mut db::TenantTx, id: Uuid) -> Result<DeadLetterOutcome, ApiError> {
+    Ok(
+        match dead_letters::show(tx, id)
+            .await?
+            .ok_or(ApiError::NotFound)?
+        {
+            Detail::Job(job) => DeadLetterOutcome {
+                id,
+                source: "job".to_owned(),
+                state: job.state,
+            },
+            Detail::Delivery(detail) => DeadLetterOutcome {
+                id,
+                source: "delivery".to_owned(),
+                state: detail.delivery.state,
+            },
+        },
+    )
 }
 
 /// A job id from the path: one that does not parse names no job.
@@ -253,8 +329,6 @@ fn parse_job_id(id: &str) -> Result<JobId, ApiError> {
 enum Action {
     Retry,
     Cancel,
-    RetryDeadLetter,
-    Discard,
 }
 
 /// Does `action` to the tenant's job `id` and answers the job as it is now.
@@ -268,20 +342,6 @@ async fn act(
     match action {
         Action::Retry => admin::retry(&mut tx, job_id).await?,
         Action::Cancel => admin::cancel(&mut tx, job_id).await?,
-        Action::RetryDeadLetter => {
-            // Only a dead letter: not a cancelled or retrying job by this route.
-            let job = admin::show(&mut tx, job_id)
-                .await?
-                .ok_or(ApiError::NotFound)?;
-            if job.state != "dead" {
-                return Err(ApiError::Conflict(format!(
-                    "job {job_id} is {}, not a dead letter",
-                    job.state
-                )));
-            }
-            admin::retry(&mut tx, job_id).await?;
-        }
-        Action::Discard => admin::discard(&mut tx, job_id).await?,
     }
     let job = admin::show(&mut tx, job_id)
         .await?

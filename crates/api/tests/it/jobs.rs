@@ -42,31 +42,86 @@ async fn state_of(world: &World, job_id: Uuid) -> (String, bool) {
         .unwrap()
 }
 
+/// A dead NATS delivery of an event of `tenant_id`, as an outage past every retry
+/// leaves it.
+async fn dead_delivery(world: &World, tenant_id: TenantId) -> Uuid {
+    let (event_id, delivery_id) = (Uuid::now_v7(), Uuid::now_v7());
+    sqlx::query(
+        "INSERT INTO platform.relay_events
+             (tenant_id, id, context, event_type, event_version, aggregate_type, aggregate_id,
+              occurred_at, payload)
+         VALUES ($1, $2, 'clinical', 'patient.created', 1, 'patient', $3, now(), '{}')",
+    )
+    .bind(tenant_id.as_uuid())
+    .bind(event_id)
+    .bind(Uuid::now_v7())
+    .execute(&world.db.admin)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO platform.relay_deliveries
+             (tenant_id, id, event_id, sink, consumer, aggregate_type, aggregate_id, occurred_at,
+              state, attempts, attempts_max, last_error, finished_at)
+         SELECT tenant_id, $2, id, 'nats', 'nats', aggregate_type, aggregate_id, occurred_at,
+                'dead', 20, 20, 'no PubAck within 5 s', now()
+         FROM platform.relay_events WHERE tenant_id = $1 AND id = $3",
+    )
+    .bind(tenant_id.as_uuid())
+    .bind(delivery_id)
+    .bind(event_id)
+    .execute(&world.db.admin)
+    .await
+    .unwrap();
+    delivery_id
+}
+
+async fn delivery_state(world: &World, delivery_id: Uuid) -> String {
+    sqlx::query_scalar("SELECT state::text FROM platform.relay_deliveries WHERE id = $1")
+        .bind(delivery_id)
+        .fetch_one(&world.db.admin)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_tenant_admin_lists_discards_and_retries_its_own_dead_letters_only() {
     let world = World::new().await;
     let (a, b) = (&world.a, &world.b);
     let a_dead = dead_letter(&world, a.id).await;
     let b_dead = dead_letter(&world, b.id).await;
+    let a_delivery = dead_delivery(&world, a.id).await;
+    let b_delivery = dead_delivery(&world, b.id).await;
+    let post = async |uri: String, token: &str| world.post(&uri, token, &json!({})).await;
 
+    // A's dead job and dead delivery, in one list; never B's.
     let listed = world
         .get("/v1/dead-letters", &a.admin.token)
         .await
         .ok(StatusCode::OK);
-    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
-    assert_eq!(listed[0]["id"], json!(a_dead));
-    assert_eq!(listed[0]["state"], "dead");
+    let letters = listed.as_array().unwrap();
+    assert_eq!(letters.len(), 2, "{listed}");
+    let letter = |id: Uuid| {
+        letters
+            .iter()
+            .find(|letter| letter["id"] == json!(id))
+            .unwrap_or_else(|| panic!("{id} is listed: {listed}"))
+    };
+    assert_eq!(letter(a_dead)["source"], "job");
+    assert_eq!(letter(a_dead)["what"], "platform.probe");
     assert_eq!(
-        listed[0]["last_error"],
+        letter(a_dead)["last_error"],
         "vendor answered 503 on every attempt"
     );
+    assert_eq!(letter(a_delivery)["source"], "delivery");
+    assert_eq!(letter(a_delivery)["what"], "nats ← patient.created");
+    assert_eq!(letter(a_delivery)["last_error"], "no PubAck within 5 s");
     let jobs = world
         .get("/v1/jobs?state=dead", &a.admin.token)
         .await
         .ok(StatusCode::OK);
     assert_eq!(jobs.as_array().unwrap().len(), 1, "{jobs}");
 
-    // Tenant B's job is as unknown to A as a job that does not exist, and stays put.
+    // B's job and delivery are as unknown to A as ids that do not exist, and stay put.
     for uri in [
         format!("/v1/jobs/{b_dead}"),
         format!("/v1/jobs/{}", Uuid::now_v7()),
@@ -82,13 +137,15 @@ async fn a_tenant_admin_lists_discards_and_retries_its_own_dead_letters_only() {
         "dead-letters/{id}/retry",
         "dead-letters/{id}/discard",
     ] {
-        let uri = format!("/v1/{}", action.replace("{id}", &b_dead.to_string()));
-        world
-            .post(&uri, &a.admin.token, &json!({}))
-            .await
-            .problem(StatusCode::NOT_FOUND);
+        for id in [b_dead, b_delivery] {
+            let uri = format!("/v1/{}", action.replace("{id}", &id.to_string()));
+            post(uri, &a.admin.token)
+                .await
+                .problem(StatusCode::NOT_FOUND);
+        }
     }
     assert_eq!(state_of(&world, b_dead).await, ("dead".to_owned(), false));
+    assert_eq!(delivery_state(&world, b_delivery).await, "dead");
 
     // Only admins.
     for principal in [
@@ -101,46 +158,50 @@ async fn a_tenant_admin_lists_discards_and_retries_its_own_dead_letters_only() {
             .get("/v1/dead-letters", &principal.token)
             .await
             .problem(StatusCode::FORBIDDEN);
-        world
-            .post(
-                &format!("/v1/dead-letters/{a_dead}/discard"),
-                &principal.token,
-                &json!({}),
-            )
-            .await
-            .problem(StatusCode::FORBIDDEN);
-    }
-
-    let discarded = world
-        .post(
-            &format!("/v1/dead-letters/{a_dead}/discard"),
-            &a.admin.token,
-            &json!({}),
+        post(
+            format!("/v1/dead-letters/{a_dead}/discard"),
+            &principal.token,
         )
         .await
+        .problem(StatusCode::FORBIDDEN);
+    }
+
+    // Discarded: off the list, still recorded; a second discard is a conflict.
+    let discarded = post(format!("/v1/dead-letters/{a_dead}/discard"), &a.admin.token)
+        .await
         .ok(StatusCode::OK);
-    assert_eq!(discarded["state"], "dead");
-    assert!(discarded["discarded_at"].is_string(), "{discarded}");
+    assert_eq!(
+        discarded,
+        json!({ "id": a_dead, "source": "job", "state": "dead" })
+    );
+    assert_eq!(state_of(&world, a_dead).await, ("dead".to_owned(), true));
+    let discarded = post(
+        format!("/v1/dead-letters/{a_delivery}/discard"),
+        &a.admin.token,
+    )
+    .await
+    .ok(StatusCode::OK);
+    assert_eq!(
+        discarded,
+        json!({ "id": a_delivery, "source": "delivery", "state": "discarded" })
+    );
     let listed = world
         .get("/v1/dead-letters", &a.admin.token)
         .await
         .ok(StatusCode::OK);
     assert_eq!(listed, json!([]));
-    world
-        .post(
-            &format!("/v1/dead-letters/{a_dead}/discard"),
-            &a.admin.token,
-            &json!({}),
-        )
+    post(format!("/v1/dead-letters/{a_dead}/discard"), &a.admin.token)
         .await
         .problem(StatusCode::CONFLICT);
+    post(
+        format!("/v1/dead-letters/{a_delivery}/retry"),
+        &a.admin.token,
+    )
+    .await
+    .problem(StatusCode::CONFLICT);
 
-    let retried = world
-        .post(
-            &format!("/v1/dead-letters/{a_dead}/retry"),
-            &a.admin.token,
-            &json!({}),
-        )
+    // A discarded job can still be retried; then it is no dead letter, but a job.
+    let retried = post(format!("/v1/jobs/{a_dead}/retry"), &a.admin.token)
         .await
         .ok(StatusCode::OK);
     assert_eq!(
@@ -151,24 +212,27 @@ async fn a_tenant_admin_lists_discards_and_retries_its_own_dead_letters_only() {
         state_of(&world, a_dead).await,
         ("scheduled".to_owned(), false)
     );
-    // A scheduled job is no dead letter, but it can be cancelled.
-    world
-        .post(
-            &format!("/v1/dead-letters/{a_dead}/retry"),
-            &a.admin.token,
-            &json!({}),
-        )
+    post(format!("/v1/dead-letters/{a_dead}/retry"), &a.admin.token)
         .await
         .problem(StatusCode::CONFLICT);
-    let cancelled = world
-        .post(
-            &format!("/v1/jobs/{a_dead}/cancel"),
-            &a.admin.token,
-            &json!({}),
-        )
+    let cancelled = post(format!("/v1/jobs/{a_dead}/cancel"), &a.admin.token)
         .await
         .ok(StatusCode::OK);
     assert_eq!(cancelled["state"], "cancelled");
+
+    // A dead delivery retried goes back to pending with fresh attempts.
+    let c_delivery = dead_delivery(&world, a.id).await;
+    let retried = post(
+        format!("/v1/dead-letters/{c_delivery}/retry"),
+        &a.admin.token,
+    )
+    .await
+    .ok(StatusCode::OK);
+    assert_eq!(
+        retried,
+        json!({ "id": c_delivery, "source": "delivery", "state": "pending" })
+    );
+    assert_eq!(delivery_state(&world, c_delivery).await, "pending");
 }
 
 #[tokio::test]

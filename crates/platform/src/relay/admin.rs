@@ -1,9 +1,9 @@
 //! What operators and tenants see and do with the relay.
 //!
-//! - Dead letters (`tenet deadletters list|show|retry|discard`): [`list_dead`],
-//!   [`show`], [`retry`], [`discard`]. They take the owner pool: the owner's
-//!   `relay_dispatch` policies let an operator look across tenants. They must never be
-//!   reachable from a tenant's request.
+//! - Dead letters (`tenet deadletters …`, `/v1/dead-letters`): [`list_dead`], [`show`],
+//!   [`retry`], [`discard`]. They take a connection and see what it may see: on the
+//!   owner role, whose `relay_dispatch` policies span tenants, an operator's view
+//!   (never reachable from a request); in a request's `TenantTx`, that tenant's only.
 //! - Webhook subscriptions: [`create_subscription`], [`list_subscriptions`],
 //!   [`disable_subscription`], [`enable_subscription`]. They take the tenant's own
 //!   [`TenantTx`], so row-level security scopes them to that tenant.
@@ -12,7 +12,7 @@
 use db::TenantTx;
 use kernel::TenantId;
 use rand::RngCore;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -76,7 +76,7 @@ const DELIVERY_COLUMNS: &str = "d.tenant_id, d.id, d.event_id, ev.event_type, d.
 
 /// Dead deliveries, most recently dead first, optionally of one tenant.
 pub async fn list_dead(
-    owner: &PgPool,
+    conn: &mut PgConnection,
     tenant_id: Option<TenantId>,
     limit: i64,
 ) -> Result<Vec<DeliveryRow>, sqlx::Error> {
@@ -90,7 +90,7 @@ pub async fn list_dead(
     ))
     .bind(tenant_id.map(TenantId::into_uuid))
     .bind(limit.clamp(1, LIST_LEN_MAX))
-    .fetch_all(owner)
+    .fetch_all(conn)
     .await
 }
 
@@ -113,7 +113,7 @@ pub async fn deliveries_of_event(
 
 /// One delivery (in any state) and its attempts.
 pub async fn show(
-    owner: &PgPool,
+    conn: &mut PgConnection,
     delivery_id: Uuid,
 ) -> Result<Option<DeliveryDetail>, sqlx::Error> {
     let delivery: Option<DeliveryRow> = sqlx::query_as(&format!(
@@ -123,7 +123,7 @@ pub async fn show(
          WHERE d.id = $1"
     ))
     .bind(delivery_id)
-    .fetch_optional(owner)
+    .fetch_optional(&mut *conn)
     .await?;
     let Some(delivery) = delivery else {
         return Ok(None);
@@ -136,7 +136,7 @@ pub async fn show(
     )
     .bind(delivery.tenant_id)
     .bind(delivery.id)
-    .fetch_all(owner)
+    .fetch_all(&mut *conn)
     .await?;
     Ok(Some(DeliveryDetail { delivery, attempts }))
 }
@@ -145,7 +145,7 @@ pub async fn show(
 ///
 /// The retried event may now arrive after later events of its aggregate that were
 /// delivered while it was dead: retrying is the operator's decision to accept that.
-pub async fn retry(owner: &PgPool, delivery_id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn retry(conn: &mut PgConnection, delivery_id: Uuid) -> Result<bool, sqlx::Error> {
     let n = sqlx::query(
         "UPDATE platform.relay_deliveries
          SET state = 'pending', attempts = 0, next_attempt_at = now(), leased_until = NULL,
@@ -153,7 +153,7 @@ pub async fn retry(owner: &PgPool, delivery_id: Uuid) -> Result<bool, sqlx::Erro
          WHERE id = $1 AND state = 'dead'",
     )
     .bind(delivery_id)
-    .execute(owner)
+    .execute(conn)
     .await?
     .rows_affected();
     Ok(n == 1)
@@ -161,13 +161,13 @@ pub async fn retry(owner: &PgPool, delivery_id: Uuid) -> Result<bool, sqlx::Erro
 
 /// Gives up on a dead delivery for good: it stays, as `discarded`, for the record.
 /// `false` if it is not dead.
-pub async fn discard(owner: &PgPool, delivery_id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn discard(conn: &mut PgConnection, delivery_id: Uuid) -> Result<bool, sqlx::Error> {
     let n = sqlx::query(
         "UPDATE platform.relay_deliveries SET state = 'discarded', updated_at = now()
          WHERE id = $1 AND state = 'dead'",
     )
     .bind(delivery_id)
-    .execute(owner)
+    .execute(conn)
     .await?
     .rows_affected();
     Ok(n == 1)

@@ -1,12 +1,12 @@
-//! `tenet deadletters list|show|retry|discard`: work that failed past its attempts,
-//! across tenants, as the owner role.
+//! `tenet deadletters list|show|retry|discard`: work that failed past its attempts —
+//! dead jobs and dead relay deliveries — across tenants, as the owner role.
 
 use std::process::ExitCode;
 
-use kernel::{JobId, TenantId};
-use platform::jobs::admin;
+use kernel::TenantId;
+use platform::dead_letters::{self, DeadLetterError, Detail};
 
-use super::jobs::{outcome, print_job, timestamp};
+use super::jobs::{print_job, timestamp};
 use crate::cli::{DeadLettersCommand, Global};
 use crate::output::say;
 
@@ -15,57 +15,109 @@ pub async fn run(global: &Global, command: DeadLettersCommand) -> anyhow::Result
         let mut conn = owner.acquire().await?;
         match command {
             DeadLettersCommand::List { tenant, limit } => {
-                let dead =
-                    admin::dead_letters(&mut conn, tenant.map(TenantId::new_unchecked), limit)
+                let letters =
+                    dead_letters::list(&mut conn, tenant.map(TenantId::new_unchecked), limit)
                         .await?;
                 say(format!(
-                    "{:<36}  {:<36}  {:<24}  {:<25}  last error",
-                    "id", "tenant", "kind", "dead since"
+                    "{:<36}  {:<36}  {:<8}  {:<40}  {:<25}  last error",
+                    "id", "tenant", "source", "what", "dead since"
                 ));
-                for job in &dead {
-                    let error = job.last_error.as_deref().unwrap_or("-");
+                for letter in &letters {
+                    let error = letter.last_error.as_deref().unwrap_or("-");
                     say(format!(
-                        "{:<36}  {:<36}  {:<24}  {:<25}  {}",
-                        job.id,
-                        job.tenant_id,
-                        job.kind,
-                        job.finished_at.map(timestamp).unwrap_or_default(),
+                        "{:<36}  {:<36}  {:<8}  {:<40}  {:<25}  {}",
+                        letter.id,
+                        letter.tenant_id,
+                        letter.source,
+                        letter.what,
+                        letter.dead_since.map(timestamp).unwrap_or_default(),
                         error.chars().take(80).collect::<String>()
                     ));
                 }
-                say(format!("{} dead letter(s)", dead.len()));
+                say(format!("{} dead letter(s)", letters.len()));
                 Ok(ExitCode::SUCCESS)
             }
-            DeadLettersCommand::Show { id } => {
-                match admin::show(&mut conn, JobId::new_unchecked(id)).await? {
-                    Some(job) if job.state == "dead" => {
-                        print_job(&job);
-                        Ok(ExitCode::SUCCESS)
-                    }
-                    Some(job) => {
-                        say(format!(
-                            "{id} is not a dead letter: the job is {}",
-                            job.state
-                        ));
-                        Ok(ExitCode::FAILURE)
-                    }
-                    None => {
-                        say(format!("no dead letter {id}"));
-                        Ok(ExitCode::FAILURE)
-                    }
+            DeadLettersCommand::Show { id } => match dead_letters::show(&mut conn, id).await? {
+                Some(Detail::Job(job)) => {
+                    print_job(&job);
+                    Ok(ExitCode::SUCCESS)
                 }
-            }
+                Some(Detail::Delivery(detail)) => {
+                    let delivery = &detail.delivery;
+                    say(format!("id:           {}", delivery.id));
+                    say(format!("tenant:       {}", delivery.tenant_id));
+                    say(format!(
+                        "delivery:     {} ({}) of event {} {}",
+                        delivery.consumer, delivery.sink, delivery.event_type, delivery.event_id
+                    ));
+                    say(format!(
+                        "aggregate:    {} {}",
+                        delivery.aggregate_type, delivery.aggregate_id
+                    ));
+                    say(format!("state:        {}", delivery.state));
+                    say(format!(
+                        "attempts:     {} of {}",
+                        delivery.attempts, delivery.attempts_max
+                    ));
+                    say(format!(
+                        "last error:   {}",
+                        delivery.last_error.as_deref().unwrap_or("-")
+                    ));
+                    for attempt in &detail.attempts {
+                        say(format!(
+                            "  attempt {:>3} at {} by {}: {} in {} ms{}{}",
+                            attempt.attempt,
+                            timestamp(attempt.started_at),
+                            attempt.relay_id,
+                            if attempt.succeeded { "ok" } else { "failed" },
+                            attempt.duration_ms,
+                            attempt
+                                .status_code
+                                .map(|code| format!(", HTTP {code}"))
+                                .unwrap_or_default(),
+                            attempt
+                                .error
+                                .as_deref()
+                                .map(|error| format!(", {error}"))
+                                .unwrap_or_default(),
+                        ));
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    say(format!("no dead letter {id}"));
+                    Ok(ExitCode::FAILURE)
+                }
+            },
             DeadLettersCommand::Retry { id } => outcome(
-                admin::retry(&mut conn, JobId::new_unchecked(id)).await,
+                dead_letters::retry(&mut conn, id).await,
                 id,
-                "scheduled to run again now",
+                "runs again now, with fresh attempts",
             ),
             DeadLettersCommand::Discard { id } => outcome(
-                admin::discard(&mut conn, JobId::new_unchecked(id)).await,
+                dead_letters::discard(&mut conn, id).await,
                 id,
-                "discarded (kept as dead, off the list)",
+                "discarded (kept for the record, off the list)",
             ),
         }
     })
     .await
+}
+
+fn outcome(
+    result: Result<dead_letters::Source, DeadLetterError>,
+    id: uuid::Uuid,
+    done: &str,
+) -> anyhow::Result<ExitCode> {
+    match result {
+        Ok(source) => {
+            say(format!("{source} {id} {done}"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(DeadLetterError::Unexpected(err)) => Err(err.into()),
+        Err(err) => {
+            say(err);
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

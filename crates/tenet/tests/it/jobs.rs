@@ -354,7 +354,9 @@ async fn a_dead_letter_is_listed_shown_discarded_and_retried_to_success() {
     let again = tenet.run(&["deadletters", "discard", &id]).await;
     again.failed();
     assert!(
-        again.stdout.contains("only dead (not yet discarded) jobs"),
+        again
+            .stdout
+            .contains("is not a dead letter: its job is discarded"),
         "{again}"
     );
 

@@ -482,7 +482,7 @@ async fn a_handler_that_refuses_an_event_leaves_a_dead_letter_and_its_aggregate_
     .await
     .unwrap();
     assert_eq!(effects, [0, 2], "the refused event's effect rolled back");
-    let dead = admin::list_dead(&db.owner, Some(tenant_id), 10)
+    let dead = admin::list_dead(&mut db.owner.acquire().await.unwrap(), Some(tenant_id), 10)
         .await
         .unwrap();
     assert_eq!(dead.len(), 1);
@@ -554,7 +554,7 @@ async fn webhooks_retry_on_schedule_until_the_receiver_recovers_and_every_event_
         .unwrap();
     assert_eq!(deliveries.len(), 1);
     assert_eq!(deliveries[0].state, "delivered");
-    let detail = admin::show(&db.owner, deliveries[0].id)
+    let detail = admin::show(&mut db.owner.acquire().await.unwrap(), deliveries[0].id)
         .await
         .unwrap()
         .unwrap();
@@ -724,13 +724,16 @@ async fn a_poison_delivery_goes_dead_and_the_events_behind_it_still_arrive() {
         [0, 2, 3]
     );
 
-    let dead = admin::list_dead(&db.owner, Some(tenant_id), 10)
+    let dead = admin::list_dead(&mut db.owner.acquire().await.unwrap(), Some(tenant_id), 10)
         .await
         .unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!((dead[0].event_id, dead[0].attempts), (event_ids[1], 3));
     assert!(dead[0].last_error.as_deref().unwrap().contains("500"));
-    let detail = admin::show(&db.owner, dead[0].id).await.unwrap().unwrap();
+    let detail = admin::show(&mut db.owner.acquire().await.unwrap(), dead[0].id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(detail.attempts.len(), 3);
     assert!(detail.attempts.iter().all(|a| a.status_code == Some(500)));
     assert_eq!(
@@ -740,9 +743,15 @@ async fn a_poison_delivery_goes_dead_and_the_events_behind_it_still_arrive() {
 
     // An operator fixes the receiver and retries the dead letter: it arrives.
     receiver.poison(1, false);
-    assert!(admin::retry(&db.owner, dead[0].id).await.unwrap());
     assert!(
-        !admin::retry(&db.owner, dead[0].id).await.unwrap(),
+        admin::retry(&mut db.owner.acquire().await.unwrap(), dead[0].id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !admin::retry(&mut db.owner.acquire().await.unwrap(), dead[0].id)
+            .await
+            .unwrap(),
         "only a dead delivery is retried"
     );
     step_until(
@@ -753,13 +762,15 @@ async fn a_poison_delivery_goes_dead_and_the_events_behind_it_still_arrive() {
     )
     .await;
     assert!(
-        admin::list_dead(&db.owner, None, 10)
+        admin::list_dead(&mut db.owner.acquire().await.unwrap(), None, 10)
             .await
             .unwrap()
             .is_empty()
     );
     assert!(
-        !admin::discard(&db.owner, dead[0].id).await.unwrap(),
+        !admin::discard(&mut db.owner.acquire().await.unwrap(), dead[0].id)
+            .await
+            .unwrap(),
         "a delivered one is not discarded"
     );
 
@@ -781,10 +792,16 @@ async fn a_poison_delivery_goes_dead_and_the_events_behind_it_still_arrive() {
         || async { deliveries_in(&db, "webhook:%", "dead").await == 1 },
     )
     .await;
-    let dead = admin::list_dead(&db.owner, None, 10).await.unwrap();
-    assert!(admin::discard(&db.owner, dead[0].id).await.unwrap());
+    let dead = admin::list_dead(&mut db.owner.acquire().await.unwrap(), None, 10)
+        .await
+        .unwrap();
+    assert!(
+        admin::discard(&mut db.owner.acquire().await.unwrap(), dead[0].id)
+            .await
+            .unwrap()
+    );
     assert_eq!(
-        admin::show(&db.owner, dead[0].id)
+        admin::show(&mut db.owner.acquire().await.unwrap(), dead[0].id)
             .await
             .unwrap()
             .unwrap()
