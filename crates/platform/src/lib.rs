@@ -12,6 +12,7 @@
 pub mod idempotency;
 pub mod jobs;
 pub mod outbox;
+pub mod schedules;
 
 use db::Migration;
 

@@ -1,0 +1,2 @@
+//! Schedules.
+pub mod cron;
