@@ -5,6 +5,8 @@
 //! - [`outbox`]: events written in the same transaction as the change they announce.
 //! - [`jobs`]: durable background jobs, enqueued in the caller's transaction and marked
 //!   done by the transaction that did their work (I4, I5).
+//! - [`schedules`]: cron-like recurring jobs in a time zone, one run per slot however
+//!   many schedulers run (I5, I6).
 //!
 //! This crate must never store PHI: idempotency records keep a request hash and the
 //! id of what was made, never a body; event payloads and job arguments carry ids only.
@@ -31,5 +33,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "jobs",
         up: include_str!("../migrations/2026112401_jobs.up.sql"),
         down: include_str!("../migrations/2026112401_jobs.down.sql"),
+    },
+    Migration {
+        version: 2026112403,
+        context: "platform",
+        name: "schedules",
+        up: include_str!("../migrations/2026112403_schedules.up.sql"),
+        down: include_str!("../migrations/2026112403_schedules.down.sql"),
     },
 ];

@@ -187,7 +187,46 @@ pub async fn enqueue<K: JobKind>(
         "BUG: unique key length must be 1..={UNIQUE_KEY_LEN_MAX}"
     );
     let args = serde_json::to_value(&spec.args).map_err(EnqueueError::Arguments)?;
-    let job_id = JobId::generate();
+    enqueue_erased(
+        tx,
+        ErasedJob {
+            job_id: JobId::generate(),
+            kind: K::NAME,
+            args_version: K::VERSION,
+            args: &args,
+            queue: &spec.queue,
+            priority: spec.priority,
+            run_at: spec.run_at,
+            attempts_max: spec.attempts_max,
+            unique_key: spec.unique_key.as_deref(),
+        },
+    )
+    .await
+}
+
+/// A job whose kind is known by name only: what schedules and sagas enqueue, having
+/// stored a kind's arguments as JSON when they were defined.
+pub(crate) struct ErasedJob<'a> {
+    pub job_id: JobId,
+    pub kind: &'a str,
+    pub args_version: u32,
+    pub args: &'a serde_json::Value,
+    pub queue: &'a str,
+    pub priority: i16,
+    pub run_at: Option<OffsetDateTime>,
+    pub attempts_max: u32,
+    pub unique_key: Option<&'a str>,
+}
+
+/// Enqueues `job` in `tx`: [`enqueue`] once the arguments are JSON.
+pub(crate) async fn enqueue_erased(
+    tx: &mut TenantTx,
+    job: ErasedJob<'_>,
+) -> Result<Enqueued, EnqueueError> {
+    assert!(
+        (1..=ATTEMPTS_MAX).contains(&job.attempts_max),
+        "BUG: attempts_max must be 1..={ATTEMPTS_MAX}"
+    );
     // Two tries: a twin found by the conflict may finish before we read it.
     for _ in 0..2 {
         let inserted: Option<uuid::Uuid> = sqlx::query_scalar(
@@ -200,26 +239,26 @@ pub async fn enqueue<K: JobKind>(
              RETURNING id",
         )
         .bind(tx.tenant_id().as_uuid())
-        .bind(job_id.as_uuid())
-        .bind(K::NAME)
-        .bind(i32::try_from(K::VERSION).expect("BUG: job args version fits i32"))
-        .bind(&args)
-        .bind(&spec.queue)
-        .bind(spec.priority)
-        .bind(spec.run_at)
-        .bind(i32::try_from(spec.attempts_max).expect("BUG: attempts_max is bounded"))
-        .bind(&spec.unique_key)
+        .bind(job.job_id.as_uuid())
+        .bind(job.kind)
+        .bind(i32::try_from(job.args_version).expect("BUG: job args version fits i32"))
+        .bind(job.args)
+        .bind(job.queue)
+        .bind(job.priority)
+        .bind(job.run_at)
+        .bind(i32::try_from(job.attempts_max).expect("BUG: attempts_max is bounded"))
+        .bind(job.unique_key)
         .fetch_optional(&mut **tx)
         .await?;
         if inserted.is_some() {
-            return Ok(Enqueued::New(job_id));
+            return Ok(Enqueued::New(job.job_id));
         }
         let twin: Option<uuid::Uuid> = sqlx::query_scalar(
             "SELECT id FROM platform.jobs
              WHERE tenant_id = $1 AND unique_key = $2 AND state IN ('scheduled', 'retrying', 'running')",
         )
         .bind(tx.tenant_id().as_uuid())
-        .bind(&spec.unique_key)
+        .bind(job.unique_key)
         .fetch_optional(&mut **tx)
         .await?;
         if let Some(twin) = twin {

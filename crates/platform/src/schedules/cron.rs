@@ -202,9 +202,7 @@ impl Cron {
         forward: bool,
         mut accept: impl FnMut(DateTime) -> bool,
     ) -> Option<DateTime> {
-        let from = from
-            .date()
-            .at(from.hour(), from.minute(), 0, 0);
+        let from = from.date().at(from.hour(), from.minute(), 0, 0);
         let mut date = from.date();
         for n_day in 0..SEARCH_DAYS_MAX {
             if self.matches_date(date) {
@@ -303,8 +301,7 @@ fn value(text: &str, spec: &FieldSpec) -> Result<u32, CronError> {
         field: spec.name,
         reason,
     };
-    let v = if text.bytes().all(|b| b.is_ascii_digit()) && !text.is_empty() && text.len() <= 2
-    {
+    let v = if text.bytes().all(|b| b.is_ascii_digit()) && !text.is_empty() && text.len() <= 2 {
         text.parse::<u32>().expect("BUG: one or two digits parse")
     } else if let Some(index) = spec
         .names
@@ -316,10 +313,7 @@ fn value(text: &str, spec: &FieldSpec) -> Result<u32, CronError> {
         return Err(error(format!("{text:?} is not a value")));
     };
     if !(spec.min..=spec.max).contains(&v) {
-        return Err(error(format!(
-            "{v} is outside {}..={}",
-            spec.min, spec.max
-        )));
+        return Err(error(format!("{v} is outside {}..={}", spec.min, spec.max)));
     }
     Ok(v)
 }
@@ -334,7 +328,11 @@ pub struct Recurrence {
 
 impl fmt::Debug for Recurrence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Recurrence({:?} in {})", self.cron.source, self.time_zone_name)
+        write!(
+            f,
+            "Recurrence({:?} in {})",
+            self.cron.source, self.time_zone_name
+        )
     }
 }
 
@@ -352,12 +350,10 @@ impl Recurrence {
         };
         // A month/day pair that never exists (`0 0 30 2 *`) would make every search
         // walk its full bound; refuse it once, here.
-        if recurrence.cron.scan(
-            jiff::civil::date(2024, 1, 1).at(0, 0, 0, 0),
-            true,
-            |_| true,
-        )
-        .is_none()
+        if recurrence
+            .cron
+            .scan(jiff::civil::date(2024, 1, 1).at(0, 0, 0, 0), true, |_| true)
+            .is_none()
         {
             return Err(CronError::NeverMatches);
         }
@@ -513,7 +509,10 @@ mod tests {
         }
         assert_eq!(Cron::parse("* * * *"), Err(CronError::FieldCount(4)));
         assert_eq!(Cron::parse("0 * * * * *"), Err(CronError::FieldCount(6)));
-        assert!(matches!(Cron::parse("@often"), Err(CronError::UnknownMacro(_))));
+        assert!(matches!(
+            Cron::parse("@often"),
+            Err(CronError::UnknownMacro(_))
+        ));
         assert_eq!(
             Recurrence::new("0 0 30 2 *", "UTC").unwrap_err(),
             CronError::NeverMatches
@@ -661,10 +660,12 @@ mod tests {
         prop_oneof![
             Just("*".to_owned()),
             (1u32..=(max - min + 1).min(20)).prop_map(|step| format!("*/{step}")),
-            (value.clone(), value.clone())
-                .prop_map(|(a, b)| format!("{}-{}", a.min(b), a.max(b))),
-            (value.clone(), value.clone(), 1u32..5)
-                .prop_map(|(a, b, step)| format!("{}-{}/{step}", a.min(b), a.max(b))),
+            (value.clone(), value.clone()).prop_map(|(a, b)| format!("{}-{}", a.min(b), a.max(b))),
+            (value.clone(), value.clone(), 1u32..5).prop_map(|(a, b, step)| format!(
+                "{}-{}/{step}",
+                a.min(b),
+                a.max(b)
+            )),
             (value.clone(), value.clone()).prop_map(|(a, b)| format!("{a},{b}")),
             value.prop_map(|a| a.to_string()),
         ]
@@ -680,7 +681,9 @@ mod tests {
         )
             .prop_map(|(mi, h, dom, mo, dow)| format!("{mi} {h} {dom} {mo} {dow}"))
             // `0 0 31 2 *` never fires: such schedules are refused when written.
-            .prop_filter("fires at some time", |text| Recurrence::new(text, "UTC").is_ok())
+            .prop_filter("fires at some time", |text| {
+                Recurrence::new(text, "UTC").is_ok()
+            })
     }
 
     proptest! {

@@ -2,6 +2,8 @@
 //! in the work's transaction, retries, leases and fencing, unique keys, fairness,
 //! concurrency and row-level security in workers.
 
+mod schedules;
+
 use std::sync::Arc;
 use std::time::Duration;
 
