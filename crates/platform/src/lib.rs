@@ -7,6 +7,8 @@
 //!   done by the transaction that did their work (I4, I5).
 //! - [`schedules`]: cron-like recurring jobs in a time zone, one run per slot however
 //!   many schedulers run (I5, I6).
+//! - [`sagas`]: workflows of steps with compensations, driven by jobs, that end
+//!   `completed`, `compensated` or `failed` with the reason — never in between (I5).
 //!
 //! This crate must never store PHI: idempotency records keep a request hash and the
 //! id of what was made, never a body; event payloads and job arguments carry ids only.
@@ -14,6 +16,7 @@
 pub mod idempotency;
 pub mod jobs;
 pub mod outbox;
+pub mod sagas;
 pub mod schedules;
 
 use db::Migration;
@@ -40,5 +43,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "schedules",
         up: include_str!("../migrations/2026112403_schedules.up.sql"),
         down: include_str!("../migrations/2026112403_schedules.down.sql"),
+    },
+    Migration {
+        version: 2026112404,
+        context: "platform",
+        name: "sagas",
+        up: include_str!("../migrations/2026112404_sagas.up.sql"),
+        down: include_str!("../migrations/2026112404_sagas.down.sql"),
     },
 ];

@@ -2,6 +2,7 @@
 //! in the work's transaction, retries, leases and fencing, unique keys, fairness,
 //! concurrency and row-level security in workers.
 
+mod sagas;
 mod schedules;
 
 use std::sync::Arc;
