@@ -76,6 +76,8 @@ pub struct TickReport {
     pub n_already_fired: usize,
     /// Schedules whose claim was lost before their firing committed (rolled back).
     pub n_claims_lost: usize,
+    /// Schedules whose firing failed on the database: they stay due.
+    pub n_failed: usize,
     /// Schedules whose definition no longer reads (an unknown zone after a tz database
     /// change): left for operators, reported by `missed_slots`.
     pub n_broken: usize,
@@ -97,7 +99,7 @@ SET claimed_until = clock_timestamp() + make_interval(secs => $3),
 FROM due
 WHERE s.tenant_id = due.tenant_id AND s.id = due.id
 RETURNING s.tenant_id, s.id, s.claim_token, s.cron, s.time_zone, s.job_kind, s.args_version,
-          s.args, s.queue, s.priority, s.attempts_max, s.catch_up::text, s.next_slot_at
+          s.args, s.queue, s.priority, s.attempts_max, s.catch_up::text AS catch_up, s.next_slot_at
 "#;
 
 /// Advances a fired schedule, only under its claim.
@@ -110,23 +112,24 @@ SET next_slot_at = $4,
 WHERE tenant_id = $1 AND id = $2 AND claim_token = $3 AND enabled
 "#;
 
-/// A claimed schedule: tenant, id, token, cron, zone, kind, args version, args, queue,
-/// priority, attempts, catch-up, due slot.
-type Claimed = (
-    Uuid,
-    Uuid,
-    i64,
-    String,
-    String,
-    String,
-    i32,
-    serde_json::Value,
-    String,
-    i16,
-    i32,
-    String,
-    OffsetDateTime,
-);
+/// A schedule this scheduler holds, with the claim token it was claimed under.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimedSchedule {
+    pub tenant_id: Uuid,
+    pub id: Uuid,
+    pub claim_token: i64,
+    pub cron: String,
+    pub time_zone: String,
+    pub job_kind: String,
+    pub args_version: i32,
+    pub args: serde_json::Value,
+    pub queue: String,
+    pub priority: i16,
+    pub attempts_max: i32,
+    pub catch_up: String,
+    /// The slot that was due when it was claimed.
+    pub next_slot_at: OffsetDateTime,
+}
 
 /// Fires due schedules of every tenant.
 pub struct Scheduler {
@@ -201,38 +204,64 @@ impl Scheduler {
     pub async fn tick(&self, now: OffsetDateTime) -> Result<TickReport, sqlx::Error> {
         let mut report = TickReport::default();
         for _ in 0..TICK_CLAIMS_MAX {
-            let claimed: Vec<Claimed> = sqlx::query_as(CLAIM)
-                .bind(now)
-                .bind(CLAIM_BATCH_MAX)
-                .bind(self.config.claim_lease.as_secs_f64())
-                .fetch_all(&self.owner)
-                .await?;
+            let claimed = self.claim(now).await?;
             let n_claimed = claimed.len();
             for schedule in claimed {
                 report.n_schedules += 1;
-                self.fire(schedule, now, &mut report).await?;
+                let schedule_id = schedule.id;
+                // One schedule's failure must not hold back the others of the batch;
+                // its claim runs out and a later tick fires it.
+                if let Err(err) = self.fire(schedule, now, &mut report).await {
+                    report.n_failed += 1;
+                    tracing::warn!(%schedule_id, error = %err, "firing a schedule failed; it stays due");
+                }
             }
             if i64::try_from(n_claimed).expect("BUG: a batch fits i64") < CLAIM_BATCH_MAX {
                 break;
             }
         }
-        if report.n_fired > 0 || report.n_claims_lost > 0 || report.n_already_fired > 0 {
+        // A quiet tick (nothing due) logs nothing: it happens every second.
+        if report.n_schedules > 0 {
             tracing::info!(scheduler_id = %self.config.scheduler_id, ?report, "scheduler tick");
         }
         Ok(report)
     }
 
-    /// Fires one claimed schedule's slots, its ledger rows and its advance in one
-    /// transaction of its tenant.
+    /// Claims up to [`CLAIM_BATCH_MAX`] schedules due at `now` that nobody holds, under
+    /// a lease of `claim_lease` and a new claim token each.
+    pub async fn claim(&self, now: OffsetDateTime) -> Result<Vec<ClaimedSchedule>, sqlx::Error> {
+        sqlx::query_as(CLAIM)
+            .bind(now)
+            .bind(CLAIM_BATCH_MAX)
+            .bind(self.config.claim_lease.as_secs_f64())
+            .fetch_all(&self.owner)
+            .await
+    }
+
+    /// Fires one claimed schedule at `now`: its slots' ledger rows and jobs and its
+    /// advance, in one transaction of its tenant, or nothing if its claim was lost.
+    pub async fn fire_claimed(
+        &self,
+        schedule: ClaimedSchedule,
+        now: OffsetDateTime,
+    ) -> Result<TickReport, sqlx::Error> {
+        let mut report = TickReport {
+            n_schedules: 1,
+            ..TickReport::default()
+        };
+        self.fire(schedule, now, &mut report).await?;
+        Ok(report)
+    }
+
     async fn fire(
         &self,
-        schedule: Claimed,
+        schedule: ClaimedSchedule,
         now: OffsetDateTime,
         report: &mut TickReport,
     ) -> Result<(), sqlx::Error> {
-        let (
+        let ClaimedSchedule {
             tenant_id,
-            schedule_id,
+            id: schedule_id,
             claim_token,
             cron,
             time_zone,
@@ -243,8 +272,8 @@ impl Scheduler {
             priority,
             attempts_max,
             catch_up,
-            due,
-        ) = schedule;
+            next_slot_at: due,
+        } = schedule;
         let tenant_id = TenantId::new_unchecked(tenant_id);
         let schedule_id = ScheduleId::new_unchecked(schedule_id);
         let recurrence = match Recurrence::new(&cron, &time_zone) {

@@ -589,3 +589,51 @@ async fn the_scheduler_loop_fires_at_the_database_clock_and_the_job_knows_its_sl
     tx.rollback().await.unwrap();
     assert_eq!(slot, fired(&db, schedule_id).await.first().copied());
 }
+
+#[tokio::test]
+async fn a_firing_whose_claim_was_lost_or_whose_schedule_changed_rolls_back() {
+    let db = setup().await;
+    let tenant_id = TenantId::generate();
+    let schedule_id = create(
+        &db,
+        tenant_id,
+        spec("hourly", "0 * * * *", "UTC"),
+        datetime!(2026-05-01 09:30 UTC),
+    )
+    .await;
+    let now = datetime!(2026-05-01 10:00:01 UTC);
+    let (slow, fast) = (scheduler(&db, "slow"), scheduler(&db, "fast"));
+
+    // The slow scheduler claims it; while held, nobody else can.
+    let mut claimed = slow.claim(now).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(fast.claim(now).await.unwrap().is_empty());
+    // Its claim runs out before it fires; the fast one claims and fires the slot.
+    sqlx::query("UPDATE platform.schedules SET claimed_until = now() - interval '1 second'")
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    assert_eq!(fast.tick(now).await.unwrap().n_fired, 1);
+    let late = slow
+        .fire_claimed(claimed.pop().unwrap(), now)
+        .await
+        .unwrap();
+    assert_eq!((late.n_fired, late.n_claims_lost), (0, 1));
+    assert_eq!(
+        fired(&db, schedule_id).await,
+        [datetime!(2026-05-01 10:00 UTC)]
+    );
+
+    // An operator's change while a scheduler holds the schedule wins the same way.
+    let now = datetime!(2026-05-01 11:00:01 UTC);
+    let claimed = slow.claim(now).await.unwrap().pop().unwrap();
+    let mut tx = TenantTx::begin_as(&db.app, tenant_id, "system", None)
+        .await
+        .unwrap();
+    schedules::disable(&mut tx, schedule_id).await.unwrap();
+    tx.commit().await.unwrap();
+    let report = slow.fire_claimed(claimed, now).await.unwrap();
+    assert_eq!((report.n_fired, report.n_claims_lost), (0, 1));
+    assert_eq!(fired(&db, schedule_id).await.len(), 1);
+    assert_eq!(n_jobs(&db).await, 1);
+}
