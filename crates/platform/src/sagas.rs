@@ -316,6 +316,11 @@ pub async fn start<S: Saga>(tx: &mut TenantTx, data: S::Data) -> Result<SagaId, 
         "BUG: saga {} must have 1..={STEPS_MAX} steps",
         S::NAME
     );
+    assert!(
+        (1..ATTEMPTS_MAX).contains(&S::STEP_ATTEMPTS_MAX),
+        "BUG: saga {} step attempts must be 1..{ATTEMPTS_MAX}",
+        S::NAME
+    );
     let data = serde_json::to_value(&data).map_err(StartError::Data)?;
     let saga_id = SagaId::generate();
     let job_id = enqueue_step(tx, saga_id, S::STEP_ATTEMPTS_MAX).await?;
