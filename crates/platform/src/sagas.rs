@@ -442,6 +442,29 @@ pub async fn step_log(tx: &mut TenantTx, saga_id: SagaId) -> Result<Vec<StepLogR
     .await
 }
 
+/// Sagas of every tenant (or one), newest first, optionally in one state, for
+/// operators: takes the owner pool (the `saga_dispatch` policy) and must never be
+/// reachable from a request.
+pub async fn list_all(
+    owner: &PgPool,
+    state: Option<SagaState>,
+    tenant_id: Option<TenantId>,
+    limit: i64,
+) -> Result<Vec<SagaRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM platform.sagas
+         WHERE ($1::platform.saga_state IS NULL OR state = $1::platform.saga_state)
+           AND ($2::uuid IS NULL OR tenant_id = $2)
+         ORDER BY created_at DESC, id DESC
+         LIMIT $3"
+    ))
+    .bind(state.map(SagaState::as_str))
+    .bind(tenant_id.map(TenantId::into_uuid))
+    .bind(limit.clamp(1, LIST_LEN_MAX))
+    .fetch_all(owner)
+    .await
+}
+
 /// Why [`stuck_sagas`] lists a saga.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StuckReason {

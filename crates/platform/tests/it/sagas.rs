@@ -561,3 +561,36 @@ async fn stuck_sagas_lists_a_saga_whose_job_was_cancelled_and_one_left_too_long(
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_tenant_sees_only_its_own_sagas_and_their_steps() {
+    let db = saga_setup().await;
+    let (a, b) = (TenantId::generate(), TenantId::generate());
+    let of_a = start(&db, a, Plan::default()).await;
+    let of_b = start(&db, b, Plan::default()).await;
+    drain(&saga_worker(&db, config("w"))).await;
+
+    let mut tx = TenantTx::begin_as(&db.app, b, "system", None)
+        .await
+        .unwrap();
+    assert!(sagas::get(&mut tx, of_a).await.unwrap().is_none());
+    assert!(sagas::step_log(&mut tx, of_a).await.unwrap().is_empty());
+    assert_eq!(sagas::step_log(&mut tx, of_b).await.unwrap().len(), 3);
+    let n_updated = sqlx::query("UPDATE platform.sagas SET last_error = 'x' WHERE id = $1")
+        .bind(of_a.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(n_updated, 0);
+    tx.rollback().await.unwrap();
+
+    // Operators see both, on the owner pool.
+    let all = sagas::list_all(&db.owner, Some(SagaState::Completed), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    let of_a_only = sagas::list_all(&db.owner, None, Some(a), 10).await.unwrap();
+    assert_eq!(of_a_only.len(), 1);
+    assert_eq!(of_a_only[0].id, *of_a.as_uuid());
+}
