@@ -645,6 +645,16 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_bundled_time_zone_database_is_there_for_systems_without_one() {
+        let bundled = jiff::tz::TimeZoneDatabase::bundled();
+        let new_york = bundled.get("America/New_York").unwrap();
+        assert_eq!(
+            new_york.to_offset(ts("2026-07-01T00:00:00Z")).seconds(),
+            -4 * 3600
+        );
+    }
+
     const ZONES: &[&str] = &[
         "UTC",
         "America/New_York",
