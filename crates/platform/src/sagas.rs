@@ -678,7 +678,7 @@ impl Progress<'_> {
         self.log(tx, compensating, error.as_deref()).await?;
         let n_steps = self.saga.steps().len();
         let step_name = self.saga.steps()[self.step];
-        // (state, step, last_error, whether another job follows)
+        // The next state, its step, and the error to record.
         let (next_state, next_step, last_error) = match (compensating, error) {
             (false, None) if self.step + 1 == n_steps => (SagaState::Completed, self.step, None),
             (false, None) => (SagaState::Running, self.step + 1, None),
