@@ -274,6 +274,8 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A kind with its argument type erased, so one registry holds every kind.
 trait ErasedKind: Send + Sync {
+    fn check_args(&self, args_version: u32, args: serde_json::Value) -> Result<(), JobError>;
+
     fn run<'a>(
         &'a self,
         ctx: &'a JobContext,
@@ -286,6 +288,10 @@ trait ErasedKind: Send + Sync {
 struct Erased<K>(K);
 
 impl<K: JobKind> ErasedKind for Erased<K> {
+    fn check_args(&self, args_version: u32, args: serde_json::Value) -> Result<(), JobError> {
+        parse_args::<K>(args_version, args).map(drop)
+    }
+
     fn run<'a>(
         &'a self,
         ctx: &'a JobContext,
@@ -294,16 +300,20 @@ impl<K: JobKind> ErasedKind for Erased<K> {
         args: serde_json::Value,
     ) -> BoxFuture<'a, Result<(), JobError>> {
         Box::pin(async move {
-            let args = if args_version == K::VERSION {
-                // The serde error names the field and what was expected, not the value.
-                serde_json::from_value(args).map_err(|err| {
-                    JobError::Fail(format!("{} arguments do not parse: {err}", K::NAME))
-                })?
-            } else {
-                K::upgrade(args_version, args)?
-            };
+            let args = parse_args::<K>(args_version, args)?;
             self.0.run(ctx, tx, args).await
         })
+    }
+}
+
+/// A kind's arguments from their stored JSON, of this version or an older one.
+fn parse_args<K: JobKind>(args_version: u32, args: serde_json::Value) -> Result<K::Args, JobError> {
+    if args_version == K::VERSION {
+        // The serde error names the field and what was expected, not the value.
+        serde_json::from_value(args)
+            .map_err(|err| JobError::Fail(format!("{} arguments do not parse: {err}", K::NAME)))
+    } else {
+        K::upgrade(args_version, args)
     }
 }
 
@@ -335,6 +345,21 @@ impl Registry {
         let mut names: Vec<String> = self.kinds.keys().map(|name| (*name).to_owned()).collect();
         names.sort();
         names
+    }
+
+    /// Whether `args` are arguments a worker of this registry can run as `kind`:
+    /// for the CLI and the admin API, before they store arguments as JSON (a
+    /// schedule's), so a typo fails at once instead of in every job.
+    pub fn check_args(
+        &self,
+        kind: &str,
+        args_version: u32,
+        args: serde_json::Value,
+    ) -> Result<(), JobError> {
+        match self.get(kind) {
+            Some(erased) => erased.check_args(args_version, args),
+            None => Err(JobError::Fail(format!("no job kind is named {kind}"))),
+        }
     }
 
     fn get(&self, name: &str) -> Option<&Arc<dyn ErasedKind>> {

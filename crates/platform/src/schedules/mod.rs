@@ -215,6 +215,8 @@ pub enum ScheduleError {
     InvalidQueue,
     #[error("attempts_max must be 1..={ATTEMPTS_MAX}")]
     InvalidAttempts,
+    #[error("a job kind is 1 to 100 characters, with an argument version that fits 31 bits")]
+    InvalidKind,
     #[error("this tenant already has a schedule with that name")]
     NameTaken,
     #[error("no such schedule")]
@@ -279,6 +281,45 @@ fn first_slot_after(recurrence: &Recurrence, now: OffsetDateTime) -> OffsetDateT
     )
 }
 
+/// A schedule whose job is named by kind and JSON arguments: what the CLI and the
+/// admin API create, having checked the arguments with
+/// [`crate::jobs::Registry::check_args`]. Code that knows the kind uses
+/// [`ScheduleSpec`] and [`create`].
+#[derive(Debug, Clone)]
+pub struct ErasedScheduleSpec {
+    pub name: String,
+    pub cron: String,
+    pub time_zone: String,
+    pub job_kind: String,
+    pub args_version: u32,
+    /// Ids and codes only: never PHI.
+    pub args: serde_json::Value,
+    pub queue: String,
+    pub priority: i16,
+    pub attempts_max: u32,
+    pub catch_up: CatchUp,
+    pub enabled: bool,
+}
+
+impl<K: JobKind> ScheduleSpec<K> {
+    /// The spec with its kind named and its arguments as JSON.
+    pub fn erase(self) -> Result<ErasedScheduleSpec, ScheduleError> {
+        Ok(ErasedScheduleSpec {
+            args: serde_json::to_value(&self.args).map_err(ScheduleError::Arguments)?,
+            name: self.name,
+            cron: self.cron,
+            time_zone: self.time_zone,
+            job_kind: K::NAME.to_owned(),
+            args_version: K::VERSION,
+            queue: self.queue,
+            priority: self.priority,
+            attempts_max: self.attempts_max,
+            catch_up: self.catch_up,
+            enabled: self.enabled,
+        })
+    }
+}
+
 /// Creates a schedule in `tx`; its first slot is the first after `now`. It exists
 /// only if `tx` commits.
 pub async fn create<K: JobKind>(
@@ -286,9 +327,21 @@ pub async fn create<K: JobKind>(
     spec: ScheduleSpec<K>,
     now: OffsetDateTime,
 ) -> Result<ScheduleId, ScheduleError> {
+    create_erased(tx, spec.erase()?, now).await
+}
+
+/// [`create`] for a kind known by name.
+pub async fn create_erased(
+    tx: &mut TenantTx,
+    spec: ErasedScheduleSpec,
+    now: OffsetDateTime,
+) -> Result<ScheduleId, ScheduleError> {
     validate(Some(&spec.name), Some(&spec.queue), Some(spec.attempts_max))?;
+    if spec.job_kind.is_empty() || spec.job_kind.len() > 100 {
+        return Err(ScheduleError::InvalidKind);
+    }
+    let args_version = i32::try_from(spec.args_version).map_err(|_| ScheduleError::InvalidKind)?;
     let recurrence = Recurrence::new(&spec.cron, &spec.time_zone)?;
-    let args = serde_json::to_value(&spec.args).map_err(ScheduleError::Arguments)?;
     let schedule_id = ScheduleId::generate();
     let next_slot_at = spec.enabled.then(|| first_slot_after(&recurrence, now));
     let inserted = sqlx::query(
@@ -303,9 +356,9 @@ pub async fn create<K: JobKind>(
     .bind(&spec.name)
     .bind(recurrence.cron().as_str())
     .bind(&spec.time_zone)
-    .bind(K::NAME)
-    .bind(i32::try_from(K::VERSION).expect("BUG: job args version fits i32"))
-    .bind(&args)
+    .bind(&spec.job_kind)
+    .bind(args_version)
+    .bind(&spec.args)
     .bind(&spec.queue)
     .bind(spec.priority)
     .bind(i32::try_from(spec.attempts_max).expect("BUG: attempts_max is bounded"))

@@ -637,3 +637,46 @@ async fn a_firing_whose_claim_was_lost_or_whose_schedule_changed_rolls_back() {
     assert_eq!(fired(&db, schedule_id).await.len(), 1);
     assert_eq!(n_jobs(&db).await, 1);
 }
+
+#[tokio::test]
+async fn a_schedule_for_a_kind_known_by_name_has_its_arguments_checked_first() {
+    let db = setup().await;
+    let tenant_id = TenantId::generate();
+    let registry = super::registry();
+    let good = serde_json::json!({ "fail_first": false, "sleep_ms": 0 });
+    assert!(registry.check_args("test.effect", 1, good.clone()).is_ok());
+    assert!(
+        registry
+            .check_args("test.effect", 1, serde_json::json!({ "fail_first": "no" }))
+            .is_err()
+    );
+    assert!(
+        registry
+            .check_args("test.nothing", 1, good.clone())
+            .is_err()
+    );
+    assert!(registry.check_args("test.effect", 2, good.clone()).is_err());
+
+    let mut spec = spec("by-name", "0 * * * *", "UTC").erase().unwrap();
+    spec.args = good;
+    let mut tx = TenantTx::begin_as(&db.app, tenant_id, "system", None)
+        .await
+        .unwrap();
+    let schedule_id = schedules::create_erased(&mut tx, spec, datetime!(2026-05-01 09:30 UTC))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        scheduler(&db, "s")
+            .tick(datetime!(2026-05-01 10:00:01 UTC))
+            .await
+            .unwrap()
+            .n_fired,
+        1
+    );
+    let row = row(&db, tenant_id, schedule_id).await;
+    assert_eq!(
+        (row.job_kind.as_str(), row.args_version),
+        ("test.effect", 1)
+    );
+}
