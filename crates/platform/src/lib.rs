@@ -11,6 +11,10 @@
 //!   (idempotent by construction), signed webhooks and NATS JetStream; a delivery is
 //!   marked delivered only after its sink confirmed (I4), ends `dead` past its attempts
 //!   (I5), and a redelivery is harmless (I6).
+//! - [`schedules`]: cron-like recurring jobs in a time zone, one run per slot however
+//!   many schedulers run (I5, I6).
+//! - [`sagas`]: workflows of steps with compensations, driven by jobs, that end
+//!   `completed`, `compensated` or `failed` with the reason — never in between (I5).
 //!
 //! This crate must never store PHI: idempotency records keep a request hash and the
 //! id of what was made, never a body; event payloads and job arguments carry ids only.
@@ -21,6 +25,8 @@ pub mod idempotency;
 pub mod jobs;
 pub mod outbox;
 pub mod relay;
+pub mod sagas;
+pub mod schedules;
 
 use db::Migration;
 
@@ -46,6 +52,20 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "relay",
         up: include_str!("../migrations/2026112402_relay.up.sql"),
         down: include_str!("../migrations/2026112402_relay.down.sql"),
+    },
+    Migration {
+        version: 2026112403,
+        context: "platform",
+        name: "schedules",
+        up: include_str!("../migrations/2026112403_schedules.up.sql"),
+        down: include_str!("../migrations/2026112403_schedules.down.sql"),
+    },
+    Migration {
+        version: 2026112404,
+        context: "platform",
+        name: "sagas",
+        up: include_str!("../migrations/2026112404_sagas.up.sql"),
+        down: include_str!("../migrations/2026112404_sagas.down.sql"),
     },
     Migration {
         version: 2026112405,

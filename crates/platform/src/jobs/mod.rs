@@ -205,7 +205,46 @@ pub async fn enqueue<K: JobKind>(
         "BUG: unique key length must be 1..={UNIQUE_KEY_LEN_MAX}"
     );
     let args = serde_json::to_value(&spec.args).map_err(EnqueueError::Arguments)?;
-    let job_id = JobId::generate();
+    enqueue_erased(
+        tx,
+        ErasedJob {
+            job_id: JobId::generate(),
+            kind: K::NAME,
+            args_version: K::VERSION,
+            args: &args,
+            queue: &spec.queue,
+            priority: spec.priority,
+            run_at: spec.run_at,
+            attempts_max: spec.attempts_max,
+            unique_key: spec.unique_key.as_deref(),
+        },
+    )
+    .await
+}
+
+/// A job whose kind is known by name only: what schedules and sagas enqueue, having
+/// stored a kind's arguments as JSON when they were defined.
+pub(crate) struct ErasedJob<'a> {
+    pub job_id: JobId,
+    pub kind: &'a str,
+    pub args_version: u32,
+    pub args: &'a serde_json::Value,
+    pub queue: &'a str,
+    pub priority: i16,
+    pub run_at: Option<OffsetDateTime>,
+    pub attempts_max: u32,
+    pub unique_key: Option<&'a str>,
+}
+
+/// Enqueues `job` in `tx`: [`enqueue`] once the arguments are JSON.
+pub(crate) async fn enqueue_erased(
+    tx: &mut TenantTx,
+    job: ErasedJob<'_>,
+) -> Result<Enqueued, EnqueueError> {
+    assert!(
+        (1..=ATTEMPTS_MAX).contains(&job.attempts_max),
+        "BUG: attempts_max must be 1..={ATTEMPTS_MAX}"
+    );
     // Two tries: a twin found by the conflict may finish before we read it.
     for _ in 0..2 {
         let inserted: Option<uuid::Uuid> = sqlx::query_scalar(
@@ -218,26 +257,26 @@ pub async fn enqueue<K: JobKind>(
              RETURNING id",
         )
         .bind(tx.tenant_id().as_uuid())
-        .bind(job_id.as_uuid())
-        .bind(K::NAME)
-        .bind(i32::try_from(K::VERSION).expect("BUG: job args version fits i32"))
-        .bind(&args)
-        .bind(&spec.queue)
-        .bind(spec.priority)
-        .bind(spec.run_at)
-        .bind(i32::try_from(spec.attempts_max).expect("BUG: attempts_max is bounded"))
-        .bind(&spec.unique_key)
+        .bind(job.job_id.as_uuid())
+        .bind(job.kind)
+        .bind(i32::try_from(job.args_version).expect("BUG: job args version fits i32"))
+        .bind(job.args)
+        .bind(job.queue)
+        .bind(job.priority)
+        .bind(job.run_at)
+        .bind(i32::try_from(job.attempts_max).expect("BUG: attempts_max is bounded"))
+        .bind(job.unique_key)
         .fetch_optional(&mut **tx)
         .await?;
         if inserted.is_some() {
-            return Ok(Enqueued::New(job_id));
+            return Ok(Enqueued::New(job.job_id));
         }
         let twin: Option<uuid::Uuid> = sqlx::query_scalar(
             "SELECT id FROM platform.jobs
              WHERE tenant_id = $1 AND unique_key = $2 AND state IN ('scheduled', 'retrying', 'running')",
         )
         .bind(tx.tenant_id().as_uuid())
-        .bind(&spec.unique_key)
+        .bind(job.unique_key)
         .fetch_optional(&mut **tx)
         .await?;
         if let Some(twin) = twin {
@@ -253,6 +292,8 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A kind with its argument type erased, so one registry holds every kind.
 trait ErasedKind: Send + Sync {
+    fn check_args(&self, args_version: u32, args: serde_json::Value) -> Result<(), JobError>;
+
     fn run<'a>(
         &'a self,
         ctx: &'a JobContext,
@@ -269,6 +310,10 @@ trait ErasedKind: Send + Sync {
 struct Erased<K>(K);
 
 impl<K: JobKind> ErasedKind for Erased<K> {
+    fn check_args(&self, args_version: u32, args: serde_json::Value) -> Result<(), JobError> {
+        parse_args::<K>(args_version, args).map(drop)
+    }
+
     fn run<'a>(
         &'a self,
         ctx: &'a JobContext,
@@ -277,14 +322,7 @@ impl<K: JobKind> ErasedKind for Erased<K> {
         args: serde_json::Value,
     ) -> BoxFuture<'a, Result<(), JobError>> {
         Box::pin(async move {
-            let args = if args_version == K::VERSION {
-                // The serde error names the field and what was expected, not the value.
-                serde_json::from_value(args).map_err(|err| {
-                    JobError::Fail(format!("{} arguments do not parse: {err}", K::NAME))
-                })?
-            } else {
-                K::upgrade(args_version, args)?
-            };
+            let args = parse_args::<K>(args_version, args)?;
             self.0.run(ctx, tx, args).await
         })
     }
@@ -295,6 +333,17 @@ impl<K: JobKind> ErasedKind for Erased<K> {
 
     fn batchable(&self, args: &serde_json::Value) -> bool {
         K::BATCHABLE && K::batch_run(args)
+    }
+}
+
+/// A kind's arguments from their stored JSON, of this version or an older one.
+fn parse_args<K: JobKind>(args_version: u32, args: serde_json::Value) -> Result<K::Args, JobError> {
+    if args_version == K::VERSION {
+        // The serde error names the field and what was expected, not the value.
+        serde_json::from_value(args)
+            .map_err(|err| JobError::Fail(format!("{} arguments do not parse: {err}", K::NAME)))
+    } else {
+        K::upgrade(args_version, args)
     }
 }
 
@@ -326,6 +375,21 @@ impl Registry {
         let mut names: Vec<String> = self.kinds.keys().map(|name| (*name).to_owned()).collect();
         names.sort();
         names
+    }
+
+    /// Whether `args` are arguments a worker of this registry can run as `kind`:
+    /// for the CLI and the admin API, before they store arguments as JSON (a
+    /// schedule's), so a typo fails at once instead of in every job.
+    pub fn check_args(
+        &self,
+        kind: &str,
+        args_version: u32,
+        args: serde_json::Value,
+    ) -> Result<(), JobError> {
+        match self.get(kind) {
+            Some(erased) => erased.check_args(args_version, args),
+            None => Err(JobError::Fail(format!("no job kind is named {kind}"))),
+        }
     }
 
     fn get(&self, name: &str) -> Option<&Arc<dyn ErasedKind>> {

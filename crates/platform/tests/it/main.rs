@@ -5,6 +5,9 @@
 
 mod relay;
 
+mod sagas;
+mod schedules;
+
 use std::sync::Arc;
 use std::time::Duration;
 
