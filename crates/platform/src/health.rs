@@ -1,8 +1,9 @@
 //! Known end states (issue "durable work", part 7): what `tenet check` reports about
 //! work in flight. Everything the platform runs must be either done or visibly on
 //! its way; a finding names what is neither — a job running past its lease that no
-//! worker rescued, a job overdue that no worker claims — or what waits on an
-//! operator (dead letters).
+//! worker rescued, a job overdue that no worker claims, a schedule slot that did not
+//! fire, a saga with no job driving it, an outbox event or a delivery not relayed —
+//! or what waits on an operator (dead letters).
 //!
 //! Findings are grouped (per job kind and queue, not per job), so a stuck fleet reads
 //! as a few lines, not thousands. Each query reads across tenants, through the owner
@@ -43,8 +44,14 @@ pub struct HealthConfig {
     /// A running job whose lease expired longer ago than this has no live worker
     /// rescuing it (workers look for expired leases every few seconds).
     pub lease_grace: Duration,
-    /// A runnable job due longer ago than this is not being claimed.
+    /// A runnable job due longer ago than this is not being claimed; an outbox event
+    /// or a delivery pending longer than this is not being relayed.
     pub overdue_after: Duration,
+    /// An enabled schedule whose slot is this late has not fired: no scheduler runs.
+    pub slot_late_after: Duration,
+    /// A saga unchanged this long is reported (a notice: a step may be in a long
+    /// backoff); one with no job driving it is always a problem.
+    pub saga_idle_after: Duration,
 }
 
 impl Default for HealthConfig {
@@ -52,6 +59,8 @@ impl Default for HealthConfig {
         Self {
             lease_grace: Duration::from_secs(60),
             overdue_after: Duration::from_secs(15 * 60),
+            slot_late_after: Duration::from_secs(5 * 60),
+            saga_idle_after: Duration::from_secs(60 * 60),
         }
     }
 }
@@ -125,7 +134,101 @@ pub async fn run(owner: &PgPool, config: &HealthConfig) -> Result<Vec<Finding>, 
         }));
     }
     tx.rollback().await?;
+    findings.extend(relay_findings(owner, config).await?);
+    let now: time::OffsetDateTime = sqlx::query_scalar("SELECT now()").fetch_one(owner).await?;
+    let missed = crate::schedules::missed_slots(owner, now, config.slot_late_after).await?;
+    findings.extend(missed.into_iter().map(|slot| Finding {
+        severity: Severity::Problem,
+        check: "schedule-missed-slot",
+        object: format!("schedule {} {:?} of tenant {}", slot.schedule_id, slot.name, slot.tenant_id),
+        detail: format!(
+            "its slot due {} ago has not fired: is a scheduler running (`tenet serve` with --workers > 0)?",
+            age((now - slot.next_slot_at).as_seconds_f64())
+        ),
+    }));
+    let stuck = crate::sagas::stuck_sagas(owner, now, config.saga_idle_after).await?;
+    findings.extend(stuck.into_iter().map(|saga| {
+        let (severity, detail) = match saga.reason {
+            crate::sagas::StuckReason::NoPendingJob => (
+                Severity::Problem,
+                format!(
+                    "{} with no job driving it (its job {} ended or was cancelled): `tenet jobs retry` that job to resume it",
+                    saga.state.as_str(),
+                    saga.job_id.map_or_else(|| "-".to_owned(), |id| id.to_string())
+                ),
+            ),
+            crate::sagas::StuckReason::Overdue => (
+                Severity::Notice,
+                format!(
+                    "{} and unchanged for {}: a step may be backing off; see its job {}",
+                    saga.state.as_str(),
+                    age((now - saga.updated_at).as_seconds_f64()),
+                    saga.job_id.map_or_else(|| "-".to_owned(), |id| id.to_string())
+                ),
+            ),
+        };
+        Finding {
+            severity,
+            check: "saga-stuck",
+            object: format!("saga {} {} of tenant {}", saga.saga_id, saga.kind, saga.tenant_id),
+            detail,
+        }
+    }));
     findings.sort();
+    Ok(findings)
+}
+
+/// Outbox events not fanned out and deliveries not delivered for longer than
+/// `overdue_after` (the relay is not running, or cannot keep up), and dead deliveries.
+async fn relay_findings(
+    owner: &PgPool,
+    config: &HealthConfig,
+) -> Result<Vec<Finding>, sqlx::Error> {
+    let lag = crate::relay::admin::relay_lag(owner).await?;
+    let overdue = config.overdue_after.as_secs_f64();
+    let mut findings = Vec::new();
+    for outbox in &lag.outboxes {
+        if let Some(age_secs) = outbox.oldest_pending_age_secs.filter(|age| *age > overdue) {
+            findings.push(Finding {
+                severity: Severity::Problem,
+                check: "outbox-stale",
+                object: format!("{}.outbox", outbox.context.schema()),
+                detail: format!(
+                    "{} event(s) not relayed, the oldest for {}: is a relay running (`tenet serve` with --workers > 0)?",
+                    outbox.n_pending,
+                    age(age_secs)
+                ),
+            });
+        }
+    }
+    if let Some(age_secs) = lag
+        .oldest_delivery_pending_age_secs
+        .filter(|age| *age > overdue)
+    {
+        // A notice: a delivery retried with backoff while its receiver is down is on
+        // its way; its attempts say why it waits.
+        findings.push(Finding {
+            severity: Severity::Notice,
+            check: "delivery-overdue",
+            object: "platform.relay_deliveries".to_owned(),
+            detail: format!(
+                "{} delivery(ies) pending, the oldest for {}: a receiver may be failing (see `tenet deadletters` and the attempts), or no relay runs",
+                lag.n_deliveries_pending,
+                age(age_secs)
+            ),
+        });
+    }
+    if lag.n_deliveries_dead > 0 {
+        findings.push(Finding {
+            severity: Severity::Notice,
+            check: "dead-letters",
+            object: "event deliveries".to_owned(),
+            detail: format!(
+                "{} dead delivery(ies): inspect with `tenet deadletters list`, then retry or discard",
+                lag.n_deliveries_dead
+            ),
+        });
+    }
     Ok(findings)
 }
 

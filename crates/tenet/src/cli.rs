@@ -84,9 +84,9 @@ pub enum Command {
         command: AuditCommand,
     },
     /// Check the live schema against Tenet's rules (RLS forced, no PHI outside the
-    /// vault, ...) and the work in flight (jobs stuck past their lease or overdue;
-    /// dead letters are reported as notices). Exits non-zero on any violation or
-    /// problem.
+    /// vault, ...) and the work in flight (jobs stuck past their lease or overdue,
+    /// schedule slots not fired, sagas with no job driving them, outbox events not
+    /// relayed; dead letters are notices). Exits non-zero on any violation or problem.
     Check {
         /// Print the report as JSON: `{"violations": [...], "work": [...]}`.
         #[arg(long)]
@@ -94,9 +94,16 @@ pub enum Command {
         /// A job running this many seconds past its expired lease is stuck.
         #[arg(long, default_value_t = 60)]
         lease_grace_secs: u64,
-        /// A runnable job due this many seconds ago and not claimed is stuck.
+        /// A runnable job due this many seconds ago and not claimed is stuck, and so
+        /// is an outbox event not relayed for as long.
         #[arg(long, default_value_t = 900)]
         overdue_secs: u64,
+        /// A schedule slot this many seconds late has not fired.
+        #[arg(long, default_value_t = 300)]
+        slot_late_secs: u64,
+        /// A saga unchanged this many seconds is noted.
+        #[arg(long, default_value_t = 3600)]
+        saga_idle_secs: u64,
     },
     /// Manage encryption keys.
     Keys {

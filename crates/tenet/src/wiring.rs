@@ -11,6 +11,8 @@ use identity::keyring::Keyring;
 use platform::jobs::worker::{Worker, WorkerConfig};
 use platform::jobs::{Noop, Probe, Registry};
 use platform::relay::{Handlers, NatsConfig, Relay, RelayConfig};
+use platform::sagas::{SagaRegistry, SagaStep};
+use platform::schedules::scheduler::{Scheduler, SchedulerConfig};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -70,6 +72,14 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
     } else {
         None
     };
+    // Schedules fire where jobs run; any number of nodes may run a scheduler.
+    let scheduler = (args.workers > 0).then(|| {
+        Arc::new(Scheduler::new(
+            owner.clone(),
+            app.clone(),
+            SchedulerConfig::new(worker_id()),
+        ))
+    });
     let metrics = api::metrics::Metrics::new();
     let state = api::AppState {
         pool: app,
@@ -97,6 +107,7 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
     // period and hands back the rest.
     let jobs = job_worker.map(|worker| tokio::spawn(worker.run(shutdown_rx.clone())));
     let relay = relay.map(|relay| tokio::spawn(relay.run(shutdown_rx.clone())));
+    let scheduler = scheduler.map(|scheduler| tokio::spawn(scheduler.run(shutdown_rx.clone())));
     let mut server = if args.no_http {
         tracing::info!(
             workers = args.workers,
@@ -140,6 +151,9 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
     if let Some(relay) = relay {
         relay.await.context("the outbox relay panicked")?;
     }
+    if let Some(scheduler) = scheduler {
+        scheduler.await.context("the scheduler panicked")?;
+    }
     if let Some(checkpoints) = checkpoints {
         let _ = checkpoints.await;
     }
@@ -180,9 +194,17 @@ pub fn event_handlers() -> Handlers {
 
 /// The job kinds this binary runs. Contexts add theirs here as they gain jobs.
 pub fn job_registry() -> Registry {
-    Registry::new().register(Noop).register(Probe {
-        worker_id: worker_id(),
-    })
+    Registry::new()
+        .register(Noop)
+        .register(Probe {
+            worker_id: worker_id(),
+        })
+        .register(SagaStep::new(sagas()))
+}
+
+/// The sagas this binary drives. Contexts add theirs here as they gain them.
+pub fn sagas() -> SagaRegistry {
+    SagaRegistry::new()
 }
 
 /// `host:pid`, recorded on the jobs this process holds.

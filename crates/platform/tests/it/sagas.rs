@@ -533,9 +533,12 @@ async fn stuck_sagas_lists_a_saga_whose_job_was_cancelled_and_one_left_too_long(
             .is_empty()
     );
     let job_id = saga(&db, tenant_id, cancelled).await.job_id.unwrap();
-    admin::cancel(&db.owner, JobId::new_unchecked(job_id))
-        .await
-        .unwrap();
+    admin::cancel(
+        &mut db.owner.acquire().await.unwrap(),
+        JobId::new_unchecked(job_id),
+    )
+    .await
+    .unwrap();
     let later = now + time::Duration::hours(2);
     let stuck = sagas::stuck_sagas(&db.owner, later, Duration::from_secs(3600))
         .await
@@ -547,9 +550,12 @@ async fn stuck_sagas_lists_a_saga_whose_job_was_cancelled_and_one_left_too_long(
     assert!(reasons.contains(&(*waiting.as_uuid(), StuckReason::Overdue)));
 
     // `tenet jobs retry` on the cancelled job resumes the saga.
-    admin::retry(&db.owner, JobId::new_unchecked(job_id))
-        .await
-        .unwrap();
+    admin::retry(
+        &mut db.owner.acquire().await.unwrap(),
+        JobId::new_unchecked(job_id),
+    )
+    .await
+    .unwrap();
     drain(&saga_worker(&db, config("w"))).await;
     assert_eq!(
         saga(&db, tenant_id, cancelled).await.state(),

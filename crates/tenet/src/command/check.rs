@@ -2,26 +2,16 @@
 //! flight against "known end states" (nothing neither done nor on its way).
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use platform::health::{self, HealthConfig, Severity};
 
 use crate::cli::Global;
 use crate::output::say;
 
-pub async fn run(
-    global: &Global,
-    json: bool,
-    lease_grace_secs: u64,
-    overdue_secs: u64,
-) -> anyhow::Result<ExitCode> {
+pub async fn run(global: &Global, json: bool, config: &HealthConfig) -> anyhow::Result<ExitCode> {
     super::with_pools(global, async |owner, _app| {
         let violations = schema::check::run(owner).await?;
-        let config = HealthConfig {
-            lease_grace: Duration::from_secs(lease_grace_secs),
-            overdue_after: Duration::from_secs(overdue_secs),
-        };
-        let findings = health::run(owner, &config).await?;
+        let findings = health::run(owner, config).await?;
         if json {
             say(serde_json::to_string_pretty(&serde_json::json!({
                 "violations": violations,

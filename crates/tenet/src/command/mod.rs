@@ -12,6 +12,7 @@ mod principals;
 mod up;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::PgPool;
@@ -33,7 +34,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             lease_grace_secs,
             overdue_secs,
-        } => check::run(global, json, lease_grace_secs, overdue_secs).await,
+            slot_late_secs,
+            saga_idle_secs,
+        } => {
+            let config = platform::health::HealthConfig {
+                lease_grace: Duration::from_secs(lease_grace_secs),
+                overdue_after: Duration::from_secs(overdue_secs),
+                slot_late_after: Duration::from_secs(slot_late_secs),
+                saga_idle_after: Duration::from_secs(saga_idle_secs),
+            };
+            check::run(global, json, &config).await
+        }
         Command::Keys { command } => keys::run(global, command).await,
         Command::Db { command } => database::run(global, command).await,
         Command::Jobs { command } => jobs::run(global, command).await,
