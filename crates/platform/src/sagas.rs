@@ -361,14 +361,19 @@ impl SagaState {
     }
 
     fn parse(text: &str) -> Self {
-        match text {
+        Self::from_name(text).expect("BUG: the database enum matches SagaState")
+    }
+
+    /// The state named `text`, as the database enum spells it.
+    pub fn from_name(text: &str) -> Option<Self> {
+        Some(match text {
             "running" => SagaState::Running,
             "compensating" => SagaState::Compensating,
             "completed" => SagaState::Completed,
             "compensated" => SagaState::Compensated,
             "failed" => SagaState::Failed,
-            _ => panic!("BUG: the database enum matches SagaState"),
-        }
+            _ => return None,
+        })
     }
 
     /// Whether the saga has stopped for good.

@@ -116,6 +116,22 @@ pub enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// A tenant's webhook subscriptions: events POSTed to a URL, signed with
+    /// HMAC-SHA256 (header `Tenet-Signature: t=<unix>,v1=<hex>`).
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
+    /// Recurring jobs on a cron schedule in a time zone, each slot run once.
+    Schedules {
+        #[command(subcommand)]
+        command: SchedulesCommand,
+    },
+    /// Sagas: workflows of steps with compensations (across tenants, read only).
+    Sagas {
+        #[command(subcommand)]
+        command: SagasCommand,
+    },
     /// Dead letters: work that failed past its attempts. List, inspect, retry or
     /// discard them (across tenants, as the owner role).
     Deadletters {
@@ -289,6 +305,104 @@ pub enum JobsCommand {
         /// With --wait, give up after this many seconds.
         #[arg(long, default_value_t = 600)]
         timeout_secs: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Subscribe a URL to a tenant's events; prints the signing secret once.
+    Create {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// `https://…` (or `http://`).
+        #[arg(long)]
+        url: String,
+        /// Only these event types (`patient.created`), comma-separated; all if none.
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+    },
+    /// A tenant's subscriptions.
+    List {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+    },
+    /// Stop sending to a subscription.
+    Disable {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        id: uuid::Uuid,
+    },
+    /// Send to a subscription again (after repeated failures disabled it, say).
+    Enable {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        id: uuid::Uuid,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// Create a schedule: job KIND with ARGS (ids only, JSON) at each slot of CRON.
+    Create {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// Unique within the tenant.
+        #[arg(long)]
+        name: String,
+        /// Five fields, `min hour day-of-month month day-of-week`: `0 7 * * 1-5`.
+        #[arg(long)]
+        cron: String,
+        /// An IANA zone: `America/New_York`.
+        #[arg(long, default_value = "UTC")]
+        time_zone: String,
+        /// The job kind each slot enqueues.
+        #[arg(long)]
+        kind: String,
+        /// Its arguments, as JSON (ids and codes only).
+        #[arg(long, default_value = "null")]
+        args: String,
+        /// The arguments' version (default: the kind's current one).
+        #[arg(long)]
+        args_version: Option<u32>,
+        /// After downtime: `skip` (fire the latest missed slot), `all` (each, up to
+        /// 100) or `none`.
+        #[arg(long, default_value = "skip")]
+        catch_up: String,
+    },
+    /// Schedules with their next and last slot (all tenants, or one).
+    List {
+        #[arg(long)]
+        tenant: Option<uuid::Uuid>,
+    },
+    Enable {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        id: uuid::Uuid,
+    },
+    Disable {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        id: uuid::Uuid,
+    },
+    Delete {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        id: uuid::Uuid,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SagasCommand {
+    /// Sagas, newest first.
+    List {
+        /// Only sagas in this state: running, compensating, completed, compensated,
+        /// failed.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        tenant: Option<uuid::Uuid>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
     },
 }
 

@@ -294,6 +294,8 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 trait ErasedKind: Send + Sync {
     fn check_args(&self, args_version: u32, args: serde_json::Value) -> Result<(), JobError>;
 
+    fn version(&self) -> u32;
+
     fn run<'a>(
         &'a self,
         ctx: &'a JobContext,
@@ -312,6 +314,10 @@ struct Erased<K>(K);
 impl<K: JobKind> ErasedKind for Erased<K> {
     fn check_args(&self, args_version: u32, args: serde_json::Value) -> Result<(), JobError> {
         parse_args::<K>(args_version, args).map(drop)
+    }
+
+    fn version(&self) -> u32 {
+        K::VERSION
     }
 
     fn run<'a>(
@@ -375,6 +381,11 @@ impl Registry {
         let mut names: Vec<String> = self.kinds.keys().map(|name| (*name).to_owned()).collect();
         names.sort();
         names
+    }
+
+    /// The current arguments version of `kind`, if it is registered.
+    pub fn version(&self, kind: &str) -> Option<u32> {
+        self.get(kind).map(|erased| erased.version())
     }
 
     /// Whether `args` are arguments a worker of this registry can run as `kind`:

@@ -9,7 +9,10 @@ mod jobs;
 mod keys;
 mod migrate;
 mod principals;
+mod sagas;
+mod schedules;
 mod up;
+mod webhooks;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -49,6 +52,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Db { command } => database::run(global, command).await,
         Command::Jobs { command } => jobs::run(global, command).await,
         Command::Deadletters { command } => deadletters::run(global, command).await,
+        Command::Webhooks { command } => webhooks::run(global, command).await,
+        Command::Schedules { command } => schedules::run(global, command).await,
+        Command::Sagas { command } => sagas::run(global, command).await,
         // No database: these read files and talk MLLP.
         Command::Hl7 { command } => hl7::run(command).await,
     }

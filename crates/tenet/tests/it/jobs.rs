@@ -384,7 +384,7 @@ fn free_port() -> u16 {
 
 /// Starts `tenet serve` with `workers` on a free port; returns it and its metrics URL
 /// once it answers.
-async fn serve(tenet: &Tenet, workers: &str, n: usize) -> (Child, String) {
+pub(crate) async fn serve(tenet: &Tenet, workers: &str, n: usize) -> (Child, String) {
     let port = free_port();
     let log = std::fs::File::create(tenet.home.path().join(format!("serve-{n}.log"))).unwrap();
     let child = tenet

@@ -8,6 +8,7 @@
 //! - [`keys`]: `keys rotate` re-wraps every data key under a new master key.
 //! - [`migrate`]: `migrate down` then `migrate` round-trips.
 //! - [`hl7`]: `hl7 parse` and `hl7 send` (no database; an MLLP server in the test).
+//! - [`events`]: a webhook gets a signed event from `serve`'s relay; a schedule fires.
 //! - [`jobs`]: worker processes killed with SIGKILL mid-job, a database crash-restart
 //!   under load, `jobs probe` and `deadletters`.
 //!
@@ -17,6 +18,7 @@
 
 mod audit_log;
 mod check;
+mod events;
 mod help;
 mod hl7;
 mod jobs;
