@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use platform::health::QueueStat;
 use platform::jobs::worker::{self, Outcome};
+use platform::relay::admin::RelayLag;
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -24,6 +25,8 @@ pub struct Metrics {
     job_runs: IntCounterVec,
     job_queue_depth: IntGaugeVec,
     job_queue_oldest: GaugeVec,
+    relay_pending: IntGaugeVec,
+    relay_oldest: GaugeVec,
 }
 
 impl Default for Metrics {
@@ -90,6 +93,22 @@ impl Metrics {
             &["queue", "state"],
         )
         .expect("BUG: metric definition");
+        let relay_pending = IntGaugeVec::new(
+            Opts::new(
+                "relay_pending",
+                "Events not yet fanned out (by context outbox) and deliveries not yet delivered or dead",
+            ),
+            &["queue"],
+        )
+        .expect("BUG: metric definition");
+        let relay_oldest = GaugeVec::new(
+            Opts::new(
+                "relay_lag_seconds",
+                "Age of the oldest event not fanned out (by context outbox) and of the oldest pending delivery",
+            ),
+            &["queue"],
+        )
+        .expect("BUG: metric definition");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -98,6 +117,8 @@ impl Metrics {
             Box::new(job_runs.clone()),
             Box::new(job_queue_depth.clone()),
             Box::new(job_queue_oldest.clone()),
+            Box::new(relay_pending.clone()),
+            Box::new(relay_oldest.clone()),
         ] {
             registry
                 .register(collector)
@@ -112,7 +133,35 @@ impl Metrics {
             job_runs,
             job_queue_depth,
             job_queue_oldest,
+            relay_pending,
+            relay_oldest,
         }
+    }
+
+    /// Replaces the relay gauges with a fresh sample: per context outbox
+    /// (`outbox:clinical`), deliveries (`deliveries`) and dead deliveries
+    /// (`deliveries_dead`).
+    pub fn observe_relay(&self, lag: &RelayLag) {
+        self.relay_pending.reset();
+        self.relay_oldest.reset();
+        for outbox in &lag.outboxes {
+            let queue = format!("outbox:{}", outbox.context.schema());
+            self.relay_pending
+                .with_label_values(&[queue.as_str()])
+                .set(outbox.n_pending);
+            self.relay_oldest
+                .with_label_values(&[queue.as_str()])
+                .set(outbox.oldest_pending_age_secs.unwrap_or(0.0));
+        }
+        self.relay_pending
+            .with_label_values(&["deliveries"])
+            .set(lag.n_deliveries_pending);
+        self.relay_oldest
+            .with_label_values(&["deliveries"])
+            .set(lag.oldest_delivery_pending_age_secs.unwrap_or(0.0));
+        self.relay_pending
+            .with_label_values(&["deliveries_dead"])
+            .set(lag.n_deliveries_dead);
     }
 
     /// Replaces the queue gauges with a fresh sample (queues that emptied drop out).

@@ -167,7 +167,7 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
 /// How often the queue gauges of `/metrics` are sampled.
 const QUEUE_SAMPLE_EVERY: Duration = Duration::from_secs(10);
 
-/// Samples queue depth and age into the metrics, across tenants (the owner's view):
+/// Samples queue depth and age, and the relay's lag, into the metrics, across tenants (the owner's view):
 /// the service role's pool would see no tenant's jobs outside a request.
 async fn queue_sampler(
     owner: PgPool,
@@ -178,6 +178,10 @@ async fn queue_sampler(
         match platform::health::queue_stats(&owner).await {
             Ok(stats) => metrics.observe_queues(&stats),
             Err(err) => tracing::warn!(error = %err, "sampling job queues failed"),
+        }
+        match platform::relay::admin::relay_lag(&owner).await {
+            Ok(lag) => metrics.observe_relay(&lag),
+            Err(err) => tracing::warn!(error = %err, "sampling the relay's lag failed"),
         }
         tokio::select! {
             () = tokio::time::sleep(QUEUE_SAMPLE_EVERY) => {}
