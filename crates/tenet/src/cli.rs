@@ -312,6 +312,7 @@ pub enum JobsCommand {
 pub enum WebhooksCommand {
     /// Subscribe a URL to a tenant's events; prints the signing secret once.
     Create {
+        /// The tenant whose events are sent.
         #[arg(long)]
         tenant: uuid::Uuid,
         /// `https://…` (or `http://`).
@@ -323,17 +324,20 @@ pub enum WebhooksCommand {
     },
     /// A tenant's subscriptions.
     List {
+        /// The subscriptions' tenant.
         #[arg(long)]
         tenant: uuid::Uuid,
     },
-    /// Stop sending to a subscription.
+    /// Stop sending to a subscription; its pending deliveries wait.
     Disable {
+        /// The subscription's tenant.
         #[arg(long)]
         tenant: uuid::Uuid,
         id: uuid::Uuid,
     },
     /// Send to a subscription again (after repeated failures disabled it, say).
     Enable {
+        /// The subscription's tenant.
         #[arg(long)]
         tenant: uuid::Uuid,
         id: uuid::Uuid,
@@ -371,20 +375,28 @@ pub enum SchedulesCommand {
     },
     /// Schedules with their next and last slot (all tenants, or one).
     List {
+        /// Only this tenant's.
         #[arg(long)]
         tenant: Option<uuid::Uuid>,
     },
+    /// Fire again, from the next slot after now (slots missed while disabled are
+    /// not caught up).
     Enable {
+        /// The schedule's tenant.
         #[arg(long)]
         tenant: uuid::Uuid,
         id: uuid::Uuid,
     },
+    /// Stop firing; jobs already enqueued still run.
     Disable {
+        /// The schedule's tenant.
         #[arg(long)]
         tenant: uuid::Uuid,
         id: uuid::Uuid,
     },
+    /// Delete a schedule; the jobs it fired stay.
     Delete {
+        /// The schedule's tenant.
         #[arg(long)]
         tenant: uuid::Uuid,
         id: uuid::Uuid,
@@ -399,8 +411,10 @@ pub enum SagasCommand {
         /// failed.
         #[arg(long)]
         state: Option<String>,
+        /// Only this tenant's.
         #[arg(long)]
         tenant: Option<uuid::Uuid>,
+        /// At most this many (up to 1000).
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },

@@ -328,29 +328,33 @@ async fn jobs_probe_waits_for_its_probes_and_reports_each_ran_once() {
 async fn a_dead_letter_is_listed_shown_discarded_and_retried_to_success() {
     let tenet = Tenet::new().await;
     let tenant = create_tenant(async |args| tenet.run(args).await).await;
-    let enqueued = tenet.run(&["jobs", "probe", "--tenant", &tenant]).await;
+    let enqueued = tenet
+        .run(&["jobs", "probe", "--tenant", &tenant, "--count", "2"])
+        .await;
     enqueued.ok();
-    // The job died (what a vendor outage past every retry leaves).
-    let job_id: uuid::Uuid = sqlx::query_scalar(
+    // The jobs died (what a vendor outage past every retry leaves).
+    let mut job_ids: Vec<uuid::Uuid> = sqlx::query_scalar(
         "UPDATE platform.jobs SET state = 'dead', attempts = attempts_max, finished_at = now(),
              last_error = 'vendor answered 503 on every attempt'
          WHERE kind = 'platform.probe' RETURNING id",
     )
-    .fetch_one(&tenet.db.admin)
+    .fetch_all(&tenet.db.admin)
     .await
     .unwrap();
-    let id = job_id.to_string();
+    job_ids.sort();
+    let (id, other) = (job_ids[0].to_string(), job_ids[1].to_string());
 
     let listed = tenet.run(&["deadletters", "list"]).await;
     assert!(listed.ok().contains(&id), "{listed}");
     assert!(listed.ok().contains("vendor answered 503"), "{listed}");
-    assert!(listed.ok().contains("1 dead letter(s)"), "{listed}");
+    assert!(listed.ok().contains("2 dead letter(s)"), "{listed}");
     let shown = tenet.run(&["deadletters", "show", &id]).await;
     assert!(shown.ok().contains("platform.probe"), "{shown}");
 
     tenet.run(&["deadletters", "discard", &id]).await.ok();
     let listed = tenet.run(&["deadletters", "list"]).await;
-    assert!(listed.ok().contains("0 dead letter(s)"), "{listed}");
+    assert!(listed.ok().contains("1 dead letter(s)"), "{listed}");
+    assert!(!listed.ok().contains(&id), "{listed}");
     let again = tenet.run(&["deadletters", "discard", &id]).await;
     again.failed();
     assert!(
@@ -360,7 +364,12 @@ async fn a_dead_letter_is_listed_shown_discarded_and_retried_to_success() {
         "{again}"
     );
 
-    tenet.run(&["deadletters", "retry", &id]).await.ok();
+    // Discarded, it is no dead letter any more: it is retried as the job it is. The
+    // other is retried as a dead letter.
+    tenet.run(&["deadletters", "retry", &id]).await.failed();
+    tenet.run(&["jobs", "retry", &id]).await.ok();
+    let retried = tenet.run(&["deadletters", "retry", &other]).await;
+    assert!(retried.ok().contains("runs again now"), "{retried}");
     let mut worker = spawn_worker(tenet.command(&[]), tenet.home.path(), 0);
     let started = Instant::now();
     while n_unfinished(&tenet.db.admin).await.unwrap() > 0 {
@@ -369,8 +378,10 @@ async fn a_dead_letter_is_listed_shown_discarded_and_retried_to_success() {
     }
     worker.start_kill().unwrap();
     worker.wait().await.unwrap();
-    let shown = tenet.run(&["jobs", "show", &id]).await;
-    assert!(shown.ok().contains("state:        succeeded"), "{shown}");
+    for id in [&id, &other] {
+        let shown = tenet.run(&["jobs", "show", id]).await;
+        assert!(shown.ok().contains("state:        succeeded"), "{shown}");
+    }
 }
 
 /// A free port on 127.0.0.1 (free when asked; the server binds it right after).
