@@ -827,3 +827,50 @@ async fn a_saga_is_read_with_its_step_log_by_its_own_tenant_only() {
             .problem(StatusCode::FORBIDDEN);
     }
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_these_endpoints_and_says_the_secret_is_shown_once() {
+    let world = World::new().await;
+    let document = world
+        .send(
+            request(Method::GET, "/openapi.json", None)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .ok(StatusCode::OK);
+    let paths = &document["paths"];
+    for (path, method) in [
+        ("/v1/webhooks", "post"),
+        ("/v1/webhooks", "get"),
+        ("/v1/webhooks/{id}", "get"),
+        ("/v1/webhooks/{id}/disable", "post"),
+        ("/v1/webhooks/{id}/enable", "post"),
+        ("/v1/schedules", "post"),
+        ("/v1/schedules", "get"),
+        ("/v1/schedules/{id}", "get"),
+        ("/v1/schedules/{id}", "patch"),
+        ("/v1/schedules/{id}", "delete"),
+        ("/v1/schedules/{id}/enable", "post"),
+        ("/v1/schedules/{id}/disable", "post"),
+        ("/v1/sagas/{id}", "get"),
+    ] {
+        assert!(
+            paths[path][method].is_object(),
+            "{method} {path} is not documented"
+        );
+    }
+    let created = paths["/v1/webhooks"]["post"]["responses"]["201"].to_string();
+    assert!(created.contains("shown only here"), "{created}");
+    let schemas = &document["components"]["schemas"];
+    assert!(
+        schemas["NewWebhookView"].to_string().contains("secret"),
+        "{}",
+        schemas["NewWebhookView"]
+    );
+    assert!(
+        schemas["WebhookView"]["properties"].get("secret").is_none(),
+        "{}",
+        schemas["WebhookView"]
+    );
+}
