@@ -10,8 +10,9 @@
 //! webhook sender uses — reads as IPv4 (`2130706433`, `0x7f.1`, `0177.0.0.1`).
 //!
 //! The check reads the URL's text; it cannot see what a DNS name resolves to, so a
-//! public name pointing at a private address passes here. The sender must never be
-//! the only line of defence it is not: it runs where its network policy applies.
+//! public name pointing at a private address (or one rebound to it later) passes
+//! here. Stopping that is the sender's network's job: the relay follows no
+//! redirects, and a deployment should deny its egress to private ranges.
 //!
 //! This module must never put the URL in an error: refusals name the rule broken.
 
