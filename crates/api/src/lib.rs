@@ -6,12 +6,14 @@
 //!   into types: a handler that takes [`auth::PhiReader`] cannot run for an auditor.
 //! - [`error`] maps every domain error, exhaustively, to RFC 9457 problem JSON.
 //! - [`body`] reads JSON bodies with a size limit and errors that never echo input.
+//! - [`egress`] decides which webhook URLs a tenant may register (the SSRF guard).
 //!
 //! This crate must never put PHI in a log line, a metric label, an error body or a
 //! URL: searches take their criteria in the body, and logs name routes, not paths.
 
 pub mod auth;
 pub mod body;
+pub mod egress;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
@@ -43,6 +45,9 @@ pub struct AppState {
     pub checkpoint_key: Option<Arc<audit::CheckpointKey>>,
     pub metrics: metrics::Metrics,
     pub settings: Settings,
+    /// The job kinds this deployment runs: a schedule may name only these, with
+    /// arguments they accept.
+    pub jobs: platform::jobs::Registry,
 }
 
 /// Tunables of the API.
@@ -52,6 +57,10 @@ pub struct Settings {
     pub break_glass_secs: i64,
     /// The newest migration version this build expects (for `/readyz`).
     pub schema_version: i64,
+    /// Accept webhook URLs whose host is localhost or a loopback, private or
+    /// link-local address (see [`egress`]). Off in production: for development
+    /// setups whose receiver runs beside Tenet.
+    pub webhook_allow_private_hosts: bool,
 }
 
 /// The request id of the current request, set by the request-id middleware.

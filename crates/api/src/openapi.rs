@@ -6,7 +6,7 @@ use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{admin, audit_log, jobs, patients};
+use crate::routes::{admin, audit_log, jobs, patients, sagas, schedules, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +17,9 @@ use crate::routes::{admin, audit_log, jobs, patients};
         admin::me, admin::create_user, admin::list_users, admin::create_api_key, admin::list_api_keys, admin::revoke_api_key,
         audit_log::checkpoint,
         jobs::list, jobs::read, jobs::retry, jobs::cancel, jobs::dead_letters, jobs::retry_dead_letter, jobs::discard,
+        webhooks::create, webhooks::list, webhooks::read, webhooks::disable, webhooks::enable,
+        schedules::create, schedules::list, schedules::read, schedules::update, schedules::enable, schedules::disable, schedules::remove,
+        sagas::read,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerAuth),
@@ -25,6 +28,9 @@ use crate::routes::{admin, audit_log, jobs, patients};
         (name = "admin", description = "Users and API keys"),
         (name = "audit", description = "Access reports and checkpoints"),
         (name = "jobs", description = "The tenant's durable jobs and dead letters"),
+        (name = "webhooks", description = "Webhook subscriptions to the tenant's events; a subscription's signing secret is shown once, when it is created"),
+        (name = "schedules", description = "Recurring jobs on a cron in a time zone"),
+        (name = "sagas", description = "Multi-step workflows with compensations: state and step log"),
     )
 )]
 struct ApiDoc;

@@ -90,7 +90,9 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
         settings: api::Settings {
             break_glass_secs: args.break_glass_secs,
             schema_version: migrator.migrations().last().map_or(0, |m| m.version),
+            webhook_allow_private_hosts: false,
         },
+        jobs: job_registry(),
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let checkpoints = (args.checkpoint_secs > 0).then(|| {

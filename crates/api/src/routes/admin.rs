@@ -112,7 +112,8 @@ fn user_view(user: identity::user::User) -> UserView {
     }
 }
 
-fn created(location: String, body: impl Serialize) -> Response {
+/// A 201 with a `Location` header and `body`.
+pub(super) fn created(location: String, body: impl Serialize) -> Response {
     let mut response = (StatusCode::CREATED, Json(body)).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);

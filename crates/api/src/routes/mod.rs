@@ -6,6 +6,9 @@ pub mod idempotency;
 pub mod jobs;
 pub mod ops;
 pub mod patients;
+pub mod sagas;
+pub mod schedules;
+pub mod webhooks;
 
 use axum::Router;
 
@@ -18,4 +21,7 @@ pub fn v1() -> Router<AppState> {
         .merge(admin::router())
         .merge(audit_log::router())
         .merge(jobs::router())
+        .merge(webhooks::router())
+        .merge(schedules::router())
+        .merge(sagas::router())
 }

@@ -12,12 +12,15 @@
 //!   the disk in plaintext (I2).
 //! - [`wire_format`]: snapshots of the problem JSON and patient representations.
 //! - [`jobs`]: a tenant's admins see and handle its own jobs and dead letters only.
+//! - [`automation`]: a tenant's admins manage its own webhook subscriptions (whose URLs
+//!   may not reach private hosts), schedules and sagas only.
 //! - [`operations`]: health, readiness, metrics and the OpenAPI document.
 //!
 //! Shared fixtures live in [`support`]: two tenants with a principal per role.
 
 mod audit_trail;
 mod authentication;
+mod automation;
 mod bad_input;
 mod cross_tenant;
 mod idempotency;

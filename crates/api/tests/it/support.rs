@@ -354,6 +354,15 @@ impl Deref for World {
     }
 }
 
+/// The job kinds the test API knows: what a schedule may name.
+pub fn job_registry() -> platform::jobs::Registry {
+    platform::jobs::Registry::new()
+        .register(platform::jobs::Noop)
+        .register(platform::jobs::Probe {
+            worker_id: "api-test".to_owned(),
+        })
+}
+
 pub fn schema_version() -> i64 {
     schema::migrator()
         .migrations()
@@ -377,7 +386,9 @@ impl World {
             settings: Settings {
                 break_glass_secs: 3600,
                 schema_version: schema_version(),
+                webhook_allow_private_hosts: false,
             },
+            jobs: job_registry(),
         };
         let a = Tenant::create(&db.app, &keyring, "A").await;
         let b = Tenant::create(&db.app, &keyring, "B").await;
