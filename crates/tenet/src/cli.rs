@@ -241,6 +241,10 @@ pub struct ServeArgs {
     /// The JetStream stream events go to (created if missing, capturing `tenet.>`).
     #[arg(long, env = "TENET_NATS_STREAM", default_value = "TENET_EVENTS")]
     pub nats_stream: String,
+    /// Let tenants register webhooks to loopback, private and link-local addresses
+    /// (for development only: in production it lets a tenant reach internal services).
+    #[arg(long, env = "TENET_WEBHOOK_ALLOW_PRIVATE_HOSTS")]
+    pub webhook_allow_private_hosts: bool,
 }
 
 /// `NAME=N`, N from 1 to 1024.
@@ -318,9 +322,13 @@ pub enum WebhooksCommand {
         /// `https://…` (or `http://`).
         #[arg(long)]
         url: String,
-        /// Only these event types (`patient.created`), comma-separated; all if none.
+        /// Only these event types (`patient.registered`), comma-separated; all if none.
         #[arg(long, value_delimiter = ',')]
         events: Vec<String>,
+        /// Allow a loopback, private or link-local host (refused by default, as over
+        /// the API: such a URL reaches internal services).
+        #[arg(long)]
+        allow_private_host: bool,
     },
     /// A tenant's subscriptions.
     List {

@@ -90,7 +90,7 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
         settings: api::Settings {
             break_glass_secs: args.break_glass_secs,
             schema_version: migrator.migrations().last().map_or(0, |m| m.version),
-            webhook_allow_private_hosts: false,
+            webhook_allow_private_hosts: args.webhook_allow_private_hosts,
         },
         jobs: job_registry(),
     };

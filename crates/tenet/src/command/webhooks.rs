@@ -17,7 +17,12 @@ pub async fn run(global: &Global, command: WebhooksCommand) -> anyhow::Result<Ex
             tenant,
             url,
             events,
+            allow_private_host,
         } => {
+            if let Err(refusal) = api::egress::check_webhook_url(&url, allow_private_host) {
+                tell(format!("--url is refused: {refusal}"));
+                return Ok(ExitCode::FAILURE);
+            }
             let mut tx = tenant_tx(app, tenant).await?;
             let created = admin::create_subscription(
                 &mut tx,

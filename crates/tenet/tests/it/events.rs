@@ -73,6 +73,7 @@ async fn a_webhook_gets_a_signed_event_without_phi_and_a_schedule_fires_its_job(
             &url,
             "--events",
             "patient.registered",
+            "--allow-private-host",
         ])
         .await;
     let secret = created
@@ -82,6 +83,12 @@ async fn a_webhook_gets_a_signed_event_without_phi_and_a_schedule_fires_its_job(
         .expect("the secret is printed once")
         .to_owned();
     assert!(created.stderr.contains("shown this once"), "{created}");
+    // Without the flag, a loopback receiver is refused, as over the API.
+    let refused = tenet
+        .run(&["webhooks", "create", "--tenant", &tenant, "--url", &url])
+        .await;
+    refused.failed();
+    assert!(refused.stderr.contains("--url is refused"), "{refused}");
     let listed = tenet.run(&["webhooks", "list", "--tenant", &tenant]).await;
     assert!(
         listed.ok().contains(&url) && !listed.ok().contains(&secret),
