@@ -69,7 +69,7 @@ pub enum Bench {
         #[arg(long, default_value_t = 2)]
         processes: usize,
         /// Concurrent jobs per process.
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 128)]
         workers: u16,
         /// How many tenants the jobs belong to (round-robin).
         #[arg(long, default_value_t = 8)]
