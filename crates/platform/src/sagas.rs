@@ -559,6 +559,8 @@ type Locked = (String, String, i32, i32, serde_json::Value, Option<Uuid>);
 impl JobKind for SagaStep {
     const NAME: &'static str = "platform.saga_step";
     const VERSION: u32 = 1;
+    // Only a saga enqueues its steps: a scheduled one would drive no saga.
+    const SCHEDULABLE: bool = false;
     type Args = SagaStepArgs;
 
     async fn run(

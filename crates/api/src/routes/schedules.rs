@@ -215,6 +215,11 @@ fn check_job(
             "job_kind: this deployment runs no job kind of that name".into(),
         ));
     }
+    if !state.jobs.is_schedulable(job_kind) {
+        return Err(ApiError::InvalidInput(format!(
+            "job_kind: {job_kind} is run by its own machinery and cannot be scheduled"
+        )));
+    }
     match state.jobs.check_args(job_kind, args_version, args.clone()) {
         Ok(()) => Ok(()),
         Err(JobError::Retry(_) | JobError::Fail(_)) => Err(ApiError::InvalidInput(format!(

@@ -470,6 +470,20 @@ async fn a_schedule_that_could_not_run_is_refused_with_the_reason_and_nothing_is
             .await,
     );
     assert!(detail.starts_with("job_kind: "), "{detail}");
+    // A kind only its own machinery enqueues (a saga's step) is not schedulable.
+    let detail = invalid(
+        &world
+            .post(
+                "/v1/schedules",
+                token,
+                &with("job_kind", json!("platform.saga_step")),
+            )
+            .await,
+    );
+    assert_eq!(
+        detail,
+        "job_kind: platform.saga_step is run by its own machinery and cannot be scheduled"
+    );
     let mut bad_args = with("job_kind", json!("platform.probe"));
     bad_args["args"] = json!({ "work_ms": "Secretvalue" });
     let reply = world.post("/v1/schedules", token, &bad_args).await;

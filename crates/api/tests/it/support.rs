@@ -361,6 +361,9 @@ pub fn job_registry() -> platform::jobs::Registry {
         .register(platform::jobs::Probe {
             worker_id: "api-test".to_owned(),
         })
+        .register(platform::sagas::SagaStep::new(
+            platform::sagas::SagaRegistry::new(),
+        ))
 }
 
 pub fn schema_version() -> i64 {

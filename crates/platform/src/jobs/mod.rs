@@ -62,6 +62,9 @@ pub trait JobKind: Send + Sync + 'static {
     /// so set it only for kinds whose work is all in the database: work outside it
     /// (an HTTP call) could happen twice.
     const BATCHABLE: bool = false;
+    /// Whether operators and tenants may put this kind on a schedule. Kinds that only
+    /// make sense enqueued by their own machinery (a saga's step) say no.
+    const SCHEDULABLE: bool = true;
 
     /// Whether this run of a [`JobKind::BATCHABLE`] kind may join a batch, from its
     /// stored arguments. By default every run may; a kind whose runs sometimes wait
@@ -296,6 +299,8 @@ trait ErasedKind: Send + Sync {
 
     fn version(&self) -> u32;
 
+    fn schedulable(&self) -> bool;
+
     fn run<'a>(
         &'a self,
         ctx: &'a JobContext,
@@ -318,6 +323,10 @@ impl<K: JobKind> ErasedKind for Erased<K> {
 
     fn version(&self) -> u32 {
         K::VERSION
+    }
+
+    fn schedulable(&self) -> bool {
+        K::SCHEDULABLE
     }
 
     fn run<'a>(
@@ -381,6 +390,11 @@ impl Registry {
         let mut names: Vec<String> = self.kinds.keys().map(|name| (*name).to_owned()).collect();
         names.sort();
         names
+    }
+
+    /// Whether `kind` is registered and may be put on a schedule.
+    pub fn is_schedulable(&self, kind: &str) -> bool {
+        self.get(kind).is_some_and(|erased| erased.schedulable())
     }
 
     /// The current arguments version of `kind`, if it is registered.

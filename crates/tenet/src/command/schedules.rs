@@ -46,6 +46,12 @@ pub async fn run(global: &Global, command: SchedulesCommand) -> anyhow::Result<E
                 ));
                 return Ok(ExitCode::FAILURE);
             };
+            if !registry.is_schedulable(&kind) {
+                tell(format!(
+                    "{kind} is run by its own machinery and cannot be scheduled"
+                ));
+                return Ok(ExitCode::FAILURE);
+            }
             if let Err(err) = registry.check_args(&kind, version, args.clone()) {
                 tell(format!("the arguments do not fit {kind}: {err}"));
                 return Ok(ExitCode::FAILURE);
