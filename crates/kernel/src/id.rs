@@ -107,6 +107,16 @@ typed_id!(
     RequestId,
     "request"
 );
+typed_id!(
+    /// A recurring schedule of one tenant (platform context). Not a secret, not PHI.
+    ScheduleId,
+    "schedule"
+);
+typed_id!(
+    /// A saga of one tenant (platform context). Not a secret, not PHI.
+    SagaId,
+    "saga"
+);
 
 #[cfg(test)]
 mod tests {

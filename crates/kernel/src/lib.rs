@@ -10,6 +10,8 @@ pub mod phi;
 pub mod role;
 
 pub use actor::{Actor, ActorKind};
-pub use id::{ApiKeyId, AuditEventId, JobId, PatientId, RequestId, TenantId, UserId};
+pub use id::{
+    ApiKeyId, AuditEventId, JobId, PatientId, RequestId, SagaId, ScheduleId, TenantId, UserId,
+};
 pub use phi::Phi;
 pub use role::Role;

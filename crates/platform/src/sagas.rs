@@ -35,10 +35,8 @@
 //! name steps and causes.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,46 +58,7 @@ pub const STEPS_MAX: usize = 100;
 /// The most sagas one listing returns.
 pub const LIST_LEN_MAX: i64 = 1000;
 
-/// A saga of one tenant. Not a secret, not PHI.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SagaId(Uuid);
-
-impl SagaId {
-    /// A fresh, time-ordered id.
-    pub fn generate() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    /// Wraps a UUID read from a trusted place (our own database).
-    pub const fn new_unchecked(uuid: Uuid) -> Self {
-        Self(uuid)
-    }
-
-    pub const fn as_uuid(&self) -> &Uuid {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SagaId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SagaId({})", self.0)
-    }
-}
-
-impl fmt::Display for SagaId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl FromStr for SagaId {
-    type Err = uuid::Error;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::try_parse(s).map(Self)
-    }
-}
+pub use kernel::SagaId;
 
 /// What a running step knows about its saga.
 #[derive(Debug, Clone)]

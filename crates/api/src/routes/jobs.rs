@@ -272,12 +272,7 @@ pub async fn retry_dead_letter(
     credential: TenantAdmin,
     Path(id): Path<String>,
 ) -> Result<Json<DeadLetterOutcome>, ApiError> {
-    let id = *parse_job_id(&id)?.as_uuid();
-    let Session { mut tx, .. } = credential.open(&state).await?;
-    dead_letters::retry(&mut tx, id).await?;
-    let outcome = outcome(&mut tx, id).await?;
-    tx.commit().await?;
-    Ok(Json(outcome))
+    act_on_dead_letter(state, credential, &id, DeadLetterAction::Retry).await
 }
 
 /// Take a dead letter off the list; it stays recorded.
@@ -290,9 +285,28 @@ pub async fn discard(
     credential: TenantAdmin,
     Path(id): Path<String>,
 ) -> Result<Json<DeadLetterOutcome>, ApiError> {
-    let id = *parse_job_id(&id)?.as_uuid();
+    act_on_dead_letter(state, credential, &id, DeadLetterAction::Discard).await
+}
+
+#[derive(Debug, Clone, Copy)]
+enum DeadLetterAction {
+    Retry,
+    Discard,
+}
+
+/// Does `action` to the tenant's dead letter `id` and answers what became of it.
+async fn act_on_dead_letter(
+    state: AppState,
+    credential: TenantAdmin,
+    id: &str,
+    action: DeadLetterAction,
+) -> Result<Json<DeadLetterOutcome>, ApiError> {
+    let id = *parse_job_id(id)?.as_uuid();
     let Session { mut tx, .. } = credential.open(&state).await?;
-    dead_letters::discard(&mut tx, id).await?;
+    match action {
+        DeadLetterAction::Retry => dead_letters::retry(&mut tx, id).await?,
+        DeadLetterAction::Discard => dead_letters::discard(&mut tx, id).await?,
+    };
     let outcome = outcome(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Json(outcome))

@@ -24,8 +24,6 @@
 pub mod cron;
 pub mod scheduler;
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use db::TenantTx;
@@ -46,46 +44,7 @@ pub const LIST_LEN_MAX: i64 = 1000;
 /// The longest schedule name.
 pub const NAME_LEN_MAX: usize = 100;
 
-/// A schedule of one tenant. Not a secret, not PHI.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ScheduleId(Uuid);
-
-impl ScheduleId {
-    /// A fresh, time-ordered id.
-    pub fn generate() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    /// Wraps a UUID read from a trusted place (our own database).
-    pub const fn new_unchecked(uuid: Uuid) -> Self {
-        Self(uuid)
-    }
-
-    pub const fn as_uuid(&self) -> &Uuid {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ScheduleId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ScheduleId({})", self.0)
-    }
-}
-
-impl fmt::Display for ScheduleId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl FromStr for ScheduleId {
-    type Err = uuid::Error;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::try_parse(s).map(Self)
-    }
-}
+pub use kernel::ScheduleId;
 
 /// What a scheduler does with slots it reaches late — after downtime, or after every
 /// scheduler was stopped — stored as `platform.schedule_catch_up`.
