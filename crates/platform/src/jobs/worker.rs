@@ -227,6 +227,12 @@ WHERE j.tenant_id = $1 AND j.id = c.id AND j.fencing_token = c.fencing_token
   AND j.state = 'running' AND j.lease_expires_at > clock_timestamp()
 "#;
 
+/// Planner settings for a batch's completion, its transaction's last statement (the
+/// work is done, so they change nothing else): one index lookup per job. Left to the
+/// statistics of a freshly filled table, the planner scans all of the tenant's keys
+/// for every batch (seen at 10 ms per batch of 32 on 100 000 queued jobs).
+const COMPLETE_BATCH_PLANNER_SETTINGS: &str = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
+
 /// Records a failed run, only under the claimed token.
 const FAIL: &str = r#"
 UPDATE platform.jobs
@@ -506,6 +512,7 @@ impl Worker {
         if all_ran {
             let ids: Vec<Uuid> = jobs.iter().map(|job| *job.job_id.as_uuid()).collect();
             let tokens: Vec<i64> = jobs.iter().map(|job| job.fencing_token).collect();
+            (&mut *tx).execute(COMPLETE_BATCH_PLANNER_SETTINGS).await?;
             let completed = sqlx::query(COMPLETE_BATCH)
                 .bind(first.tenant_id.as_uuid())
                 .bind(&ids)
