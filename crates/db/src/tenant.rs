@@ -39,12 +39,43 @@ impl TenantTx {
         actor_name: &str,
         request_id: Option<RequestId>,
     ) -> Result<Self, sqlx::Error> {
+        Self::begin_inner(pool, tenant_id, actor_name, request_id, None).await
+    }
+
+    /// Like [`TenantTx::begin_as`], with every statement and every lock wait of the
+    /// transaction bounded by `timeout` (`statement_timeout` and `lock_timeout`,
+    /// transaction-local): for background work, whose hung query must be cancelled
+    /// by the server, not merely abandoned by the client (the rollback would wait
+    /// for it).
+    pub async fn begin_as_bounded(
+        pool: &PgPool,
+        tenant_id: TenantId,
+        actor_name: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Self, sqlx::Error> {
+        Self::begin_inner(pool, tenant_id, actor_name, None, Some(timeout)).await
+    }
+
+    async fn begin_inner(
+        pool: &PgPool,
+        tenant_id: TenantId,
+        actor_name: &str,
+        request_id: Option<RequestId>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Self, sqlx::Error> {
         // BEGIN and the settings travel in one round trip (a simple-protocol batch).
-        // The values are spliced, not bound: ids are UUIDs we format, and the actor
-        // name is quoted below; set_config(..., true) keeps them transaction-local.
+        // The values are spliced, not bound: ids are UUIDs we format, the timeout a
+        // number, and the actor name is quoted below; set_config(..., true) keeps them
+        // transaction-local.
+        let bounds = timeout.map_or_else(String::new, |timeout| {
+            let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
+            format!(
+                ", set_config('statement_timeout', '{ms}', true), set_config('lock_timeout', '{ms}', true)"
+            )
+        });
         let statement = format!(
             "BEGIN; SELECT set_config('tenet.tenant_id', '{tenant_id}', true), \
-             set_config('tenet.actor', {}, true), set_config('tenet.request_id', '{}', true)",
+             set_config('tenet.actor', {}, true), set_config('tenet.request_id', '{}', true){bounds}",
             quote_literal(actor_name),
             request_id.map(|id| id.to_string()).unwrap_or_default(),
         );

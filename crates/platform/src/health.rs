@@ -7,8 +7,9 @@
 //!
 //! Findings are grouped (per job kind and queue, not per job), so a stuck fleet reads
 //! as a few lines, not thousands. Each query reads across tenants, through the owner
-//! role's dispatch policies, in one read-only snapshot; nothing here changes the
-//! database, and no finding carries PHI (job arguments are never read).
+//! role's dispatch policies (the job queries share one read-only snapshot); nothing
+//! here changes the database, and no finding carries PHI (job arguments are never
+//! read).
 
 use std::time::Duration;
 

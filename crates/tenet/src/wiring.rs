@@ -136,34 +136,40 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
             None => std::future::pending().await,
         }
     };
-    tokio::select! {
-        result = served => result.context("the HTTP server panicked")?.context("serving HTTP")?,
+    // Whatever ends the serving (a signal or a server error), every background task is
+    // told to stop and awaited before the first error is returned: the worker hands
+    // back its jobs instead of leaving them to expire.
+    let served: anyhow::Result<()> = tokio::select! {
+        result = served => result
+            .context("the HTTP server panicked")
+            .and_then(|served| served.context("serving HTTP")),
         () = shutdown_signal() => {
             tracing::info!("shutting down: finishing requests and jobs in flight");
             let _ = shutdown_tx.send(true);
-            if let Some(server) = server {
-                server.await.context("the HTTP server panicked")?.context("serving HTTP")?;
+            match server {
+                Some(server) => server
+                    .await
+                    .context("the HTTP server panicked")
+                    .and_then(|served| served.context("serving HTTP")),
+                None => Ok(()),
             }
         }
-    }
+    };
     let _ = shutdown_tx.send(true);
-    if let Some(jobs) = jobs {
-        jobs.await.context("the job worker panicked")?;
-    }
-    if let Some(relay) = relay {
-        relay.await.context("the outbox relay panicked")?;
-    }
-    if let Some(scheduler) = scheduler {
-        scheduler.await.context("the scheduler panicked")?;
-    }
-    if let Some(checkpoints) = checkpoints {
-        let _ = checkpoints.await;
-    }
-    if let Some(sampler) = sampler {
-        let _ = sampler.await;
+    let mut stopped = vec![served];
+    for (task, what) in [
+        (jobs, "the job worker panicked"),
+        (relay, "the outbox relay panicked"),
+        (scheduler, "the scheduler panicked"),
+        (checkpoints, "the checkpoint loop panicked"),
+        (sampler, "the metrics sampler panicked"),
+    ] {
+        if let Some(task) = task {
+            stopped.push(task.await.context(what));
+        }
     }
     owner.close().await;
-    Ok(())
+    stopped.into_iter().collect()
 }
 
 /// How often the queue gauges of `/metrics` are sampled.

@@ -89,9 +89,9 @@ pub struct ScheduleInput {
     /// The job's arguments, as that kind and version read them. Ids and codes only:
     /// never PHI.
     pub args: serde_json::Value,
-    /// Default `default`.
+    /// Default `default`; 1 to 100 of a-z, 0-9, `.`, `_` and `-`.
     pub queue: Option<String>,
-    /// Default 0; higher runs first.
+    /// Default 0; lower runs first, within the tenant.
     pub priority: Option<i16>,
     /// Attempts of each job before it is dead, 1 to 100 (default 10).
     pub attempts_max: Option<u32>,

@@ -500,6 +500,18 @@ async fn a_schedule_that_could_not_run_is_refused_with_the_reason_and_nothing_is
             .await,
     );
     assert!(detail.starts_with("catch_up"), "{detail}");
+    // Queue names are codes (they become metric labels and name fleet-wide limits).
+    let detail = invalid(
+        &world
+            .post(
+                "/v1/schedules",
+                token,
+                &with("queue", json!("Dr. Lee's queue")),
+            )
+            .await,
+    );
+    assert!(detail.starts_with("queue: "), "{detail}");
+    assert!(!detail.contains("Lee"), "{detail}");
     let detail = invalid(
         &world
             .post("/v1/schedules", token, &with("attempts_max", json!(0)))

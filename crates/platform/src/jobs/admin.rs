@@ -1,6 +1,6 @@
 //! What operators see and do with jobs (`tenet jobs list|show|retry|cancel`,
 //! `tenet deadletters …`) and what a tenant's admins see and do with their own
-//! (`/v1/admin/jobs`, `/v1/admin/dead-letters`).
+//! (`/v1/jobs`, `/v1/dead-letters`).
 //!
 //! Every function takes a connection, and sees what the connection's role and
 //! transaction may see: on the owner role, whose `job_dispatch` policy spans every

@@ -243,12 +243,22 @@ SET state = $4::platform.job_state,
 WHERE tenant_id = $1 AND id = $2 AND fencing_token = $3 AND state = 'running'
 "#;
 
+/// Extends the leases this worker holds. Rows locked by their own completion are
+/// skipped (a completing job needs no longer lease), so a heartbeat never waits on,
+/// or deadlocks with, a batch's completion that locks the same rows in another order.
 const HEARTBEAT: &str = r#"
+WITH held AS (
+    SELECT j.tenant_id, j.id
+    FROM platform.jobs j
+    JOIN unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS h(tenant_id, id, fencing_token)
+      ON j.tenant_id = h.tenant_id AND j.id = h.id AND j.fencing_token = h.fencing_token
+    WHERE j.state = 'running'
+    FOR UPDATE OF j SKIP LOCKED
+)
 UPDATE platform.jobs j
 SET lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
-FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS h(tenant_id, id, fencing_token)
-WHERE j.tenant_id = h.tenant_id AND j.id = h.id AND j.fencing_token = h.fencing_token
-  AND j.state = 'running'
+FROM held
+WHERE j.tenant_id = held.tenant_id AND j.id = held.id
 "#;
 
 /// Gives jobs back at shutdown: the attempt does not count, the token moves on.
@@ -326,37 +336,77 @@ impl Worker {
     }
 
     /// Claims up to `n` runnable jobs under a lease and a new fencing token each: first
-    /// from the unlimited queues, then from each limited queue as far as its limit
-    /// leaves room.
+    /// from each limited queue as far as its limit leaves room (capped by their
+    /// limits, they cannot starve the others; taken last, they would starve behind any
+    /// backlog), then from the unlimited queues. Jobs already claimed are never
+    /// dropped: if a later step fails, the claim returns what it has.
     pub async fn claim(&self, n: usize) -> Result<Vec<ClaimedJob>, sqlx::Error> {
         let n = n.clamp(1, CLAIM_BATCH_MAX);
-        let limited: Vec<String> = self.config.queue_limits.keys().cloned().collect();
-        let mut tx = self.owner.begin().await?;
-        (&mut *tx).execute(CLAIM_PLANNER_SETTINGS).await?;
-        let mut jobs = self.claim_in(&mut tx, n, None, &limited).await?;
-        tx.commit().await?;
+        let mut jobs = Vec::new();
         for (queue, limit) in &self.config.queue_limits {
             if jobs.len() >= n {
                 break;
             }
-            let mut tx = self.owner.begin().await?;
-            (&mut *tx).execute(CLAIM_PLANNER_SETTINGS).await?;
-            sqlx::query(LOCK_QUEUE)
-                .bind(queue)
-                .execute(&mut *tx)
-                .await?;
-            let running: i64 = sqlx::query_scalar(COUNT_RUNNING)
-                .bind(queue)
-                .fetch_one(&mut *tx)
-                .await?;
-            let room = usize::try_from(i64::from(*limit) - running).unwrap_or(0);
-            let want = room.min(n - jobs.len());
-            if want > 0 {
-                let only = std::slice::from_ref(queue);
-                jobs.extend(self.claim_in(&mut tx, want, Some(only), &[]).await?);
+            match self.claim_limited(queue, *limit, n - jobs.len()).await {
+                Ok(claimed) => jobs.extend(claimed),
+                Err(err) if !jobs.is_empty() => {
+                    tracing::warn!(error = %err, queue = %queue, "claiming from a limited queue failed; running what was claimed");
+                    return Ok(jobs);
+                }
+                Err(err) => return Err(err),
             }
-            tx.commit().await?;
         }
+        if jobs.len() < n {
+            let limited: Vec<String> = self.config.queue_limits.keys().cloned().collect();
+            match self.claim_unlimited(n - jobs.len(), &limited).await {
+                Ok(claimed) => jobs.extend(claimed),
+                Err(err) if !jobs.is_empty() => {
+                    tracing::warn!(error = %err, "claiming failed; running what was claimed");
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(jobs)
+    }
+
+    async fn claim_unlimited(
+        &self,
+        n: usize,
+        limited: &[String],
+    ) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+        let mut tx = self.owner.begin().await?;
+        (&mut *tx).execute(CLAIM_PLANNER_SETTINGS).await?;
+        let jobs = self.claim_in(&mut tx, n, None, limited).await?;
+        tx.commit().await?;
+        Ok(jobs)
+    }
+
+    /// Claims up to `n` jobs of `queue`, as far as `limit` leaves room across every
+    /// worker of the database.
+    async fn claim_limited(
+        &self,
+        queue: &str,
+        limit: u32,
+        n: usize,
+    ) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+        let mut tx = self.owner.begin().await?;
+        (&mut *tx).execute(CLAIM_PLANNER_SETTINGS).await?;
+        sqlx::query(LOCK_QUEUE)
+            .bind(queue)
+            .execute(&mut *tx)
+            .await?;
+        let running: i64 = sqlx::query_scalar(COUNT_RUNNING)
+            .bind(queue)
+            .fetch_one(&mut *tx)
+            .await?;
+        let room = usize::try_from(i64::from(limit) - running).unwrap_or(0);
+        let want = room.min(n);
+        let mut jobs = Vec::new();
+        if want > 0 {
+            let only = [queue.to_owned()];
+            jobs = self.claim_in(&mut tx, want, Some(&only), &[]).await?;
+        }
+        tx.commit().await?;
         Ok(jobs)
     }
 
@@ -433,8 +483,8 @@ impl Worker {
             attempts_max: job.attempts_max,
         };
         let actor = format!("job:{}", job.kind);
-        let mut tx = TenantTx::begin_as(&self.app, job.tenant_id, &actor, None).await?;
         let timeout = kind.timeout();
+        let mut tx = TenantTx::begin_as_bounded(&self.app, job.tenant_id, &actor, timeout).await?;
         let run = kind.run(&ctx, &mut tx, job.args_version, job.args.clone());
         let result = match tokio::time::timeout(timeout, run).await {
             Ok(result) => result,
@@ -494,7 +544,8 @@ impl Worker {
             .expect("BUG: a worker claims only kinds it has registered")
             .clone();
         let actor = format!("job:{}", first.kind);
-        let mut tx = TenantTx::begin_as(&self.app, first.tenant_id, &actor, None).await?;
+        let mut tx =
+            TenantTx::begin_as_bounded(&self.app, first.tenant_id, &actor, kind.timeout()).await?;
         let mut all_ran = true;
         for job in &jobs {
             let ctx = JobContext {
@@ -510,32 +561,66 @@ impl Worker {
             }
         }
         if all_ran {
-            let ids: Vec<Uuid> = jobs.iter().map(|job| *job.job_id.as_uuid()).collect();
-            let tokens: Vec<i64> = jobs.iter().map(|job| job.fencing_token).collect();
-            (&mut *tx).execute(COMPLETE_BATCH_PLANNER_SETTINGS).await?;
-            let completed = sqlx::query(COMPLETE_BATCH)
-                .bind(first.tenant_id.as_uuid())
-                .bind(&ids)
-                .bind(&tokens)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if usize::try_from(completed).is_ok_and(|n| n == jobs.len()) {
-                tx.commit().await?;
-                OUTCOMES[Outcome::Succeeded(first.job_id).index()]
-                    .fetch_add(completed, Ordering::Relaxed);
-                return Ok(jobs
-                    .iter()
-                    .map(|job| Outcome::Succeeded(job.job_id))
-                    .collect());
+            match self.complete_batch(tx, &jobs).await {
+                Ok(true) => {
+                    OUTCOMES[Outcome::Succeeded(first.job_id).index()]
+                        .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+                    return Ok(jobs
+                        .iter()
+                        .map(|job| Outcome::Succeeded(job.job_id))
+                        .collect());
+                }
+                Ok(false) => {}
+                // Even a commit that failed after it reached the database is safe to
+                // follow with lone runs: fencing turns each into `LeaseLost`.
+                Err(err) => {
+                    tracing::warn!(error = %err, n_jobs = jobs.len(), "completing a batch failed; running its jobs alone")
+                }
             }
+        } else {
+            // Dropping the transaction rolls it back; an explicit rollback that fails
+            // changes nothing for the lone runs below.
+            let _ = tx.rollback().await;
         }
-        tx.rollback().await?;
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in jobs {
-            outcomes.push(self.run_claimed(job).await?);
+            let job_id = job.job_id;
+            match self.run_claimed(job).await {
+                Ok(outcome) => outcomes.push(outcome),
+                // This job stays `running` until its lease expires and it is rescued;
+                // the jobs after it still run now.
+                Err(err) => {
+                    tracing::warn!(error = %err, %job_id, "a job's transaction failed; its lease will expire and it will be rescued")
+                }
+            }
         }
         Ok(outcomes)
+    }
+
+    /// Completes every job of a batch in the transaction that did their work and
+    /// commits; `false` (rolled back) if any token or lease no longer held.
+    async fn complete_batch(
+        &self,
+        mut tx: TenantTx,
+        jobs: &[ClaimedJob],
+    ) -> Result<bool, sqlx::Error> {
+        let ids: Vec<Uuid> = jobs.iter().map(|job| *job.job_id.as_uuid()).collect();
+        let tokens: Vec<i64> = jobs.iter().map(|job| job.fencing_token).collect();
+        (&mut *tx).execute(COMPLETE_BATCH_PLANNER_SETTINGS).await?;
+        let completed = sqlx::query(COMPLETE_BATCH)
+            .bind(jobs[0].tenant_id.as_uuid())
+            .bind(&ids)
+            .bind(&tokens)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if usize::try_from(completed).is_ok_and(|n| n == jobs.len()) {
+            tx.commit().await?;
+            Ok(true)
+        } else {
+            tx.rollback().await?;
+            Ok(false)
+        }
     }
 
     async fn record_failure(

@@ -170,7 +170,7 @@ pub enum ScheduleError {
     Cron(#[from] CronError),
     #[error("a schedule name is 1 to {NAME_LEN_MAX} characters")]
     InvalidName,
-    #[error("a queue name is 1 to 100 characters")]
+    #[error("a queue name is 1 to 100 of a-z, 0-9, '.', '_' and '-'")]
     InvalidQueue,
     #[error("attempts_max must be 1..={ATTEMPTS_MAX}")]
     InvalidAttempts,
@@ -221,7 +221,15 @@ fn validate(
     if name.is_some_and(|name| name.is_empty() || name.chars().count() > NAME_LEN_MAX) {
         return Err(ScheduleError::InvalidName);
     }
-    if queue.is_some_and(|queue| queue.is_empty() || queue.chars().count() > 100) {
+    // Queue names are codes, not text: they become metric labels and name fleet-wide
+    // limits, so they are short, lowercase and free of anything a person would write.
+    let queue_ok = |queue: &str| {
+        (1..=100).contains(&queue.len())
+            && queue
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+    };
+    if queue.is_some_and(|queue| !queue_ok(queue)) {
         return Err(ScheduleError::InvalidQueue);
     }
     if attempts_max.is_some_and(|n| !(1..=ATTEMPTS_MAX).contains(&n)) {

@@ -155,8 +155,26 @@ impl JobKind for BatchEffect {
     }
 }
 
+/// Hangs inside the database, past its kind's timeout.
+struct SqlHang;
+
+impl JobKind for SqlHang {
+    const NAME: &'static str = "test.sql_hang";
+    const VERSION: u32 = 1;
+    const TIMEOUT: Duration = Duration::from_millis(300);
+    type Args = ();
+
+    async fn run(&self, _ctx: &JobContext, tx: &mut TenantTx, _args: ()) -> Result<(), JobError> {
+        sqlx::query("SELECT pg_sleep(30)")
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
 fn registry() -> Registry {
     Registry::new()
+        .register(SqlHang)
         .register(BatchEffect)
         .register(Effect)
         .register(Poison)
@@ -1034,4 +1052,36 @@ async fn a_job_cancelled_mid_batch_cannot_complete_and_the_rest_still_do() {
             "job {i}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_run_hung_inside_the_database_is_cancelled_by_the_server_at_its_timeout() {
+    let db = setup().await;
+    let mut config = config("w");
+    config.backoff_base = Duration::from_secs(60);
+    config.backoff_max = Duration::from_secs(60);
+    let worker = worker(&db, config);
+    let job_id = enqueue(&db, TenantId::generate(), JobSpec::<SqlHang>::new(())).await;
+
+    // Dropping a hung future does not stop the server's query; the transaction's own
+    // statement timeout does, so the worker gets its connection back in time.
+    let started = std::time::Instant::now();
+    assert_eq!(
+        worker.try_run_one().await.unwrap(),
+        Some(Outcome::Retrying(job_id))
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let failed = job(&db, job_id).await;
+    assert_eq!(failed.state, "retrying");
+    let n_sleeping: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .unwrap();
+    assert_eq!(n_sleeping, 0, "the server still runs the hung query");
 }

@@ -114,7 +114,10 @@ fn outcome(
             say(format!("{source} {id} {done}"));
             Ok(ExitCode::SUCCESS)
         }
-        Err(DeadLetterError::Unexpected(err)) => Err(err.into()),
+        Err(
+            DeadLetterError::Unexpected(err)
+            | DeadLetterError::Job(platform::jobs::admin::AdminError::Unexpected(err)),
+        ) => Err(err.into()),
         Err(err) => {
             say(err);
             Ok(ExitCode::FAILURE)
