@@ -31,7 +31,7 @@ use tokio::task::JoinSet;
 use tokio_util::codec::Framed;
 use uuid::Uuid;
 
-use crate::store::{CommitterHandle, NewMessage, Status};
+use crate::store::{CommitterHandle, NewMessage, Status, Stored};
 
 /// One listener's settings.
 #[derive(Clone, Debug)]
@@ -188,14 +188,8 @@ async fn handle(
         Ok(message) => {
             let mode = AckMode::of(&message);
             let msh = message.msh();
-            let application = msh
-                .sending_application()
-                .namespace_id()
-                .map(|v| v.into_owned());
-            let facility = msh
-                .sending_facility()
-                .namespace_id()
-                .map(|v| v.into_owned());
+            let application = msh.sending_application().namespace_id().map(|v| text(&v));
+            let facility = msh.sending_facility().namespace_id().map(|v| text(&v));
             let allowed = config.senders.is_empty()
                 || config.senders.iter().any(|(a, f)| {
                     Some(a.as_str()) == application.as_deref()
@@ -221,11 +215,11 @@ async fn handle(
                 // a message without MSH-3 or MSH-4 are still found by MSH-10.
                 sending_application: Some(application.unwrap_or_default()),
                 sending_facility: Some(facility.unwrap_or_default()),
-                control_id: msh.control_id().map(|v| v.into_owned()),
-                message_type: message_type.code().map(|v| v.into_owned()),
-                trigger_event: message_type.trigger().map(|v| v.into_owned()),
-                processing_id: msh.processing_id().map(|v| v.into_owned()),
-                version: msh.version().map(|v| v.into_owned()),
+                control_id: msh.control_id().map(|v| text(&v)),
+                message_type: message_type.code().map(|v| text(&v)),
+                trigger_event: message_type.trigger().map(|v| text(&v)),
+                processing_id: msh.processing_id().map(|v| text(&v)),
+                version: msh.version().map(|v| text(&v)),
                 ack_mode: mode,
                 status: Status::Accepted,
                 ack_code: AckCode::accept(mode),
@@ -233,14 +227,7 @@ async fn handle(
                 raw,
             };
             let code = store(committer, config, row).await?;
-            let mut ack = AckBuilder::new(&message, code, &ack_control_id, timestamp);
-            if !code.is_commit() && !matches!(code, AckCode::ApplicationAccept) {
-                ack = ack.error(AckError::new(
-                    ErrorCode::DuplicateKeyIdentifier,
-                    "MSH-10: a duplicate of a message answered with this code",
-                ));
-            }
-            Some(ack.build())
+            Some(AckBuilder::new(&message, code, &ack_control_id, timestamp).build())
         }
         Err(error) => {
             let mode = sniff_mode(&frame);
@@ -281,14 +268,20 @@ async fn store(
     let original = row.ack_code;
     match committer.store(config.tenant_id, row).await {
         Ok(stored) => Some(match stored {
-            crate::store::Stored::New => original,
-            crate::store::Stored::Duplicate { ack_code } => ack_code,
+            Stored::New => original,
+            Stored::Duplicate { ack_code } => ack_code,
         }),
         Err(error) => {
             tracing::error!(message_id = %id, listener = %config.name, %error, "an HL7 message was not stored; no ACK sent");
             None
         }
     }
+}
+
+/// A field's text as PostgreSQL can store it: NUL, which `text` refuses (and which
+/// would fail the whole group), becomes U+FFFD.
+fn text(value: &str) -> String {
+    value.replace('\0', "\u{FFFD}")
 }
 
 /// Our ACK's MSH-10: 20 characters (the v2.5 limit) from the stored message's id.

@@ -97,16 +97,6 @@ pub enum Stored {
     Duplicate { ack_code: AckCode },
 }
 
-impl Stored {
-    /// The ACK code to send for `message`.
-    pub fn ack_code(self, message: &NewMessage) -> AckCode {
-        match self {
-            Stored::New => message.ack_code,
-            Stored::Duplicate { ack_code } => ack_code,
-        }
-    }
-}
-
 /// Why a message was not stored. The sender must not be told it was accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -188,16 +178,35 @@ async fn run(pool: PgPool, config: CommitterConfig, mut rx: mpsc::Receiver<Pendi
                         let _ = pending.reply.send(Ok(outcome));
                     }
                 }
-                Err(error) => {
-                    tracing::error!(%tenant_id, messages = n, %error, "committing a group of HL7 messages failed");
-                    let error = std::sync::Arc::new(error);
+                Err(error) if n > 1 => {
+                    // One bad message must not fail its neighbours forever (they
+                    // would be resent into the same fate): commit each alone.
+                    tracing::warn!(%tenant_id, messages = n, %error, "committing a group of HL7 messages failed; committing them one by one");
                     for pending in pendings {
-                        let _ = pending.reply.send(Err(StoreError::Database(error.clone())));
+                        let outcome =
+                            commit_group(&pool, tenant_id, std::slice::from_ref(&pending))
+                                .await
+                                .map(|mut outcomes| outcomes.remove(0));
+                        answer(pending, tenant_id, outcome);
+                    }
+                }
+                Err(error) => {
+                    if let Some(pending) = pendings.into_iter().next() {
+                        answer(pending, tenant_id, Err(error));
                     }
                 }
             }
         }
     }
+}
+
+/// Answers one sender; a failure is logged here, with the message's id only.
+fn answer(pending: Pending, tenant_id: TenantId, outcome: Result<Stored, sqlx::Error>) {
+    let outcome = outcome.map_err(|error| {
+        tracing::error!(%tenant_id, message_id = %pending.message.id, %error, "committing an HL7 message failed");
+        StoreError::Database(std::sync::Arc::new(error))
+    });
+    let _ = pending.reply.send(outcome);
 }
 
 fn mode_str(mode: AckMode) -> &'static str {
