@@ -262,3 +262,33 @@ async fn another_tenant_sees_no_messages() {
     let other = TenantId::new_unchecked(Uuid::now_v7());
     assert_eq!(count(&db.app, other, "true").await, 0);
 }
+
+#[tokio::test]
+async fn a_message_whose_commit_fails_gets_no_ack_and_its_resend_is_stored_once() {
+    let db = TestDb::migrated(&schema::migrator()).await;
+    let server = start(&db, |_| {}).await;
+    sqlx::query("REVOKE INSERT ON ingest.messages FROM tenet_app")
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    let mut client = connect(&server).await;
+    client.send(adt("LAB", "F1").as_bytes()).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), client.next())
+        .await
+        .expect("the server answers or closes within 10 s");
+    assert!(
+        matches!(next, None | Some(Err(_))),
+        "no ACK for an uncommitted message"
+    );
+    sqlx::query("GRANT INSERT ON ingest.messages TO tenet_app")
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    let mut client = connect(&server).await;
+    assert_eq!(exchange(&mut client, &adt("LAB", "F1")).await.code, "AA");
+    assert_eq!(exchange(&mut client, &adt("LAB", "F1")).await.code, "AA");
+    assert_eq!(
+        count(&db.app, server.tenant_id, "control_id = 'F1'").await,
+        1
+    );
+}
