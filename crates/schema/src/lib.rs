@@ -16,11 +16,12 @@ pub mod check;
 /// because [`db::Migrator::new`] sorts by version (and panics on a duplicate version,
 /// a wiring mistake caught at start-up).
 pub fn migrator() -> db::Migrator {
-    let contexts: [&[db::Migration]; 4] = [
+    let contexts: [&[db::Migration]; 5] = [
         platform::MIGRATIONS,
         identity::MIGRATIONS,
         clinical::MIGRATIONS,
         audit::MIGRATIONS,
+        ingest::MIGRATIONS,
     ];
     db::Migrator::new(contexts.concat())
 }

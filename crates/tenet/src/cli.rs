@@ -245,6 +245,13 @@ pub struct ServeArgs {
     /// (for development only: in production it lets a tenant reach internal services).
     #[arg(long, env = "TENET_WEBHOOK_ALLOW_PRIVATE_HOSTS")]
     pub webhook_allow_private_hosts: bool,
+    /// Also receive HL7 v2 over MLLP on this address (`127.0.0.1:2575`); every message
+    /// is stored before it is acknowledged.
+    #[arg(long, env = "TENET_MLLP", requires = "mllp_tenant")]
+    pub mllp: Option<SocketAddr>,
+    /// The tenant every message received on `--mllp` belongs to.
+    #[arg(long, env = "TENET_MLLP_TENANT", requires = "mllp")]
+    pub mllp_tenant: Option<uuid::Uuid>,
 }
 
 /// `NAME=N`, N from 1 to 1024.

@@ -8,6 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use db::TenantTx;
 use identity::keyring::Keyring;
+use ingest::listener::{Listener, ListenerConfig};
+use ingest::store::{Committer, CommitterConfig};
+use kernel::TenantId;
 use platform::jobs::worker::{Worker, WorkerConfig};
 use platform::jobs::{Noop, Probe, Registry};
 use platform::relay::{Handlers, NatsConfig, Relay, RelayConfig};
@@ -80,6 +83,20 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
             SchedulerConfig::new(worker_id()),
         ))
     });
+    // HL7 v2 over MLLP: bound before anything is served, so a taken port fails the start.
+    let mllp = match (args.mllp, args.mllp_tenant) {
+        (Some(addr), Some(tenant)) => {
+            let (committer, committer_task) =
+                Committer::spawn(app.clone(), CommitterConfig::default());
+            let config = ListenerConfig::new(TenantId::new_unchecked(tenant), "mllp");
+            let listener = Listener::bind(addr, config, committer)
+                .await
+                .with_context(|| format!("listening for MLLP on {addr}"))?;
+            tracing::info!(mllp = %addr, "receiving HL7 v2 over MLLP");
+            Some((listener, committer_task))
+        }
+        _ => None,
+    };
     let metrics = api::metrics::Metrics::new();
     let state = api::AppState {
         pool: app,
@@ -110,6 +127,14 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
     let jobs = job_worker.map(|worker| tokio::spawn(worker.run(shutdown_rx.clone())));
     let relay = relay.map(|relay| tokio::spawn(relay.run(shutdown_rx.clone())));
     let scheduler = scheduler.map(|scheduler| tokio::spawn(scheduler.run(shutdown_rx.clone())));
+    // The committer stops once the listener and its connections are gone.
+    let (mllp, mllp_committer) = match mllp {
+        Some((listener, committer)) => (
+            Some(tokio::spawn(listener.run(shutdown_rx.clone()))),
+            Some(committer),
+        ),
+        None => (None, None),
+    };
     let mut server = if args.no_http {
         tracing::info!(
             workers = args.workers,
@@ -161,6 +186,8 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
         (jobs, "the job worker panicked"),
         (relay, "the outbox relay panicked"),
         (scheduler, "the scheduler panicked"),
+        (mllp, "the MLLP listener panicked"),
+        (mllp_committer, "the MLLP committer panicked"),
         (checkpoints, "the checkpoint loop panicked"),
         (sampler, "the metrics sampler panicked"),
     ] {

@@ -1,0 +1,32 @@
+//! HL7 v2 ingestion over MLLP: the first slice.
+//!
+//! - [`listener`] accepts MLLP connections, parses each message with the `hl7` crate
+//!   and answers it with an ACK, which is written to the socket only after the
+//!   message is committed (invariant I4).
+//! - [`store`] commits messages from every connection in groups: one transaction per
+//!   tenant per group, so a burst of messages costs a few commits, not one each.
+//!   A duplicate (same MSH-3, MSH-4 and MSH-10) is stored once and answered with the
+//!   first message's ACK code (invariant I6).
+//!
+//! Messages that cannot be parsed are kept, as `rejected`, with the reason (field
+//! positions and rule names, never content) and answered `AR` (`CR` in enhanced
+//! mode). Messages that parse are stored as `accepted` whatever their type: turning
+//! them into clinical records is a later slice.
+//!
+//! This crate holds PHI only in `ingest.messages.raw`, as opaque bytes. It must never
+//! log, or put into an error, anything read from a message but its routing fields'
+//! positions, its size and ids.
+
+pub mod listener;
+pub mod store;
+
+use db::Migration;
+
+/// The ingest context's migrations.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 2026112501,
+    context: "ingest",
+    name: "ingest",
+    up: include_str!("../migrations/2026112501_ingest.up.sql"),
+    down: include_str!("../migrations/2026112501_ingest.down.sql"),
+}];

@@ -1,0 +1,343 @@
+//! The MLLP listener: one task per connection, one message at a time per connection,
+//! each ACK written only after the message's group committed.
+//!
+//! Decisions of this slice:
+//! - A message that parses is stored as `accepted` and answered `AA` (`CA` in
+//!   enhanced mode) whatever its type: processing is a later slice.
+//! - A message that does not parse is stored as `rejected` and answered `AR` (`CR`)
+//!   with an ERR saying why.
+//! - A sender (MSH-3.1, MSH-4.1) not on a non-empty allow-list is answered `AR`
+//!   (`CR`) with an ERR and is **not** stored: it is not ours to keep.
+//! - A frame over the limit closes the connection (logged with its limit, never its
+//!   content).
+//! - When the commit fails, nothing is sent and the connection is closed: the
+//!   sender did not get an ACK, so it resends, and duplicate detection makes the
+//!   resend safe. An `AA` is never sent for an uncommitted message.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use hl7::ack::{AckBuilder, AckCode, AckError, AckMode, ErrorCode};
+use hl7::mllp::{MllpCodec, MllpError};
+use hl7::{DateTime, Message};
+use kernel::TenantId;
+use time::OffsetDateTime;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_util::codec::Framed;
+use uuid::Uuid;
+
+use crate::store::{CommitterHandle, NewMessage, Status, Stored};
+
+/// One listener's settings.
+#[derive(Clone, Debug)]
+pub struct ListenerConfig {
+    /// The tenant every message on this listener belongs to.
+    pub tenant_id: TenantId,
+    /// The listener's name, stored with each message.
+    pub name: String,
+    /// The senders allowed, as (MSH-3.1, MSH-4.1) pairs; empty allows anyone.
+    pub senders: Vec<(String, String)>,
+    /// The largest MLLP payload accepted; a larger frame closes the connection.
+    pub frame_bytes_max: usize,
+    /// A connection silent for this long is closed.
+    pub idle_timeout: Duration,
+    /// The most connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl ListenerConfig {
+    /// A listener for `tenant_id` with the default limits and no allow-list.
+    pub fn new(tenant_id: TenantId, name: impl Into<String>) -> Self {
+        Self {
+            tenant_id,
+            name: name.into(),
+            senders: Vec::new(),
+            frame_bytes_max: hl7::mllp::FRAME_BYTES_MAX,
+            idle_timeout: Duration::from_secs(300),
+            max_connections: 256,
+        }
+    }
+}
+
+/// A bound MLLP listener.
+pub struct Listener {
+    socket: TcpListener,
+    config: Arc<ListenerConfig>,
+    committer: CommitterHandle,
+}
+
+impl Listener {
+    /// Binds `addr`; messages go to `committer`.
+    pub async fn bind(
+        addr: SocketAddr,
+        config: ListenerConfig,
+        committer: CommitterHandle,
+    ) -> std::io::Result<Self> {
+        let socket = TcpListener::bind(addr).await?;
+        Ok(Self {
+            socket,
+            config: Arc::new(config),
+            committer,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Serves until `shutdown` turns true; then stops accepting, lets each connection
+    /// finish the message in hand, and returns.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let permits = Arc::new(Semaphore::new(self.config.max_connections.max(1)));
+        let mut connections = JoinSet::new();
+        loop {
+            let permit = tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => break,
+                permit = permits.clone().acquire_owned() => permit.expect("BUG: semaphore closed"),
+            };
+            let accepted = tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => break,
+                accepted = self.socket.accept() => accepted,
+            };
+            // Reap finished connections so the set does not grow.
+            while connections.try_join_next().is_some() {}
+            match accepted {
+                Ok((stream, peer)) => {
+                    let config = self.config.clone();
+                    let committer = self.committer.clone();
+                    let shutdown = shutdown.clone();
+                    connections.spawn(async move {
+                        serve(stream, peer, &config, &committer, shutdown).await;
+                        drop(permit);
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, listener = %self.config.name, "accepting an MLLP connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        while connections.join_next().await.is_some() {}
+    }
+}
+
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: &ListenerConfig,
+    committer: &CommitterHandle,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut framed = Framed::new(
+        stream,
+        MllpCodec::with_frame_bytes_max(config.frame_bytes_max),
+    );
+    let mut n_messages = 0u64;
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            next = tokio::time::timeout(config.idle_timeout, framed.next()) => next,
+        };
+        let frame = match next {
+            Err(_) => {
+                tracing::info!(%peer, listener = %config.name, "closing an idle MLLP connection");
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(MllpError::FrameTooLarge { bytes_max }))) => {
+                tracing::warn!(%peer, listener = %config.name, bytes_max, "an MLLP frame is over the limit; closing the connection");
+                break;
+            }
+            Ok(Some(Err(error))) => {
+                tracing::warn!(%peer, listener = %config.name, %error, "MLLP framing failed; closing the connection");
+                break;
+            }
+        };
+        n_messages += 1;
+        let Some(ack) = handle(frame, config, committer).await else {
+            // Not stored: send nothing, the sender resends.
+            break;
+        };
+        if let Err(error) = framed.send(ack).await {
+            tracing::warn!(%peer, listener = %config.name, %error, "sending an ACK failed");
+            break;
+        }
+    }
+    tracing::debug!(%peer, listener = %config.name, messages = n_messages, "MLLP connection closed");
+}
+
+/// Stores one message and returns its ACK; `None` when it could not be stored.
+async fn handle(
+    frame: Bytes,
+    config: &ListenerConfig,
+    committer: &CommitterHandle,
+) -> Option<Vec<u8>> {
+    let received_at = OffsetDateTime::now_utc();
+    let id = Uuid::now_v7();
+    let ack_control_id = ack_control_id(id);
+    let timestamp = hl7_timestamp(received_at);
+    let raw = frame.clone();
+    match Message::parse(&frame) {
+        Ok(message) => {
+            let mode = AckMode::of(&message);
+            let msh = message.msh();
+            let application = msh.sending_application().namespace_id().map(|v| text(&v));
+            let facility = msh.sending_facility().namespace_id().map(|v| text(&v));
+            let allowed = config.senders.is_empty()
+                || config.senders.iter().any(|(a, f)| {
+                    Some(a.as_str()) == application.as_deref()
+                        && Some(f.as_str()) == facility.as_deref()
+                });
+            if !allowed {
+                tracing::warn!(listener = %config.name, "refused a message from a sender not on the allow-list");
+                return Some(
+                    AckBuilder::new(&message, AckCode::reject(mode), &ack_control_id, timestamp)
+                        .error(AckError::new(
+                            ErrorCode::UnknownKeyIdentifier,
+                            "MSH-3/MSH-4: the sender is not allowed on this listener",
+                        ))
+                        .build(),
+                );
+            }
+            let message_type = msh.message_type();
+            let row = NewMessage {
+                id,
+                received_at,
+                listener: config.name.clone(),
+                // Present but empty routing fields are stored as '' so duplicates of
+                // a message without MSH-3 or MSH-4 are still found by MSH-10.
+                sending_application: Some(application.unwrap_or_default()),
+                sending_facility: Some(facility.unwrap_or_default()),
+                control_id: msh.control_id().map(|v| text(&v)),
+                message_type: message_type.code().map(|v| text(&v)),
+                trigger_event: message_type.trigger().map(|v| text(&v)),
+                processing_id: msh.processing_id().map(|v| text(&v)),
+                version: msh.version().map(|v| text(&v)),
+                ack_mode: mode,
+                status: Status::Accepted,
+                ack_code: AckCode::accept(mode),
+                error: None,
+                raw,
+            };
+            let code = store(committer, config, row).await?;
+            Some(AckBuilder::new(&message, code, &ack_control_id, timestamp).build())
+        }
+        Err(error) => {
+            let mode = sniff_mode(&frame);
+            let ack_error = AckError::from_parse_error(&error);
+            let row = NewMessage {
+                id,
+                received_at,
+                listener: config.name.clone(),
+                sending_application: None,
+                sending_facility: None,
+                control_id: None,
+                message_type: None,
+                trigger_event: None,
+                processing_id: None,
+                version: None,
+                ack_mode: mode,
+                status: Status::Rejected,
+                ack_code: AckCode::reject(mode),
+                error: Some(error.to_string()),
+                raw,
+            };
+            let code = store(committer, config, row).await?;
+            Some(
+                AckBuilder::for_unparsed(&frame, code, &ack_control_id, timestamp)
+                    .error(ack_error)
+                    .build(),
+            )
+        }
+    }
+}
+
+async fn store(
+    committer: &CommitterHandle,
+    config: &ListenerConfig,
+    row: NewMessage,
+) -> Option<AckCode> {
+    let id = row.id;
+    let original = row.ack_code;
+    match committer.store(config.tenant_id, row).await {
+        Ok(stored) => Some(match stored {
+            Stored::New => original,
+            Stored::Duplicate { ack_code } => ack_code,
+        }),
+        Err(error) => {
+            tracing::error!(message_id = %id, listener = %config.name, %error, "an HL7 message was not stored; no ACK sent");
+            None
+        }
+    }
+}
+
+/// A field's text as PostgreSQL can store it: NUL, which `text` refuses (and which
+/// would fail the whole group), becomes U+FFFD.
+fn text(value: &str) -> String {
+    value.replace('\0', "\u{FFFD}")
+}
+
+/// Our ACK's MSH-10: 20 characters (the v2.5 limit) from the stored message's id.
+fn ack_control_id(id: Uuid) -> String {
+    id.simple().to_string()[12..].to_owned()
+}
+
+fn hl7_timestamp(at: OffsetDateTime) -> DateTime {
+    DateTime::from_ymd_hms(
+        u16::try_from(at.year()).unwrap_or(1970),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+    )
+    .and_then(|value| value.with_offset_minutes(0))
+    .expect("BUG: a UTC clock reading is a valid HL7 timestamp")
+}
+
+/// The acknowledgement mode of bytes that did not parse: enhanced when MSH-15 or
+/// MSH-16 of a readable first line is set.
+fn sniff_mode(bytes: &[u8]) -> AckMode {
+    if bytes.len() < 4 || !bytes.starts_with(b"MSH") {
+        return AckMode::Original;
+    }
+    let separator = bytes[3];
+    let line_end = bytes
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(bytes.len());
+    // Field n (n >= 2) is split part n - 1: "MSH" is part 0 and MSH-1 is the separator.
+    let parts: Vec<&[u8]> = bytes[..line_end].split(|&b| b == separator).collect();
+    let set = |n: usize| parts.get(n - 1).is_some_and(|part| !part.is_empty());
+    if set(15) || set(16) {
+        AckMode::Enhanced
+    } else {
+        AckMode::Original
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mode_of_unparsed_bytes_is_read_from_msh_15_and_16() {
+        let original = b"MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5.1\r";
+        let enhanced = b"MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5.1|||AL|NE\r";
+        assert_eq!(sniff_mode(original), AckMode::Original);
+        assert_eq!(sniff_mode(enhanced), AckMode::Enhanced);
+        assert_eq!(sniff_mode(b"garbage"), AckMode::Original);
+    }
+
+    #[test]
+    fn the_ack_control_id_fits_msh_10_of_v2_5() {
+        assert_eq!(ack_control_id(Uuid::now_v7()).len(), 20);
+    }
+}

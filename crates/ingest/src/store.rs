@@ -1,0 +1,310 @@
+//! Grouped commits: many connections hand their messages to one [`Committer`], which
+//! stores whatever arrived within a short window in one transaction per tenant and
+//! only then answers each sender.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use db::TenantTx;
+use hl7::ack::{AckCode, AckMode};
+use kernel::TenantId;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// How a group is formed.
+#[derive(Clone, Debug)]
+pub struct CommitterConfig {
+    /// After the first message of a group, how long to wait for more.
+    pub window: Duration,
+    /// The most messages in one group.
+    pub group_max: usize,
+    /// How many messages may wait for the committer before senders block.
+    pub queue_max: usize,
+}
+
+impl Default for CommitterConfig {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_millis(2),
+            group_max: 128,
+            queue_max: 1024,
+        }
+    }
+}
+
+/// Whether a stored message was accepted or kept as rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Accepted,
+    Rejected,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Accepted => "accepted",
+            Status::Rejected => "rejected",
+        }
+    }
+}
+
+/// One message to store. The routing fields are `None` when the message did not
+/// parse.
+#[derive(Clone)]
+pub struct NewMessage {
+    pub id: Uuid,
+    pub received_at: OffsetDateTime,
+    pub listener: String,
+    pub sending_application: Option<String>,
+    pub sending_facility: Option<String>,
+    pub control_id: Option<String>,
+    pub message_type: Option<String>,
+    pub trigger_event: Option<String>,
+    pub processing_id: Option<String>,
+    pub version: Option<String>,
+    pub ack_mode: AckMode,
+    pub status: Status,
+    /// The ACK code this message is answered with once stored.
+    pub ack_code: AckCode,
+    /// Why it was rejected: positions and rule names only, never content.
+    pub error: Option<String>,
+    pub raw: Bytes,
+}
+
+impl std::fmt::Debug for NewMessage {
+    // Never the routing fields' values or the raw bytes: they may be PHI.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewMessage")
+            .field("id", &self.id)
+            .field("status", &self.status)
+            .field("ack_code", &self.ack_code)
+            .field("raw_bytes", &self.raw.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the store did with a message, once its transaction committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// Stored now; answer with the message's own ACK code.
+    New,
+    /// A message with the same sender and control id was stored before; answer with
+    /// its ACK code.
+    Duplicate { ack_code: AckCode },
+}
+
+/// Why a message was not stored. The sender must not be told it was accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the group's transaction failed")]
+    Database(#[source] std::sync::Arc<sqlx::Error>),
+    #[error("the committer has stopped")]
+    Stopped,
+}
+
+struct Pending {
+    tenant_id: TenantId,
+    message: NewMessage,
+    reply: oneshot::Sender<Result<Stored, StoreError>>,
+}
+
+/// A handle for submitting messages to a [`Committer`]; cheap to clone.
+#[derive(Clone)]
+pub struct CommitterHandle {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl CommitterHandle {
+    /// Stores `message` for `tenant_id` and returns once its transaction committed
+    /// (or failed).
+    pub async fn store(
+        &self,
+        tenant_id: TenantId,
+        message: NewMessage,
+    ) -> Result<Stored, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Pending {
+                tenant_id,
+                message,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        answer.await.map_err(|_| StoreError::Stopped)?
+    }
+}
+
+/// The task that commits messages in groups. It stops when every
+/// [`CommitterHandle`] is dropped, after committing what it holds.
+pub struct Committer;
+
+impl Committer {
+    /// Starts the committer on the service-role pool.
+    pub fn spawn(pool: PgPool, config: CommitterConfig) -> (CommitterHandle, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(config.queue_max.max(1));
+        let task = tokio::spawn(run(pool, config, rx));
+        (CommitterHandle { tx }, task)
+    }
+}
+
+async fn run(pool: PgPool, config: CommitterConfig, mut rx: mpsc::Receiver<Pending>) {
+    let group_max = config.group_max.max(1);
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        let deadline = tokio::time::Instant::now() + config.window;
+        while group.len() < group_max {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(next)) => group.push(next),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let mut by_tenant: HashMap<TenantId, Vec<Pending>> = HashMap::new();
+        for pending in group {
+            by_tenant
+                .entry(pending.tenant_id)
+                .or_default()
+                .push(pending);
+        }
+        for (tenant_id, pendings) in by_tenant {
+            let n = pendings.len();
+            match commit_group(&pool, tenant_id, &pendings).await {
+                Ok(outcomes) => {
+                    for (pending, outcome) in pendings.into_iter().zip(outcomes) {
+                        let _ = pending.reply.send(Ok(outcome));
+                    }
+                }
+                Err(error) if n > 1 => {
+                    // One bad message must not fail its neighbours forever (they
+                    // would be resent into the same fate): commit each alone.
+                    tracing::warn!(%tenant_id, messages = n, %error, "committing a group of HL7 messages failed; committing them one by one");
+                    for pending in pendings {
+                        let outcome =
+                            commit_group(&pool, tenant_id, std::slice::from_ref(&pending))
+                                .await
+                                .map(|mut outcomes| outcomes.remove(0));
+                        answer(pending, tenant_id, outcome);
+                    }
+                }
+                Err(error) => {
+                    if let Some(pending) = pendings.into_iter().next() {
+                        answer(pending, tenant_id, Err(error));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Answers one sender; a failure is logged here, with the message's id only.
+fn answer(pending: Pending, tenant_id: TenantId, outcome: Result<Stored, sqlx::Error>) {
+    let outcome = outcome.map_err(|error| {
+        tracing::error!(%tenant_id, message_id = %pending.message.id, %error, "committing an HL7 message failed");
+        StoreError::Database(std::sync::Arc::new(error))
+    });
+    let _ = pending.reply.send(outcome);
+}
+
+fn mode_str(mode: AckMode) -> &'static str {
+    match mode {
+        AckMode::Original => "original",
+        AckMode::Enhanced => "enhanced",
+    }
+}
+
+/// Inserts one tenant's group in one transaction and commits it; returns, in order,
+/// what happened to each message.
+async fn commit_group(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    pendings: &[Pending],
+) -> Result<Vec<Stored>, sqlx::Error> {
+    let messages: Vec<&NewMessage> = pendings.iter().map(|p| &p.message).collect();
+    let mut tx = TenantTx::begin_as(pool, tenant_id, "system:ingest", None).await?;
+    // The ACK promises durability: never acknowledge on an asynchronous commit.
+    sqlx::query("SET LOCAL synchronous_commit = on")
+        .execute(&mut *tx)
+        .await?;
+    let col = |f: fn(&NewMessage) -> Option<String>| -> Vec<Option<String>> {
+        messages.iter().map(|m| f(m)).collect()
+    };
+    let inserted: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO ingest.messages (tenant_id, id, received_at, listener, sending_application, \
+             sending_facility, control_id, message_type, trigger_event, processing_id, version, \
+             ack_mode, status, ack_code, error, raw) \
+         SELECT $1, u.* FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::text[], \
+             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
+             $12::ingest.ack_mode[], $13::ingest.message_status[], $14::text[], $15::text[], \
+             $16::bytea[]) AS u \
+         ON CONFLICT (tenant_id, sending_application, sending_facility, control_id) DO NOTHING \
+         RETURNING id",
+    )
+    .bind(tenant_id.as_uuid())
+    .bind(messages.iter().map(|m| m.id).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.received_at).collect::<Vec<_>>())
+    .bind(
+        messages
+            .iter()
+            .map(|m| m.listener.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(col(|m| m.sending_application.clone()))
+    .bind(col(|m| m.sending_facility.clone()))
+    .bind(col(|m| m.control_id.clone()))
+    .bind(col(|m| m.message_type.clone()))
+    .bind(col(|m| m.trigger_event.clone()))
+    .bind(col(|m| m.processing_id.clone()))
+    .bind(col(|m| m.version.clone()))
+    .bind(
+        messages
+            .iter()
+            .map(|m| mode_str(m.ack_mode))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        messages
+            .iter()
+            .map(|m| m.status.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        messages
+            .iter()
+            .map(|m| m.ack_code.code())
+            .collect::<Vec<_>>(),
+    )
+    .bind(col(|m| m.error.clone()))
+    .bind(messages.iter().map(|m| m.raw.to_vec()).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await?;
+    let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
+    let mut outcomes = Vec::with_capacity(messages.len());
+    for message in &messages {
+        if inserted.contains(&message.id) {
+            outcomes.push(Stored::New);
+            continue;
+        }
+        // A duplicate of a message stored earlier (or earlier in this group): answer
+        // with that message's ACK code.
+        let code: String = sqlx::query_scalar(
+            "SELECT ack_code FROM ingest.messages WHERE tenant_id = $1 \
+             AND sending_application = $2 AND sending_facility = $3 AND control_id = $4",
+        )
+        .bind(tenant_id.as_uuid())
+        .bind(&message.sending_application)
+        .bind(&message.sending_facility)
+        .bind(&message.control_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let ack_code = AckCode::from_code(&code).ok_or_else(|| {
+            sqlx::Error::Decode(format!("an unknown stored ACK code {code:?}").into())
+        })?;
+        outcomes.push(Stored::Duplicate { ack_code });
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
