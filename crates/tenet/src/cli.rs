@@ -193,7 +193,7 @@ pub enum DbCommand {
     Status,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// The HTTP listen address.
     #[arg(long, env = "TENET_HTTP", default_value = "127.0.0.1:8080")]

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 use db::TenantTx;
 use identity::keyring::Keyring;
-use kernel::Role;
+use kernel::{Role, TenantId};
 
 use crate::cli::{Global, ServeArgs, UpArgs};
 use crate::output::say;
@@ -33,9 +33,16 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<ExitCode> {
     if n_applied > 0 {
         tracing::info!(n_applied, "migrations applied");
     }
+    let mut serve_args = args.serve.clone();
     if args.demo {
         let keyring = Keyring::new(settings::master_key(global)?);
-        demo(&owner, &app, &keyring).await?;
+        let demo_tenant = demo(&owner, &app, &keyring).await?;
+        // The demo tenant receives HL7 v2 on the registered MLLP port unless told
+        // otherwise.
+        if serve_args.mllp.is_none() {
+            serve_args.mllp = Some(DEMO_MLLP.parse().expect("BUG: a valid address"));
+            serve_args.mllp_tenant = Some(demo_tenant.into_uuid());
+        }
     }
     owner.close().await;
     app.close().await;
@@ -43,10 +50,13 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<ExitCode> {
         ready_ms = started.elapsed().as_millis() as u64,
         "ready to serve"
     );
-    let result = wiring::serve(global, &args.serve, &database).await;
+    let result = wiring::serve(global, &serve_args, &database).await;
     database.finish().await?;
     result.map(|()| ExitCode::SUCCESS)
 }
+
+/// Where `tenet up --demo` receives HL7 v2 for the demo tenant: the registered MLLP port.
+const DEMO_MLLP: &str = "127.0.0.1:2575";
 
 pub async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let database = settings::database(global).await?;
@@ -55,8 +65,13 @@ pub async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<ExitCode
     result.map(|()| ExitCode::SUCCESS)
 }
 
-/// Creates the demo tenant, its users and API keys, once; prints the keys.
-async fn demo(owner: &sqlx::PgPool, app: &sqlx::PgPool, keyring: &Keyring) -> anyhow::Result<()> {
+/// Creates the demo tenant, its users and API keys, once; prints the keys. Returns
+/// the demo tenant.
+async fn demo(
+    owner: &sqlx::PgPool,
+    app: &sqlx::PgPool,
+    keyring: &Keyring,
+) -> anyhow::Result<TenantId> {
     let tenants = identity::tenant::list_all(owner).await?;
     if let Some(tenant) = tenants.iter().find(|tenant| tenant.name == DEMO_TENANT) {
         say(format!(
@@ -64,7 +79,7 @@ async fn demo(owner: &sqlx::PgPool, app: &sqlx::PgPool, keyring: &Keyring) -> an
              Make another with: tenet apikey create --tenant {} --role admin",
             tenant.tenant_id, tenant.tenant_id
         ));
-        return Ok(());
+        return Ok(tenant.tenant_id);
     }
     let tenant_id = identity::tenant::create(app, keyring, DEMO_TENANT).await?;
     let mut tx = TenantTx::begin_as(app, tenant_id, "system", None).await?;
@@ -96,5 +111,8 @@ async fn demo(owner: &sqlx::PgPool, app: &sqlx::PgPool, keyring: &Keyring) -> an
     for line in lines {
         say(line);
     }
-    Ok(())
+    say(format!(
+        "HL7 v2 over MLLP for this tenant: {DEMO_MLLP} (try `tenet hl7 send --to {DEMO_MLLP} FILE`)"
+    ));
+    Ok(tenant_id)
 }

@@ -385,7 +385,7 @@ async fn a_dead_letter_is_listed_shown_discarded_and_retried_to_success() {
 }
 
 /// A free port on 127.0.0.1 (free when asked; the server binds it right after).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -9,6 +9,7 @@
 //! - [`migrate`]: `migrate down` then `migrate` round-trips.
 //! - [`hl7`]: `hl7 parse` and `hl7 send` (no database; an MLLP server in the test).
 //! - [`events`]: a webhook gets a signed event from `serve`'s relay; a schedule fires.
+//! - [`ingest`]: `serve --mllp` stores what `hl7 send` sends, once, before its AA.
 //! - [`jobs`]: worker processes killed with SIGKILL mid-job, a database crash-restart
 //!   under load, `jobs probe` and `deadletters`.
 //!
@@ -21,6 +22,7 @@ mod check;
 mod events;
 mod help;
 mod hl7;
+mod ingest;
 mod jobs;
 mod keys;
 mod migrate;
