@@ -514,8 +514,13 @@ impl Worker {
             }
             Err(err) => {
                 // The work's effects go; the failure is recorded in a transaction of
-                // its own (the work's may be aborted).
-                tx.rollback().await?;
+                // its own (the work's may be aborted). The rollback may report the
+                // error of a statement the timeout abandoned (the server cancels it
+                // at the same deadline): the transaction is gone either way, and the
+                // failure must still be recorded, so its error is not the job's fate.
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::debug!(error = %rollback, job_id = %job.job_id, "rolling back a failed run reported an error");
+                }
                 self.record_failure(&job, &err).await
             }
         }
