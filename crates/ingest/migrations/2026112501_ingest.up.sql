@@ -1,6 +1,6 @@
 -- HL7 v2 ingestion: every message received over MLLP, stored before it is
--- acknowledged. `raw` holds the message as received (PHI, opaque bytes); no other
--- column holds PHI: only MSH routing fields, codes and rule names.
+-- acknowledged. `raw_sealed` holds the message as received, encrypted (it is PHI); no
+-- other column holds PHI: only MSH routing fields, codes and rule names.
 CREATE SCHEMA ingest;
 GRANT USAGE ON SCHEMA ingest TO tenet_app;
 
@@ -27,7 +27,10 @@ CREATE TABLE ingest.messages (
     ack_code text NOT NULL CHECK (ack_code IN ('AA', 'AE', 'AR', 'CA', 'CE', 'CR')),
     -- Why it was rejected: rule names and field positions, never field contents.
     error text,
-    raw bytea NOT NULL,
+    -- The message as received, sealed with AES-256-GCM under the tenant's data key
+    -- `data_key_id` and bound to tenant and id: it is PHI (invariant I2).
+    raw_sealed bytea NOT NULL,
+    data_key_id uuid NOT NULL,
     PRIMARY KEY (tenant_id, id),
     UNIQUE (tenant_id, sending_application, sending_facility, control_id)
 );

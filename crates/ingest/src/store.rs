@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use db::TenantTx;
 use hl7::ack::{AckCode, AckMode};
+use identity::keyring::{DataKey, Keyring, KeyringError};
 use kernel::TenantId;
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -87,6 +88,33 @@ impl std::fmt::Debug for NewMessage {
     }
 }
 
+/// The associated data of a sealed raw message: a ciphertext moved to another
+/// message or tenant does not open.
+fn raw_aad(tenant_id: TenantId, message_id: Uuid) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(51);
+    aad.extend_from_slice(b"tenet-hl7-raw-v1");
+    aad.extend_from_slice(tenant_id.as_uuid().as_bytes());
+    aad.extend_from_slice(message_id.as_bytes());
+    aad
+}
+
+/// Seals a raw message (AES-256-GCM under the tenant's data key, bound to the tenant
+/// and the message id).
+fn seal_raw(data_key: &DataKey, tenant_id: TenantId, message_id: Uuid, raw: &[u8]) -> Vec<u8> {
+    data_key.key.seal(raw, &raw_aad(tenant_id, message_id))
+}
+
+/// Opens a stored raw message (`raw_sealed`, under the data key named by its
+/// `data_key_id`); `None` if it was moved, altered or sealed under another key.
+pub fn open_raw(
+    data_key: &DataKey,
+    tenant_id: TenantId,
+    message_id: Uuid,
+    sealed: &[u8],
+) -> Option<Vec<u8>> {
+    data_key.key.open(sealed, &raw_aad(tenant_id, message_id))
+}
+
 /// What the store did with a message, once its transaction committed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stored {
@@ -145,14 +173,25 @@ pub struct Committer;
 
 impl Committer {
     /// Starts the committer on the service-role pool.
-    pub fn spawn(pool: PgPool, config: CommitterConfig) -> (CommitterHandle, JoinHandle<()>) {
+    /// Raw messages are sealed with the tenant's active data key from `keyring`
+    /// before they are written: they are PHI (invariant I2).
+    pub fn spawn(
+        pool: PgPool,
+        keyring: Keyring,
+        config: CommitterConfig,
+    ) -> (CommitterHandle, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(config.queue_max.max(1));
-        let task = tokio::spawn(run(pool, config, rx));
+        let task = tokio::spawn(run(pool, keyring, config, rx));
         (CommitterHandle { tx }, task)
     }
 }
 
-async fn run(pool: PgPool, config: CommitterConfig, mut rx: mpsc::Receiver<Pending>) {
+async fn run(
+    pool: PgPool,
+    keyring: Keyring,
+    config: CommitterConfig,
+    mut rx: mpsc::Receiver<Pending>,
+) {
     let group_max = config.group_max.max(1);
     while let Some(first) = rx.recv().await {
         let mut group = vec![first];
@@ -172,7 +211,7 @@ async fn run(pool: PgPool, config: CommitterConfig, mut rx: mpsc::Receiver<Pendi
         }
         for (tenant_id, pendings) in by_tenant {
             let n = pendings.len();
-            match commit_group(&pool, tenant_id, &pendings).await {
+            match commit_group(&pool, &keyring, tenant_id, &pendings).await {
                 Ok(outcomes) => {
                     for (pending, outcome) in pendings.into_iter().zip(outcomes) {
                         let _ = pending.reply.send(Ok(outcome));
@@ -183,10 +222,14 @@ async fn run(pool: PgPool, config: CommitterConfig, mut rx: mpsc::Receiver<Pendi
                     // would be resent into the same fate): commit each alone.
                     tracing::warn!(%tenant_id, messages = n, %error, "committing a group of HL7 messages failed; committing them one by one");
                     for pending in pendings {
-                        let outcome =
-                            commit_group(&pool, tenant_id, std::slice::from_ref(&pending))
-                                .await
-                                .map(|mut outcomes| outcomes.remove(0));
+                        let outcome = commit_group(
+                            &pool,
+                            &keyring,
+                            tenant_id,
+                            std::slice::from_ref(&pending),
+                        )
+                        .await
+                        .map(|mut outcomes| outcomes.remove(0));
                         answer(pending, tenant_id, outcome);
                     }
                 }
@@ -220,11 +263,17 @@ fn mode_str(mode: AckMode) -> &'static str {
 /// what happened to each message.
 async fn commit_group(
     pool: &PgPool,
+    keyring: &Keyring,
     tenant_id: TenantId,
     pendings: &[Pending],
 ) -> Result<Vec<Stored>, sqlx::Error> {
     let messages: Vec<&NewMessage> = pendings.iter().map(|p| &p.message).collect();
     let mut tx = TenantTx::begin_as(pool, tenant_id, "system:ingest", None).await?;
+    let data_key = keyring.active_key(&mut tx).await.map_err(|err| match err {
+        KeyringError::Database(err) => err,
+        // No PHI in it: a key id or "no data key" at most.
+        other => sqlx::Error::Protocol(format!("the tenant's data key: {other}")),
+    })?;
     // The ACK promises durability: never acknowledge on an asynchronous commit.
     sqlx::query("SET LOCAL synchronous_commit = on")
         .execute(&mut *tx)
@@ -235,8 +284,8 @@ async fn commit_group(
     let inserted: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO ingest.messages (tenant_id, id, received_at, listener, sending_application, \
              sending_facility, control_id, message_type, trigger_event, processing_id, version, \
-             ack_mode, status, ack_code, error, raw) \
-         SELECT $1, u.* FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::text[], \
+             ack_mode, status, ack_code, error, raw_sealed, data_key_id) \
+         SELECT $1, u.*, $17 FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::text[], \
              $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
              $12::ingest.ack_mode[], $13::ingest.message_status[], $14::text[], $15::text[], \
              $16::bytea[]) AS u \
@@ -278,7 +327,13 @@ async fn commit_group(
             .collect::<Vec<_>>(),
     )
     .bind(col(|m| m.error.clone()))
-    .bind(messages.iter().map(|m| m.raw.to_vec()).collect::<Vec<_>>())
+    .bind(
+        messages
+            .iter()
+            .map(|m| seal_raw(&data_key, tenant_id, m.id, &m.raw))
+            .collect::<Vec<_>>(),
+    )
+    .bind(data_key.id)
     .fetch_all(&mut *tx)
     .await?;
     let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();

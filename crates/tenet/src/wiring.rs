@@ -87,7 +87,7 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
     let mllp = match (args.mllp, args.mllp_tenant) {
         (Some(addr), Some(tenant)) => {
             let (committer, committer_task) =
-                Committer::spawn(app.clone(), CommitterConfig::default());
+                Committer::spawn(app.clone(), keyring.clone(), CommitterConfig::default());
             let config = ListenerConfig::new(TenantId::new_unchecked(tenant), "mllp");
             let listener = Listener::bind(addr, config, committer)
                 .await

@@ -10,8 +10,9 @@ use db::testing::TestDb;
 use futures::{SinkExt, StreamExt};
 use hl7::Message;
 use hl7::mllp::MllpCodec;
+use identity::keyring::{Keyring, MasterKey};
 use ingest::listener::{Listener, ListenerConfig};
-use ingest::store::{Committer, CommitterConfig};
+use ingest::store::{Committer, CommitterConfig, open_raw};
 use kernel::TenantId;
 use sqlx::PgPool;
 use tokio::net::TcpStream;
@@ -24,12 +25,18 @@ type Client = Framed<TcpStream, MllpCodec>;
 struct Server {
     addr: SocketAddr,
     tenant_id: TenantId,
+    keyring: Keyring,
     _shutdown: watch::Sender<bool>,
 }
 
+/// A listener for a real tenant (with its data key, which seals raw messages).
 async fn start(db: &TestDb, configure: impl FnOnce(&mut ListenerConfig)) -> Server {
-    let tenant_id = TenantId::new_unchecked(Uuid::now_v7());
-    let (committer, _task) = Committer::spawn(db.app.clone(), CommitterConfig::default());
+    let keyring = Keyring::new(MasterKey::generate());
+    let tenant_id = identity::tenant::create(&db.app, &keyring, "Harbor Lab")
+        .await
+        .unwrap();
+    let (committer, _task) =
+        Committer::spawn(db.app.clone(), keyring.clone(), CommitterConfig::default());
     let mut config = ListenerConfig::new(tenant_id, "test");
     configure(&mut config);
     let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), config, committer)
@@ -41,6 +48,7 @@ async fn start(db: &TestDb, configure: impl FnOnce(&mut ListenerConfig)) -> Serv
     Server {
         addr,
         tenant_id,
+        keyring,
         _shutdown: shutdown,
     }
 }
@@ -190,7 +198,7 @@ async fn an_unparseable_message_is_kept_as_rejected_and_its_neighbours_accepted(
         count(
             &db.app,
             server.tenant_id,
-            "status = 'rejected' AND ack_code = 'AR' AND error IS NOT NULL AND length(raw) > 0"
+            "status = 'rejected' AND ack_code = 'AR' AND error IS NOT NULL AND length(raw_sealed) > 0"
         )
         .await,
         1
@@ -291,4 +299,48 @@ async fn a_message_whose_commit_fails_gets_no_ack_and_its_resend_is_stored_once(
         count(&db.app, server.tenant_id, "control_id = 'F1'").await,
         1
     );
+}
+
+#[tokio::test]
+async fn a_raw_message_is_stored_sealed_and_opens_only_for_its_own_row() {
+    let db = TestDb::migrated(&schema::migrator()).await;
+    let server = start(&db, |_| {}).await;
+    let mut client = connect(&server).await;
+    let message = adt("LAB", "SEALED1");
+    assert_eq!(exchange(&mut client, &message).await.code, "AA");
+    assert_eq!(
+        exchange(&mut client, &adt("LAB", "SEALED2")).await.code,
+        "AA"
+    );
+
+    // What an attacker with the disk sees: no patient name anywhere in the table.
+    let leaked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM ingest.messages WHERE position('DOE^JANE'::bytea IN raw_sealed) > 0
+            OR position('12345'::bytea IN raw_sealed) > 0",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .unwrap();
+    assert_eq!(leaked, 0, "a raw message is stored in plaintext");
+
+    let rows: Vec<(Uuid, Uuid, Vec<u8>)> = sqlx::query_as(
+        "SELECT id, data_key_id, raw_sealed FROM ingest.messages
+         WHERE tenant_id = $1 ORDER BY control_id",
+    )
+    .bind(server.tenant_id.as_uuid())
+    .fetch_all(&db.admin)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 2);
+    let mut tx = TenantTx::begin_as(&db.app, server.tenant_id, "system", None)
+        .await
+        .unwrap();
+    let data_key = server.keyring.key(&mut tx, rows[0].1).await.unwrap();
+    tx.rollback().await.unwrap();
+    let opened = open_raw(&data_key, server.tenant_id, rows[0].0, &rows[0].2)
+        .expect("the message's own row opens");
+    assert_eq!(opened, message.as_bytes());
+    // Moved to another message, or to another tenant, it does not open.
+    assert!(open_raw(&data_key, server.tenant_id, rows[1].0, &rows[0].2).is_none());
+    assert!(open_raw(&data_key, TenantId::generate(), rows[0].0, &rows[0].2).is_none());
 }
