@@ -78,7 +78,8 @@ impl CatchUp {
         }
     }
 
-    fn parse(text: &str) -> Option<Self> {
+    /// The policy named `text`, as the database enum spells it.
+    pub fn from_name(text: &str) -> Option<Self> {
         match text {
             "skip" => Some(CatchUp::Skip),
             "all" => Some(CatchUp::All),
@@ -607,6 +608,6 @@ pub async fn slot_of(
 
 impl ScheduleRow {
     pub fn catch_up(&self) -> CatchUp {
-        CatchUp::parse(&self.catch_up).expect("BUG: the database enum matches CatchUp")
+        CatchUp::from_name(&self.catch_up).expect("BUG: the database enum matches CatchUp")
     }
 }

@@ -287,7 +287,7 @@ impl Scheduler {
             }
         };
         let catch_up =
-            super::CatchUp::parse(&catch_up).expect("BUG: the database enum matches CatchUp");
+            super::CatchUp::from_name(&catch_up).expect("BUG: the database enum matches CatchUp");
         let slots = slots_to_fire(&recurrence, catch_up, due, now, self.config.late_after);
         let next_slot_at = recurrence
             .next_after(to_timestamp(now))

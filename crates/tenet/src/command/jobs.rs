@@ -110,11 +110,11 @@ async fn enqueue_probes(
     count: u32,
     work_ms: u32,
 ) -> anyhow::Result<Vec<Uuid>> {
-    let mut tx = TenantTx::begin_as(app, tenant_id, "operator", None).await?;
-    if !identity::tenant::is_active(&mut tx).await? {
-        anyhow::bail!("no active tenant {tenant_id}");
-    }
-    tx.rollback().await?;
+    // Refuse an unknown tenant before enqueuing anything.
+    super::tenant_tx(app, tenant_id.into_uuid())
+        .await?
+        .rollback()
+        .await?;
     let bar = progress(u64::from(count), "enqueued");
     let mut job_ids = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
     let mut left = count;

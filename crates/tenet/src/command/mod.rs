@@ -78,3 +78,16 @@ async fn with_pools<T>(
     database.finish().await?;
     result
 }
+
+/// A transaction of `tenant` as the service role, refusing an unknown tenant.
+pub(super) async fn tenant_tx(
+    app: &sqlx::PgPool,
+    tenant: uuid::Uuid,
+) -> anyhow::Result<db::TenantTx> {
+    let tenant_id = kernel::TenantId::new_unchecked(tenant);
+    let mut tx = db::TenantTx::begin_as(app, tenant_id, "operator", None).await?;
+    if !identity::tenant::is_active(&mut tx).await? {
+        anyhow::bail!("no active tenant {tenant_id}");
+    }
+    Ok(tx)
+}

@@ -7,7 +7,7 @@ use kernel::TenantId;
 use platform::schedules::{self, CatchUp, ErasedScheduleSpec, ScheduleError, ScheduleId};
 
 use super::jobs::timestamp;
-use super::webhooks::tenant_tx;
+use super::tenant_tx;
 use crate::cli::{Global, SchedulesCommand};
 use crate::output::{say, tell};
 
@@ -23,7 +23,7 @@ pub async fn run(global: &Global, command: SchedulesCommand) -> anyhow::Result<E
             args_version,
             catch_up,
         } => {
-            let Some(catch_up) = parse_catch_up(&catch_up) else {
+            let Some(catch_up) = CatchUp::from_name(&catch_up) else {
                 tell(format!(
                     "--catch-up must be skip, all or none, not {catch_up:?}"
                 ));
@@ -148,15 +148,6 @@ pub async fn run(global: &Global, command: SchedulesCommand) -> anyhow::Result<E
         }
     })
     .await
-}
-
-fn parse_catch_up(text: &str) -> Option<CatchUp> {
-    match text {
-        "skip" => Some(CatchUp::Skip),
-        "all" => Some(CatchUp::All),
-        "none" => Some(CatchUp::None),
-        _ => None,
-    }
 }
 
 async fn done(

@@ -3,11 +3,10 @@
 
 use std::process::ExitCode;
 
-use db::TenantTx;
-use kernel::TenantId;
 use platform::relay::admin::{self, NewSubscription, Subscription, SubscriptionError};
 
 use super::jobs::timestamp;
+use super::tenant_tx;
 use crate::cli::{Global, WebhooksCommand};
 use crate::output::{say, tell};
 
@@ -75,16 +74,6 @@ pub async fn run(global: &Global, command: WebhooksCommand) -> anyhow::Result<Ex
         }
     })
     .await
-}
-
-/// A transaction of `tenant` as the service role, refusing an unknown tenant.
-pub(super) async fn tenant_tx(app: &sqlx::PgPool, tenant: uuid::Uuid) -> anyhow::Result<TenantTx> {
-    let tenant_id = TenantId::new_unchecked(tenant);
-    let mut tx = TenantTx::begin_as(app, tenant_id, "operator", None).await?;
-    if !identity::tenant::is_active(&mut tx).await? {
-        anyhow::bail!("no active tenant {tenant_id}");
-    }
-    Ok(tx)
 }
 
 fn print(subscription: &Subscription) {
