@@ -39,6 +39,8 @@ impl PatientStatus {
 pub struct Patient {
     pub id: PatientId,
     pub status: PatientStatus,
+    /// The record this one was merged into (status `Merged`).
+    pub merged_into: Option<PatientId>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -67,6 +69,7 @@ pub async fn insert(tx: &mut TenantTx, patient_id: PatientId) -> Result<Patient,
     Ok(Patient {
         id: patient_id,
         status: PatientStatus::Active,
+        merged_into: None,
         created_at,
         updated_at,
     })
@@ -85,8 +88,8 @@ pub async fn get_many(
     patient_ids: &[PatientId],
 ) -> Result<Vec<Patient>, sqlx::Error> {
     let ids: Vec<Uuid> = patient_ids.iter().map(|id| id.into_uuid()).collect();
-    let rows: Vec<(Uuid, String, OffsetDateTime, OffsetDateTime)> = sqlx::query_as(
-        "SELECT id, status::text, created_at, updated_at FROM clinical.patients WHERE tenant_id = $1 AND id = ANY($2)",
+    let rows: Vec<(Uuid, String, Option<Uuid>, OffsetDateTime, OffsetDateTime)> = sqlx::query_as(
+        "SELECT id, status::text, merged_into, created_at, updated_at FROM clinical.patients WHERE tenant_id = $1 AND id = ANY($2)",
     )
     .bind(tx.tenant_id().as_uuid())
     .bind(&ids)
@@ -94,12 +97,15 @@ pub async fn get_many(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, status, created_at, updated_at)| Patient {
-            id: PatientId::new_unchecked(id),
-            status: PatientStatus::parse(&status),
-            created_at,
-            updated_at,
-        })
+        .map(
+            |(id, status, merged_into, created_at, updated_at)| Patient {
+                id: PatientId::new_unchecked(id),
+                status: PatientStatus::parse(&status),
+                merged_into: merged_into.map(PatientId::new_unchecked),
+                created_at,
+                updated_at,
+            },
+        )
         .collect())
 }
 
@@ -131,4 +137,96 @@ pub async fn list_ids(
     .fetch_all(&mut **tx)
     .await?;
     Ok(ids.into_iter().map(PatientId::new_unchecked).collect())
+}
+
+/// How many merges [`resolve`] follows: a longer chain is a loop or a data error.
+pub const MERGE_CHAIN_MAX: usize = 16;
+
+/// The record that stands for `patient_id` now: itself, or the survivor it was merged
+/// into (following merges of merges). `None` for an unknown id.
+pub async fn resolve(
+    tx: &mut TenantTx,
+    patient_id: PatientId,
+) -> Result<Option<PatientId>, sqlx::Error> {
+    let mut current = patient_id;
+    for _ in 0..MERGE_CHAIN_MAX {
+        let Some(patient) = get(tx, current).await? else {
+            return Ok(None);
+        };
+        match patient.merged_into {
+            Some(survivor) => current = survivor,
+            None => return Ok(Some(current)),
+        }
+    }
+    Err(sqlx::Error::Protocol(format!(
+        "patient {patient_id}: more than {MERGE_CHAIN_MAX} merges to follow"
+    )))
+}
+
+/// Why a merge was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("a patient cannot be merged into itself")]
+    SamePatient,
+    #[error("patient {0} does not exist")]
+    NotFound(PatientId),
+    #[error("patient {0} was already merged into another record")]
+    AlreadyMerged(PatientId),
+    #[error(transparent)]
+    Unexpected(#[from] sqlx::Error),
+}
+
+/// Merges `merged` into `survivor` (HL7 A40): `merged` is kept, marked `merged` and
+/// pointing at `survivor`; its encounters and observations stay where they are, and
+/// readers follow the pointer ([`resolve`]). Announces `patient.merged`. Merging a
+/// record into the survivor it already points at is a no-op (a resent A40).
+pub async fn merge(
+    tx: &mut TenantTx,
+    merged: PatientId,
+    survivor: PatientId,
+) -> Result<(), MergeError> {
+    if merged == survivor {
+        return Err(MergeError::SamePatient);
+    }
+    let Some(target) = get(tx, survivor).await? else {
+        return Err(MergeError::NotFound(survivor));
+    };
+    if target.merged_into.is_some() {
+        return Err(MergeError::AlreadyMerged(survivor));
+    }
+    let current: Option<Option<Uuid>> = sqlx::query_scalar(
+        "SELECT merged_into FROM clinical.patients WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+    )
+    .bind(tx.tenant_id().as_uuid())
+    .bind(merged.as_uuid())
+    .fetch_optional(&mut **tx)
+    .await?;
+    match current {
+        None => return Err(MergeError::NotFound(merged)),
+        Some(Some(into)) if into == survivor.into_uuid() => return Ok(()),
+        Some(Some(_)) => return Err(MergeError::AlreadyMerged(merged)),
+        Some(None) => {}
+    }
+    sqlx::query(
+        "UPDATE clinical.patients SET status = 'merged', merged_into = $3, updated_at = now()
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tx.tenant_id().as_uuid())
+    .bind(merged.as_uuid())
+    .bind(survivor.as_uuid())
+    .execute(&mut **tx)
+    .await?;
+    platform::outbox::emit(
+        tx,
+        Outbox::Clinical,
+        Event {
+            event_type: "patient.merged",
+            event_version: 1,
+            aggregate_type: "patient",
+            aggregate_id: merged.into_uuid(),
+            payload: serde_json::json!({ "patient_id": merged, "merged_into": survivor }),
+        },
+    )
+    .await?;
+    Ok(())
 }

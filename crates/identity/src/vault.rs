@@ -175,6 +175,17 @@ fn identifier_index(data_key: &DataKey, authority: &str, value: &str) -> Vec<u8>
     )
 }
 
+/// A keyed hash naming a patient identifier (assigning authority + value) without
+/// revealing it: what inbound messages about one patient are ordered by. A domain of
+/// its own, so it never equals the identifier's blind index in the vault. It changes
+/// when the tenant's data key rotates.
+pub fn ordering_key(data_key: &DataKey, authority: &str, value: &str) -> Vec<u8> {
+    blind(
+        data_key,
+        &["ordering", &authority.trim().to_uppercase(), value.trim()],
+    )
+}
+
 fn name_birth_index(
     data_key: &DataKey,
     family_name: &str,

@@ -18,15 +18,25 @@
 //! positions, its size and ids.
 
 pub mod listener;
+pub mod process;
 pub mod store;
 
 use db::Migration;
 
 /// The ingest context's migrations.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 2026112501,
-    context: "ingest",
-    name: "ingest",
-    up: include_str!("../migrations/2026112501_ingest.up.sql"),
-    down: include_str!("../migrations/2026112501_ingest.down.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 2026112501,
+        context: "ingest",
+        name: "ingest",
+        up: include_str!("../migrations/2026112501_ingest.up.sql"),
+        down: include_str!("../migrations/2026112501_ingest.down.sql"),
+    },
+    Migration {
+        version: 2026112504,
+        context: "ingest",
+        name: "processing",
+        up: include_str!("../migrations/2026112504_processing.up.sql"),
+        down: include_str!("../migrations/2026112504_processing.down.sql"),
+    },
+];

@@ -31,6 +31,7 @@ use tokio::task::JoinSet;
 use tokio_util::codec::Framed;
 use uuid::Uuid;
 
+use crate::process::{Event, UNSUPPORTED, patient_identifier};
 use crate::store::{CommitterHandle, NewMessage, Status, Stored};
 
 /// One listener's settings.
@@ -207,6 +208,21 @@ async fn handle(
                 );
             }
             let message_type = msh.message_type();
+            let code = message_type.code().map(|v| text(&v));
+            let trigger = message_type.trigger().map(|v| text(&v));
+            let event = Event::of(code.as_deref(), trigger.as_deref());
+            // An unsupported type is kept, as rejected, and answered AR (CR).
+            let unsupported = event.is_none().then(|| {
+                let known_type = matches!(code.as_deref(), Some("ADT" | "ORU"));
+                AckError::new(
+                    if known_type {
+                        ErrorCode::UnsupportedEventCode
+                    } else {
+                        ErrorCode::UnsupportedMessageType
+                    },
+                    UNSUPPORTED,
+                )
+            });
             let row = NewMessage {
                 id,
                 received_at,
@@ -216,18 +232,34 @@ async fn handle(
                 sending_application: Some(application.unwrap_or_default()),
                 sending_facility: Some(facility.unwrap_or_default()),
                 control_id: msh.control_id().map(|v| text(&v)),
-                message_type: message_type.code().map(|v| text(&v)),
-                trigger_event: message_type.trigger().map(|v| text(&v)),
+                message_type: code,
+                trigger_event: trigger,
                 processing_id: msh.processing_id().map(|v| text(&v)),
                 version: msh.version().map(|v| text(&v)),
                 ack_mode: mode,
-                status: Status::Accepted,
-                ack_code: AckCode::accept(mode),
-                error: None,
+                status: if unsupported.is_some() {
+                    Status::Rejected
+                } else {
+                    Status::Accepted
+                },
+                ack_code: if unsupported.is_some() {
+                    AckCode::reject(mode)
+                } else {
+                    AckCode::accept(mode)
+                },
+                error: unsupported.is_some().then(|| UNSUPPORTED.to_owned()),
+                process: unsupported.is_none(),
+                patient_identifier: message.pid().and_then(|pid| patient_identifier(&pid)),
                 raw,
             };
             let code = store(committer, config, row).await?;
-            Some(AckBuilder::new(&message, code, &ack_control_id, timestamp).build())
+            let mut ack = AckBuilder::new(&message, code, &ack_control_id, timestamp);
+            if let Some(error) = unsupported
+                && !matches!(code, AckCode::ApplicationAccept | AckCode::CommitAccept)
+            {
+                ack = ack.error(error);
+            }
+            Some(ack.build())
         }
         Err(error) => {
             let mode = sniff_mode(&frame);
@@ -247,6 +279,8 @@ async fn handle(
                 status: Status::Rejected,
                 ack_code: AckCode::reject(mode),
                 error: Some(error.to_string()),
+                process: false,
+                patient_identifier: None,
                 raw,
             };
             let code = store(committer, config, row).await?;

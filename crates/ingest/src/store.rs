@@ -16,6 +16,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::process::{Process, ProcessArgs};
+use platform::jobs::JobSpec;
+
+/// The job queue processing runs on.
+pub const PROCESS_QUEUE: &str = "ingest";
+
 /// How a group is formed.
 #[derive(Clone, Debug)]
 pub struct CommitterConfig {
@@ -73,6 +79,13 @@ pub struct NewMessage {
     pub ack_code: AckCode,
     /// Why it was rejected: positions and rule names only, never content.
     pub error: Option<String>,
+    /// Whether a job turns it into records ([`crate::process`]): accepted messages of
+    /// a supported type.
+    pub process: bool,
+    /// The patient identifier it is about (PID-3: assigning authority, value), whose
+    /// keyed hash orders the processing of one patient's messages. PHI: only its hash
+    /// is stored.
+    pub patient_identifier: Option<(String, String)>,
     pub raw: Bytes,
 }
 
@@ -284,11 +297,11 @@ async fn commit_group(
     let inserted: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO ingest.messages (tenant_id, id, received_at, listener, sending_application, \
              sending_facility, control_id, message_type, trigger_event, processing_id, version, \
-             ack_mode, status, ack_code, error, raw_sealed, data_key_id) \
+             ack_mode, status, ack_code, error, raw_sealed, processing, order_key, data_key_id) \
          SELECT $1, u.*, $17 FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::text[], \
              $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
              $12::ingest.ack_mode[], $13::ingest.message_status[], $14::text[], $15::text[], \
-             $16::bytea[]) AS u \
+             $16::bytea[], $18::ingest.processing_state[], $19::bytea[]) AS u \
          ON CONFLICT (tenant_id, sending_application, sending_facility, control_id) DO NOTHING \
          RETURNING id",
     )
@@ -334,9 +347,58 @@ async fn commit_group(
             .collect::<Vec<_>>(),
     )
     .bind(data_key.id)
+    .bind(
+        messages
+            .iter()
+            .map(|m| m.process.then_some("pending"))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        messages
+            .iter()
+            .map(|m| {
+                m.patient_identifier.as_ref().map(|(authority, value)| {
+                    identity::vault::ordering_key(&data_key, authority, value)
+                })
+            })
+            .collect::<Vec<_>>(),
+    )
     .fetch_all(&mut *tx)
     .await?;
     let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
+    // Storing a raw message is a write of PHI: one audit event names the group's.
+    if !inserted.is_empty() {
+        let mut ids: Vec<Uuid> = inserted.iter().copied().collect();
+        ids.sort();
+        audit::append(
+            &mut tx,
+            audit::AuditEntry {
+                action: "ingest.message.store",
+                patient_id: None,
+                purpose: Some("operations".to_owned()),
+                break_glass: false,
+                details: serde_json::json!({ "message_ids": ids }),
+            },
+        )
+        .await
+        .map_err(|err| match err {
+            audit::AuditError::Database(err) => err,
+            other => sqlx::Error::Protocol(other.to_string()),
+        })?;
+    }
+    // Processing is durable work enqueued with the message: it exists iff the message
+    // does.
+    let jobs: Vec<JobSpec<Process>> = messages
+        .iter()
+        .filter(|m| m.process && inserted.contains(&m.id))
+        .map(|m| JobSpec::new(ProcessArgs { message_id: m.id }).queue(PROCESS_QUEUE))
+        .collect();
+    platform::jobs::enqueue_many(&mut tx, jobs)
+        .await
+        .map_err(|err| match err {
+            platform::jobs::EnqueueError::Unexpected(err) => err,
+            other => sqlx::Error::Protocol(other.to_string()),
+        })?;
     let mut outcomes = Vec::with_capacity(messages.len());
     for message in &messages {
         if inserted.contains(&message.id) {

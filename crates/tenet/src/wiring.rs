@@ -54,7 +54,7 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
         Arc::new(Worker::new(
             owner.clone(),
             app.clone(),
-            job_registry(),
+            job_registry(&keyring),
             config,
         ))
     });
@@ -98,6 +98,7 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
         _ => None,
     };
     let metrics = api::metrics::Metrics::new();
+    let jobs = job_registry(&keyring);
     let state = api::AppState {
         pool: app,
         keyring,
@@ -109,7 +110,7 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
             schema_version: migrator.migrations().last().map_or(0, |m| m.version),
             webhook_allow_private_hosts: args.webhook_allow_private_hosts,
         },
-        jobs: job_registry(),
+        jobs,
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let checkpoints = (args.checkpoint_secs > 0).then(|| {
@@ -232,9 +233,12 @@ pub fn event_handlers() -> Handlers {
 }
 
 /// The job kinds this binary runs. Contexts add theirs here as they gain jobs.
-pub fn job_registry() -> Registry {
+pub fn job_registry(keyring: &Keyring) -> Registry {
     Registry::new()
         .register(Noop)
+        .register(ingest::process::Process {
+            keyring: keyring.clone(),
+        })
         .register(Probe {
             worker_id: worker_id(),
         })

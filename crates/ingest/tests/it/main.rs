@@ -20,6 +20,8 @@ use tokio::sync::watch;
 use tokio_util::codec::Framed;
 use uuid::Uuid;
 
+mod process;
+
 type Client = Framed<TcpStream, MllpCodec>;
 
 struct Server {

@@ -115,6 +115,22 @@ pub async fn show(conn: &mut PgConnection, job_id: JobId) -> Result<Option<JobRo
     .await
 }
 
+/// The jobs of `kind` whose arguments contain `args` (JSON containment), newest first:
+/// how a context finds the jobs it enqueued for one of its records.
+pub async fn find_by_args(
+    conn: &mut PgConnection,
+    kind: &str,
+    args: &serde_json::Value,
+) -> Result<Vec<JobRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM platform.jobs WHERE kind = $1 AND args @> $2 ORDER BY id DESC LIMIT 100"
+    ))
+    .bind(kind)
+    .bind(args)
+    .fetch_all(conn)
+    .await
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error("no job {0}")]

@@ -82,6 +82,20 @@ pub trait JobKind: Send + Sync + 'static {
         args: Self::Args,
     ) -> impl Future<Output = Result<(), JobError>> + Send;
 
+    /// Runs in the transaction that marks a run `dead` (after [`JobError::Fail`], or an
+    /// error on its last attempt), so a kind can record in its own tables that its work
+    /// was given up, and they tell the same story as the dead letter. `error` is what
+    /// the job's `last_error` says. Not called when the last attempt's lease expires
+    /// (the worker died): that job is dead with its kind's tables untouched.
+    fn on_dead(
+        &self,
+        _tx: &mut TenantTx,
+        _args: Self::Args,
+        _error: &str,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send {
+        async { Ok(()) }
+    }
+
     /// Reads arguments written with an older `version`. By default there is none.
     fn upgrade(version: u32, _args: serde_json::Value) -> Result<Self::Args, JobError> {
         Err(JobError::Fail(format!(
@@ -225,6 +239,66 @@ pub async fn enqueue<K: JobKind>(
     .await
 }
 
+/// How many jobs one [`enqueue_many`] call inserts at most.
+pub const ENQUEUE_MANY_MAX: usize = 1024;
+
+/// Enqueues several jobs of one kind in `tx` with one statement: what a caller that
+/// stores many records at once (a group of HL7 messages) uses. Unique keys are not
+/// supported here (use [`enqueue`]). Returns the new jobs' ids, in order.
+pub async fn enqueue_many<K: JobKind>(
+    tx: &mut TenantTx,
+    specs: Vec<JobSpec<K>>,
+) -> Result<Vec<JobId>, EnqueueError> {
+    assert!(
+        specs.len() <= ENQUEUE_MANY_MAX,
+        "BUG: enqueue_many takes at most {ENQUEUE_MANY_MAX} jobs"
+    );
+    let mut ids = Vec::with_capacity(specs.len());
+    let mut args = Vec::with_capacity(specs.len());
+    let mut queues = Vec::with_capacity(specs.len());
+    let mut priorities = Vec::with_capacity(specs.len());
+    let mut run_ats = Vec::with_capacity(specs.len());
+    let mut attempts = Vec::with_capacity(specs.len());
+    for spec in specs {
+        assert!(
+            spec.unique_key.is_none(),
+            "BUG: enqueue_many does not take unique keys"
+        );
+        assert!(
+            (1..=ATTEMPTS_MAX).contains(&spec.attempts_max),
+            "BUG: attempts_max must be 1..={ATTEMPTS_MAX}"
+        );
+        ids.push(JobId::generate());
+        args.push(serde_json::to_value(&spec.args).map_err(EnqueueError::Arguments)?);
+        queues.push(spec.queue);
+        priorities.push(spec.priority);
+        run_ats.push(spec.run_at);
+        attempts.push(i32::try_from(spec.attempts_max).expect("BUG: attempts_max is bounded"));
+    }
+    if ids.is_empty() {
+        return Ok(ids);
+    }
+    sqlx::query(
+        "INSERT INTO platform.jobs
+             (tenant_id, id, kind, args_version, args, queue, priority, run_at, attempts_max)
+         SELECT $1, u.id, $2, $3, u.args, u.queue, u.priority, coalesce(u.run_at, now()), u.attempts_max
+         FROM unnest($4::uuid[], $5::jsonb[], $6::text[], $7::smallint[], $8::timestamptz[], $9::int[])
+             AS u(id, args, queue, priority, run_at, attempts_max)",
+    )
+    .bind(tx.tenant_id().as_uuid())
+    .bind(K::NAME)
+    .bind(i32::try_from(K::VERSION).expect("BUG: job args version fits i32"))
+    .bind(ids.iter().map(|id| id.into_uuid()).collect::<Vec<_>>())
+    .bind(&args)
+    .bind(&queues)
+    .bind(&priorities)
+    .bind(&run_ats)
+    .bind(&attempts)
+    .execute(&mut **tx)
+    .await?;
+    Ok(ids)
+}
+
 /// A job whose kind is known by name only: what schedules and sagas enqueue, having
 /// stored a kind's arguments as JSON when they were defined.
 pub(crate) struct ErasedJob<'a> {
@@ -309,6 +383,14 @@ trait ErasedKind: Send + Sync {
         args: serde_json::Value,
     ) -> BoxFuture<'a, Result<(), JobError>>;
 
+    fn on_dead<'a>(
+        &'a self,
+        tx: &'a mut TenantTx,
+        args_version: u32,
+        args: serde_json::Value,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>>;
+
     fn timeout(&self) -> Duration;
 
     fn batchable(&self, args: &serde_json::Value) -> bool;
@@ -339,6 +421,22 @@ impl<K: JobKind> ErasedKind for Erased<K> {
         Box::pin(async move {
             let args = parse_args::<K>(args_version, args)?;
             self.0.run(ctx, tx, args).await
+        })
+    }
+
+    fn on_dead<'a>(
+        &'a self,
+        tx: &'a mut TenantTx,
+        args_version: u32,
+        args: serde_json::Value,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(async move {
+            // Arguments that no longer parse have nothing to tell the kind's tables.
+            match parse_args::<K>(args_version, args) {
+                Ok(args) => self.0.on_dead(tx, args, error).await,
+                Err(_) => Ok(()),
+            }
         })
     }
 

@@ -654,6 +654,13 @@ impl Worker {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        if dead
+            && updated == 1
+            && let Some(kind) = self.registry.get(&job.kind)
+        {
+            kind.on_dead(&mut tx, job.args_version, job.args.clone(), &message)
+                .await?;
+        }
         tx.commit().await?;
         tracing::info!(job_id = %job.job_id, kind = %job.kind, attempt = job.attempt, dead, error = %message, "job failed");
         Ok(match (updated, dead) {
