@@ -19,6 +19,7 @@
 
 pub mod listener;
 pub mod process;
+pub mod reply;
 pub mod store;
 
 use db::Migration;

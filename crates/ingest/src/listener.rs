@@ -49,6 +49,10 @@ pub struct ListenerConfig {
     pub idle_timeout: Duration,
     /// The most connections served at once; more wait to be accepted.
     pub max_connections: usize,
+    /// Where this listener's senders receive application acknowledgements
+    /// (`host:port`), for messages that ask for one in enhanced mode (MSH-16). None:
+    /// only commit acknowledgements are sent.
+    pub reply_to: Option<String>,
 }
 
 impl ListenerConfig {
@@ -61,6 +65,7 @@ impl ListenerConfig {
             frame_bytes_max: hl7::mllp::FRAME_BYTES_MAX,
             idle_timeout: Duration::from_secs(300),
             max_connections: 256,
+            reply_to: None,
         }
     }
 }
@@ -250,6 +255,15 @@ async fn handle(
                 error: unsupported.is_some().then(|| UNSUPPORTED.to_owned()),
                 process: unsupported.is_none(),
                 patient_identifier: message.pid().and_then(|pid| patient_identifier(&pid)),
+                application_ack_type: match mode {
+                    AckMode::Enhanced => msh
+                        .application_ack_type()
+                        .ok()
+                        .flatten()
+                        .map(|condition| condition.code()),
+                    AckMode::Original => None,
+                },
+                reply_to: config.reply_to.clone(),
                 raw,
             };
             let code = store(committer, config, row).await?;
@@ -281,6 +295,8 @@ async fn handle(
                 error: Some(error.to_string()),
                 process: false,
                 patient_identifier: None,
+                application_ack_type: None,
+                reply_to: None,
                 raw,
             };
             let code = store(committer, config, row).await?;
@@ -319,11 +335,11 @@ fn text(value: &str) -> String {
 }
 
 /// Our ACK's MSH-10: 20 characters (the v2.5 limit) from the stored message's id.
-fn ack_control_id(id: Uuid) -> String {
+pub(crate) fn ack_control_id(id: Uuid) -> String {
     id.simple().to_string()[12..].to_owned()
 }
 
-fn hl7_timestamp(at: OffsetDateTime) -> DateTime {
+pub(crate) fn hl7_timestamp(at: OffsetDateTime) -> DateTime {
     DateTime::from_ymd_hms(
         u16::try_from(at.year()).unwrap_or(1970),
         u8::from(at.month()),

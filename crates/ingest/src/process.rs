@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use time::{Date, Month, OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
+use crate::reply::{self, ApplicationAckArgs};
 use crate::store::open_raw;
 
 /// What a message of a supported type does.
@@ -214,15 +215,29 @@ impl JobKind for Process {
         args: ProcessArgs,
         error: &str,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
+        let marked: Option<(Option<String>, Option<String>)> = sqlx::query_as(
             "UPDATE ingest.messages SET processing = 'failed', processing_error = $3
-             WHERE tenant_id = $1 AND id = $2 AND processing IN ('pending', 'failed')",
+             WHERE tenant_id = $1 AND id = $2 AND processing IN ('pending', 'failed')
+             RETURNING application_ack_type, reply_to",
         )
         .bind(tx.tenant_id().as_uuid())
         .bind(args.message_id)
         .bind(error)
-        .execute(&mut **tx)
+        .fetch_optional(&mut **tx)
         .await?;
+        if let Some((condition, reply_to)) = marked
+            && reply::wanted(condition.as_deref(), reply_to.as_deref(), false)
+        {
+            reply::enqueue(
+                tx,
+                ApplicationAckArgs {
+                    message_id: args.message_id,
+                    processed: false,
+                    error: Some(error.to_owned()),
+                },
+            )
+            .await?;
+        }
         Ok(())
     }
 }
@@ -365,8 +380,15 @@ async fn earlier_pending(
 impl Process {
     /// Processes one message and marks it processed, in `tx`.
     async fn process_one(&self, tx: &mut TenantTx, message_id: Uuid) -> Result<(), ProcessError> {
-        let (listener, raw_sealed, data_key_id): (String, Vec<u8>, Uuid) = sqlx::query_as(
-            "SELECT listener, raw_sealed, data_key_id FROM ingest.messages WHERE tenant_id = $1 AND id = $2",
+        let (listener, raw_sealed, data_key_id, ack_condition, reply_to): (
+            String,
+            Vec<u8>,
+            Uuid,
+            Option<String>,
+            Option<String>,
+        ) = sqlx::query_as(
+            "SELECT listener, raw_sealed, data_key_id, application_ack_type, reply_to
+             FROM ingest.messages WHERE tenant_id = $1 AND id = $2",
         )
         .bind(tx.tenant_id().as_uuid())
         .bind(message_id)
@@ -490,6 +512,17 @@ impl Process {
         .bind(message_id)
         .execute(&mut **tx)
         .await?;
+        if reply::wanted(ack_condition.as_deref(), reply_to.as_deref(), true) {
+            reply::enqueue(
+                tx,
+                ApplicationAckArgs {
+                    message_id,
+                    processed: true,
+                    error: None,
+                },
+            )
+            .await?;
+        }
         Ok(())
     }
 

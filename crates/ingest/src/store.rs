@@ -86,6 +86,10 @@ pub struct NewMessage {
     /// keyed hash orders the processing of one patient's messages. PHI: only its hash
     /// is stored.
     pub patient_identifier: Option<(String, String)>,
+    /// Enhanced mode: MSH-16, when the sender wants an application acknowledgement.
+    pub application_ack_type: Option<&'static str>,
+    /// Where application acknowledgements go (the listener's reply address).
+    pub reply_to: Option<String>,
     pub raw: Bytes,
 }
 
@@ -297,11 +301,13 @@ async fn commit_group(
     let inserted: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO ingest.messages (tenant_id, id, received_at, listener, sending_application, \
              sending_facility, control_id, message_type, trigger_event, processing_id, version, \
-             ack_mode, status, ack_code, error, raw_sealed, processing, order_key, data_key_id) \
+             ack_mode, status, ack_code, error, raw_sealed, processing, order_key, \
+             application_ack_type, reply_to, data_key_id) \
          SELECT $1, u.*, $17 FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::text[], \
              $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
              $12::ingest.ack_mode[], $13::ingest.message_status[], $14::text[], $15::text[], \
-             $16::bytea[], $18::ingest.processing_state[], $19::bytea[]) AS u \
+             $16::bytea[], $18::ingest.processing_state[], $19::bytea[], $20::text[], \
+             $21::text[]) AS u \
          ON CONFLICT (tenant_id, sending_application, sending_facility, control_id) DO NOTHING \
          RETURNING id",
     )
@@ -363,6 +369,13 @@ async fn commit_group(
             })
             .collect::<Vec<_>>(),
     )
+    .bind(
+        messages
+            .iter()
+            .map(|m| m.application_ack_type)
+            .collect::<Vec<_>>(),
+    )
+    .bind(col(|m| m.reply_to.clone()))
     .fetch_all(&mut *tx)
     .await?;
     let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();

@@ -239,6 +239,9 @@ pub fn job_registry(keyring: &Keyring) -> Registry {
         .register(ingest::process::Process {
             keyring: keyring.clone(),
         })
+        .register(ingest::reply::ApplicationAck {
+            keyring: keyring.clone(),
+        })
         .register(Probe {
             worker_id: worker_id(),
         })

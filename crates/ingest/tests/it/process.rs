@@ -18,9 +18,13 @@ fn worker(db: &TestDb, server: &Server) -> Worker {
     Worker::new(
         db.owner.clone(),
         db.app.clone(),
-        Registry::new().register(ingest::process::Process {
-            keyring: server.keyring.clone(),
-        }),
+        Registry::new()
+            .register(ingest::process::Process {
+                keyring: server.keyring.clone(),
+            })
+            .register(ingest::reply::ApplicationAck {
+                keyring: server.keyring.clone(),
+            }),
         WorkerConfig::new("test"),
     )
 }
@@ -496,4 +500,87 @@ async fn an_unsupported_type_is_answered_ar_with_an_err_and_kept_as_rejected() {
         drain(&worker(&db, &server)).await.is_empty(),
         "nothing to process"
     );
+}
+
+/// The sending system's own MLLP listener, where application acknowledgements go: it
+/// records each message it receives and answers `CA`.
+async fn sender_endpoint() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use futures::{SinkExt, StreamExt};
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap().to_string();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = socket.accept().await.unwrap();
+            let mut framed = tokio_util::codec::Framed::new(stream, hl7::mllp::MllpCodec::new());
+            while let Some(Ok(frame)) = framed.next().await {
+                let text = String::from_utf8_lossy(&frame).into_owned();
+                let message = hl7::Message::parse(&frame).unwrap();
+                let ack = hl7::ack::AckBuilder::new(
+                    &message,
+                    hl7::ack::AckCode::CommitAccept,
+                    "SENDER-ACK",
+                    hl7::DateTime::from_ymd(2026, 11, 23).unwrap(),
+                )
+                .build();
+                tx.send(text).unwrap();
+                framed.send(ack).await.unwrap();
+            }
+        }
+    });
+    (addr, rx)
+}
+
+fn msa(text: &str) -> (String, String, bool) {
+    let message = hl7::Message::parse(text.as_bytes()).unwrap();
+    let msa = message.segment("MSA").unwrap();
+    let field = |n| {
+        msa.field(n)
+            .map(|f| f.as_str().to_owned())
+            .unwrap_or_default()
+    };
+    (field(1), field(2), message.segment("ERR").is_some())
+}
+
+#[tokio::test]
+async fn enhanced_mode_sends_the_application_ack_after_processing_to_the_senders_listener() {
+    let db = TestDb::migrated(&schema::migrator()).await;
+    let (reply_to, mut received) = sender_endpoint().await;
+    let server = start(&db, |config| config.reply_to = Some(reply_to)).await;
+    let mut client = connect(&server).await;
+    // MSH-15 AL, MSH-16 AL: a commit ACK now, an application ACK once processed.
+    let results = oru("E1", "MRN-800").replace("|P|2.5.1\r", "|P|2.5.1|||AL|AL\r");
+    assert_eq!(exchange(&mut client, &results).await.code, "CA");
+    // MSH-16 ER: only a failure is acknowledged; this discharge of an unknown patient fails.
+    let discharge =
+        adt("A03", "E2", "MRN-801", "Nobody").replace("|P|2.5.1\r", "|P|2.5.1|||AL|ER\r");
+    assert_eq!(exchange(&mut client, &discharge).await.code, "CA");
+    // MSH-16 ER on a message that succeeds: no application ACK.
+    let admit = adt("A01", "E3", "MRN-802", "Fine").replace("|P|2.5.1\r", "|P|2.5.1|||AL|ER\r");
+    assert_eq!(exchange(&mut client, &admit).await.code, "CA");
+    assert!(
+        received.try_recv().is_err(),
+        "nothing is acknowledged before processing"
+    );
+
+    drain(&worker(&db, &server)).await;
+    let mut acks = Vec::new();
+    while let Ok(text) = received.try_recv() {
+        acks.push(msa(&text));
+    }
+    acks.sort();
+    assert_eq!(
+        acks,
+        vec![
+            ("AA".to_owned(), "E1".to_owned(), false),
+            ("AE".to_owned(), "E2".to_owned(), true),
+        ]
+    );
+    let delivered = scalar_i64(
+        &db,
+        server.tenant_id,
+        "SELECT count(*) FROM ingest.messages WHERE application_acked_at IS NOT NULL",
+    )
+    .await;
+    assert_eq!(delivered, 2);
 }
