@@ -127,6 +127,12 @@ pub enum Command {
         #[command(subcommand)]
         command: SchedulesCommand,
     },
+    /// Critical ranges: per observation code, the values outside which a result is
+    /// critical whatever flags the sender set.
+    CriticalRanges {
+        #[command(subcommand)]
+        command: CriticalRangesCommand,
+    },
     /// Sagas: workflows of steps with compensations (across tenants, read only).
     Sagas {
         #[command(subcommand)]
@@ -415,6 +421,40 @@ pub enum SchedulesCommand {
         #[arg(long)]
         tenant: uuid::Uuid,
         id: uuid::Uuid,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CriticalRangesCommand {
+    /// Set (or replace) a code's critical range: a value below --low or above --high
+    /// is critical.
+    Set {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// The coding system, as in OBX-3.3: `LN` for LOINC.
+        #[arg(long)]
+        system: String,
+        /// The code, as in OBX-3.1: `2823-3`.
+        #[arg(long)]
+        code: String,
+        #[arg(long, allow_negative_numbers = true)]
+        low: Option<f64>,
+        #[arg(long, allow_negative_numbers = true)]
+        high: Option<f64>,
+    },
+    /// The tenant's critical ranges.
+    List {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+    },
+    /// Remove a code's critical range.
+    Remove {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        system: String,
+        #[arg(long)]
+        code: String,
     },
 }
 

@@ -2,6 +2,7 @@
 
 mod audit_log;
 mod check;
+mod critical_ranges;
 mod database;
 mod deadletters;
 mod hl7;
@@ -55,6 +56,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Webhooks { command } => webhooks::run(global, command).await,
         Command::Schedules { command } => schedules::run(global, command).await,
         Command::Sagas { command } => sagas::run(global, command).await,
+        Command::CriticalRanges { command } => critical_ranges::run(global, command).await,
         // No database: these read files and talk MLLP.
         Command::Hl7 { command } => hl7::run(command).await,
     }

@@ -10,6 +10,8 @@
 //! - [`hl7`]: `hl7 parse` and `hl7 send` (no database; an MLLP server in the test).
 //! - [`events`]: a webhook gets a signed event from `serve`'s relay; a schedule fires.
 //! - [`ingest`]: `serve --mllp` stores what `hl7 send` sends, once, before its AA.
+//! - [`processing`]: `critical-ranges` and received ADT/ORU becoming patients,
+//!   encounters and (critical) observations through `serve`'s workers.
 //! - [`jobs`]: worker processes killed with SIGKILL mid-job, a database crash-restart
 //!   under load, `jobs probe` and `deadletters`.
 //!
@@ -27,6 +29,7 @@ mod jobs;
 mod keys;
 mod migrate;
 mod principals;
+mod processing;
 
 use std::path::PathBuf;
 use std::process::Output;
