@@ -17,6 +17,7 @@
 //! log, or put into an error, anything read from a message but its routing fields'
 //! positions, its size and ids.
 
+pub mod health;
 pub mod listener;
 pub mod process;
 pub mod reply;

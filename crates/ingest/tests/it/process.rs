@@ -584,3 +584,39 @@ async fn enhanced_mode_sends_the_application_ack_after_processing_to_the_senders
     .await;
     assert_eq!(delivered, 2);
 }
+
+#[tokio::test]
+async fn tenet_check_reports_unprocessed_and_failed_messages() {
+    let db = TestDb::migrated(&schema::migrator()).await;
+    let server = start(&db, |_| {}).await;
+    send(
+        &server,
+        &[
+            adt("A03", "H1", "MRN-900", "Nobody"),
+            adt("A01", "H2", "MRN-901", "Somebody"),
+        ],
+    )
+    .await;
+    let overdue = std::time::Duration::ZERO;
+    let findings = ingest::health::findings(&db.owner, overdue).await.unwrap();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].check, "ingest-unprocessed");
+    assert_eq!(findings[0].severity, platform::health::Severity::Problem);
+    assert!(
+        findings[0]
+            .detail
+            .starts_with("2 received message(s) not processed")
+    );
+    assert!(
+        ingest::health::findings(&db.owner, std::time::Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .is_empty(),
+        "messages younger than the threshold are on their way"
+    );
+    drain(&worker(&db, &server)).await;
+    let findings = ingest::health::findings(&db.owner, overdue).await.unwrap();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].check, "ingest-failed");
+    assert_eq!(findings[0].severity, platform::health::Severity::Notice);
+}

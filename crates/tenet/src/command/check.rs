@@ -11,7 +11,8 @@ use crate::output::say;
 pub async fn run(global: &Global, json: bool, config: &HealthConfig) -> anyhow::Result<ExitCode> {
     super::with_pools(global, async |owner, _app| {
         let violations = schema::check::run(owner).await?;
-        let findings = health::run(owner, config).await?;
+        let mut findings = health::run(owner, config).await?;
+        findings.extend(ingest::health::findings(owner, config.overdue_after).await?);
         if json {
             say(serde_json::to_string_pretty(&serde_json::json!({
                 "violations": violations,
