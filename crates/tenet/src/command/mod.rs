@@ -5,6 +5,7 @@ mod check;
 mod database;
 mod deadletters;
 mod hl7;
+mod ingest;
 mod jobs;
 mod keys;
 mod migrate;
@@ -55,6 +56,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Webhooks { command } => webhooks::run(global, command).await,
         Command::Schedules { command } => schedules::run(global, command).await,
         Command::Sagas { command } => sagas::run(global, command).await,
+        Command::Ingest { command } => ingest::run(global, command).await,
         // No database: these read files and talk MLLP.
         Command::Hl7 { command } => hl7::run(command).await,
     }
