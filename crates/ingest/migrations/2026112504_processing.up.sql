@@ -26,9 +26,56 @@ ALTER TABLE ingest.messages
 CREATE INDEX messages_pending_by_order_key ON ingest.messages (tenant_id, order_key, id)
     WHERE processing = 'pending';
 
+-- The instant a message id (a UUIDv7: its first 48 bits are milliseconds since the
+-- epoch) carries. `received_at` comes from the same clock a moment later, so a lookup
+-- by id bounds `received_at` to a day either side of it and PostgreSQL prunes every
+-- other daily partition.
+CREATE FUNCTION ingest.id_instant(id uuid) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT pg_catalog.to_timestamp(
+        (('x' || pg_catalog.substr(pg_catalog.replace(id::text, '-', ''), 1, 12))::bit(48)::bigint) / 1000.0)
+$$;
+
 GRANT UPDATE (processing, processing_error, processed_at, application_ack_code, application_acked_at)
     ON ingest.messages TO tenet_app;
 
--- Operator commands (`tenet ingest list|show|reprocess`) run on the owner role across
--- tenants, as they do for jobs; writes still go through a tenant's transaction.
-CREATE POLICY operator_read ON ingest.messages FOR SELECT TO tenet_owner USING (true);
+-- Retention never drops a day that still holds a message whose processing is not
+-- finished.
+CREATE OR REPLACE FUNCTION ingest.drop_partitions_before(cutoff date, dry_run boolean, partitions_max integer)
+RETURNS TABLE (partition_name text, lower_bound timestamptz, upper_bound timestamptz)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET TimeZone = 'UTC'
+AS $$
+DECLARE
+    cutoff_at timestamptz := cutoff::timestamp AT TIME ZONE 'UTC';
+    p record;
+BEGIN
+    PERFORM pg_advisory_xact_lock(7346020002);
+    FOR p IN
+        SELECT m.partition_name AS name, m.lower_bound AS from_at, m.upper_bound AS to_at
+        FROM ingest.message_partitions() m
+        WHERE m.upper_bound <= cutoff_at
+        ORDER BY m.lower_bound
+        LIMIT partitions_max
+    LOOP
+        -- Processing guard: a partition that still holds a message whose processing
+        -- is not finished (pending, or failed and waiting on an operator) is kept,
+        -- and tried again at the next round. Queried through the parent (pruned to
+        -- this partition by the bounds): the owner sees every tenant's rows only
+        -- through the parent's `ingest_operations` policy.
+        CONTINUE WHEN EXISTS (
+            SELECT 1 FROM ingest.messages
+            WHERE received_at >= p.from_at AND received_at < p.to_at
+              AND processing IN ('pending', 'failed'));
+        IF NOT dry_run THEN
+            EXECUTE format('DROP TABLE ingest.%I', p.name);
+        END IF;
+        partition_name := p.name;
+        lower_bound := p.from_at;
+        upper_bound := p.to_at;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;

@@ -6,19 +6,25 @@
 //! - [`store`] commits messages from every connection in groups: one transaction per
 //!   tenant per group, so a burst of messages costs a few commits, not one each.
 //!   A duplicate (same MSH-3, MSH-4 and MSH-10) is stored once and answered with the
-//!   first message's ACK code (invariant I6).
+//!   first message's ACK code (invariant I6), found in `ingest.message_keys`.
+//! - [`partitions`] keeps `ingest.messages` in daily partitions: made ahead, and
+//!   dropped whole once older than the retention (no row-by-row deletes).
+//! - [`admin`] is what operators see (`tenet ingest list|show`); reading a raw
+//!   message is audited (invariant I3).
 //!
 //! Messages that cannot be parsed are kept, as `rejected`, with the reason (field
 //! positions and rule names, never content) and answered `AR` (`CR` in enhanced
 //! mode). Messages that parse are stored as `accepted` whatever their type: turning
 //! them into clinical records is a later slice.
 //!
-//! This crate holds PHI only in `ingest.messages.raw`, as opaque bytes. It must never
+//! This crate holds PHI only in `ingest.messages.raw_sealed`, encrypted. It must never
 //! log, or put into an error, anything read from a message but its routing fields'
-//! positions, its size and ids.
+//! positions, its size and ids, and never decrypt one without an audit event.
 
+pub mod admin;
 pub mod health;
 pub mod listener;
+pub mod partitions;
 pub mod process;
 pub mod reply;
 pub mod store;
@@ -33,6 +39,13 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "ingest",
         up: include_str!("../migrations/2026112501_ingest.up.sql"),
         down: include_str!("../migrations/2026112501_ingest.down.sql"),
+    },
+    Migration {
+        version: 2026112502,
+        context: "ingest",
+        name: "message_partitions",
+        up: include_str!("../migrations/2026112502_message_partitions.up.sql"),
+        down: include_str!("../migrations/2026112502_message_partitions.down.sql"),
     },
     Migration {
         version: 2026112504,

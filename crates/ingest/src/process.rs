@@ -217,7 +217,7 @@ impl JobKind for Process {
     ) -> Result<(), sqlx::Error> {
         let marked: Option<(Option<String>, Option<String>)> = sqlx::query_as(
             "UPDATE ingest.messages SET processing = 'failed', processing_error = $3
-             WHERE tenant_id = $1 AND id = $2 AND processing IN ('pending', 'failed')
+             WHERE tenant_id = $1 AND id = $2 AND received_at BETWEEN ingest.id_instant($2) - interval '1 day' AND ingest.id_instant($2) + interval '1 day' AND processing IN ('pending', 'failed')
              RETURNING application_ack_type, reply_to",
         )
         .bind(tx.tenant_id().as_uuid())
@@ -263,7 +263,8 @@ pub enum ReprocessError {
 /// it. Returns the new job's id.
 pub async fn reprocess(owner: &sqlx::PgPool, message_id: Uuid) -> Result<Uuid, ReprocessError> {
     let row: Option<(Uuid, Option<String>)> =
-        sqlx::query_as("SELECT tenant_id, processing::text FROM ingest.messages WHERE id = $1")
+        sqlx::query_as("SELECT tenant_id, processing::text FROM ingest.messages WHERE id = $1 \
+             AND received_at BETWEEN ingest.id_instant($1) - interval '1 day' AND ingest.id_instant($1) + interval '1 day'")
             .bind(message_id)
             .fetch_optional(owner)
             .await?;
@@ -305,7 +306,7 @@ pub async fn reprocess(owner: &sqlx::PgPool, message_id: Uuid) -> Result<Uuid, R
     }
     sqlx::query(
         "UPDATE ingest.messages SET processing = 'pending', processing_error = NULL
-         WHERE tenant_id = $1 AND id = $2",
+         WHERE tenant_id = $1 AND id = $2 AND received_at BETWEEN ingest.id_instant($2) - interval '1 day' AND ingest.id_instant($2) + interval '1 day'",
     )
     .bind(tenant_id.as_uuid())
     .bind(message_id)
@@ -333,7 +334,7 @@ struct State {
 
 async fn state(tx: &mut TenantTx, message_id: Uuid) -> Result<Option<State>, sqlx::Error> {
     let row: Option<(Option<String>, Option<Vec<u8>>)> = sqlx::query_as(
-        "SELECT processing::text, order_key FROM ingest.messages WHERE tenant_id = $1 AND id = $2",
+        "SELECT processing::text, order_key FROM ingest.messages WHERE tenant_id = $1 AND id = $2 AND received_at BETWEEN ingest.id_instant($2) - interval '1 day' AND ingest.id_instant($2) + interval '1 day'",
     )
     .bind(tx.tenant_id().as_uuid())
     .bind(message_id)
@@ -388,7 +389,7 @@ impl Process {
             Option<String>,
         ) = sqlx::query_as(
             "SELECT listener, raw_sealed, data_key_id, application_ack_type, reply_to
-             FROM ingest.messages WHERE tenant_id = $1 AND id = $2",
+             FROM ingest.messages WHERE tenant_id = $1 AND id = $2 AND received_at BETWEEN ingest.id_instant($2) - interval '1 day' AND ingest.id_instant($2) + interval '1 day'",
         )
         .bind(tx.tenant_id().as_uuid())
         .bind(message_id)
@@ -506,7 +507,7 @@ impl Process {
         }
         sqlx::query(
             "UPDATE ingest.messages SET processing = 'processed', processed_at = now(), processing_error = NULL
-             WHERE tenant_id = $1 AND id = $2",
+             WHERE tenant_id = $1 AND id = $2 AND received_at BETWEEN ingest.id_instant($2) - interval '1 day' AND ingest.id_instant($2) + interval '1 day'",
         )
         .bind(tx.tenant_id().as_uuid())
         .bind(message_id)

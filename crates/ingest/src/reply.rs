@@ -63,7 +63,7 @@ impl JobKind for ApplicationAck {
     ) -> Result<(), JobError> {
         let row: Option<ReplyRow> = sqlx::query_as(
             "SELECT raw_sealed, data_key_id, reply_to, application_acked_at FROM ingest.messages
-             WHERE tenant_id = $1 AND id = $2",
+             WHERE tenant_id = $1 AND id = $2 AND received_at BETWEEN ingest.id_instant($2) - interval '1 day' AND ingest.id_instant($2) + interval '1 day'",
         )
         .bind(tx.tenant_id().as_uuid())
         .bind(args.message_id)
@@ -118,7 +118,7 @@ impl JobKind for ApplicationAck {
         }
         sqlx::query(
             "UPDATE ingest.messages SET application_ack_code = $3, application_acked_at = now()
-             WHERE tenant_id = $1 AND id = $2",
+             WHERE tenant_id = $1 AND id = $2 AND received_at BETWEEN ingest.id_instant($2) - interval '1 day' AND ingest.id_instant($2) + interval '1 day'",
         )
         .bind(tx.tenant_id().as_uuid())
         .bind(args.message_id)

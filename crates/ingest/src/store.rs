@@ -2,7 +2,7 @@
 //! stores whatever arrived within a short window in one transaction per tenant and
 //! only then answers each sender.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -51,7 +51,8 @@ pub enum Status {
 }
 
 impl Status {
-    fn as_str(self) -> &'static str {
+    /// As the database enum `ingest.message_status` spells it.
+    pub fn as_str(self) -> &'static str {
         match self {
             Status::Accepted => "accepted",
             Status::Rejected => "rejected",
@@ -91,6 +92,18 @@ pub struct NewMessage {
     /// Where application acknowledgements go (the listener's reply address).
     pub reply_to: Option<String>,
     pub raw: Bytes,
+}
+
+impl NewMessage {
+    /// The de-duplication key (MSH-3.1, MSH-4.1, MSH-10); `None` for a message that
+    /// did not parse, which is never a duplicate.
+    fn key(&self) -> Option<(&str, &str, &str)> {
+        Some((
+            self.sending_application.as_deref()?,
+            self.sending_facility.as_deref()?,
+            self.control_id.as_deref()?,
+        ))
+    }
 }
 
 impl std::fmt::Debug for NewMessage {
@@ -298,8 +311,26 @@ async fn commit_group(
     let col = |f: fn(&NewMessage) -> Option<String>| -> Vec<Option<String>> {
         messages.iter().map(|m| f(m)).collect()
     };
+    // One statement stores the group: the keys of the messages that have one go into
+    // `ingest.message_keys`, where a key already there (stored earlier, or by an
+    // earlier message of this group: rows are inserted in the group's order) is a
+    // conflict and skipped; then every message whose key was new, and every message
+    // without a key, goes into `ingest.messages`.
     let inserted: Vec<Uuid> = sqlx::query_scalar(
-        "INSERT INTO ingest.messages (tenant_id, id, received_at, listener, sending_application, \
+        "WITH keys AS ( \
+             INSERT INTO ingest.message_keys (tenant_id, sending_application, sending_facility, \
+                 control_id, message_id, ack_code, received_at) \
+             SELECT $1, k.application, k.facility, k.control_id, k.id, k.ack_code, k.received_at \
+             FROM unnest($2::uuid[], $3::timestamptz[], $5::text[], $6::text[], $7::text[], \
+                 $14::text[]) WITH ORDINALITY \
+                 AS k(id, received_at, application, facility, control_id, ack_code, n) \
+             WHERE k.application IS NOT NULL AND k.facility IS NOT NULL \
+                 AND k.control_id IS NOT NULL \
+             ORDER BY k.n \
+             ON CONFLICT DO NOTHING \
+             RETURNING message_id \
+         ) \
+         INSERT INTO ingest.messages (tenant_id, id, received_at, listener, sending_application, \
              sending_facility, control_id, message_type, trigger_event, processing_id, version, \
              ack_mode, status, ack_code, error, raw_sealed, processing, order_key, \
              application_ack_type, reply_to, data_key_id) \
@@ -307,8 +338,11 @@ async fn commit_group(
              $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
              $12::ingest.ack_mode[], $13::ingest.message_status[], $14::text[], $15::text[], \
              $16::bytea[], $18::ingest.processing_state[], $19::bytea[], $20::text[], \
-             $21::text[]) AS u \
-         ON CONFLICT (tenant_id, sending_application, sending_facility, control_id) DO NOTHING \
+             $21::text[]) AS u(id, received_at, listener, sending_application, sending_facility, \
+             control_id, message_type, trigger_event, processing_id, version, ack_mode, status, \
+             ack_code, error, raw_sealed, processing, order_key, application_ack_type, reply_to) \
+         WHERE u.sending_application IS NULL OR u.sending_facility IS NULL \
+             OR u.control_id IS NULL OR u.id IN (SELECT message_id FROM keys) \
          RETURNING id",
     )
     .bind(tenant_id.as_uuid())
@@ -378,7 +412,38 @@ async fn commit_group(
     .bind(col(|m| m.reply_to.clone()))
     .fetch_all(&mut *tx)
     .await?;
-    let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
+    let inserted: HashSet<Uuid> = inserted.into_iter().collect();
+    // Duplicates (of a message stored earlier, or earlier in this group) are answered
+    // with that message's ACK code, read for the whole group at once; the keys this
+    // transaction just wrote are visible to it.
+    let duplicates: Vec<(&str, &str, &str)> = messages
+        .iter()
+        .filter(|m| !inserted.contains(&m.id))
+        .filter_map(|m| m.key())
+        .collect();
+    let mut first_codes: HashMap<(String, String, String), String> = HashMap::new();
+    if !duplicates.is_empty() {
+        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT k.sending_application, k.sending_facility, k.control_id, k.ack_code \
+             FROM ingest.message_keys k \
+             JOIN unnest($2::text[], $3::text[], $4::text[]) AS d(application, facility, control_id) \
+               ON k.sending_application = d.application AND k.sending_facility = d.facility \
+              AND k.control_id = d.control_id \
+             WHERE k.tenant_id = $1",
+        )
+        .bind(tenant_id.as_uuid())
+        .bind(duplicates.iter().map(|k| k.0).collect::<Vec<_>>())
+        .bind(duplicates.iter().map(|k| k.1).collect::<Vec<_>>())
+        .bind(duplicates.iter().map(|k| k.2).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+        first_codes.extend(
+            rows.into_iter()
+                .map(|(application, facility, control_id, code)| {
+                    ((application, facility, control_id), code)
+                }),
+        );
+    }
     // Storing a raw message is a write of PHI: one audit event names the group's.
     if !inserted.is_empty() {
         let mut ids: Vec<Uuid> = inserted.iter().copied().collect();
@@ -418,19 +483,25 @@ async fn commit_group(
             outcomes.push(Stored::New);
             continue;
         }
-        // A duplicate of a message stored earlier (or earlier in this group): answer
-        // with that message's ACK code.
-        let code: String = sqlx::query_scalar(
-            "SELECT ack_code FROM ingest.messages WHERE tenant_id = $1 \
-             AND sending_application = $2 AND sending_facility = $3 AND control_id = $4",
-        )
-        .bind(tenant_id.as_uuid())
-        .bind(&message.sending_application)
-        .bind(&message.sending_facility)
-        .bind(&message.control_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let ack_code = AckCode::from_code(&code).ok_or_else(|| {
+        let code = message
+            .key()
+            .and_then(|(application, facility, control_id)| {
+                first_codes.get(&(
+                    application.to_owned(),
+                    facility.to_owned(),
+                    control_id.to_owned(),
+                ))
+            })
+            // A key that was there when the insert skipped it and is gone now (retention
+            // deleted it in between): the message is not stored, so it must not be
+            // answered; failing the group makes the committer store it on its own.
+            .ok_or_else(|| {
+                sqlx::Error::Protocol(format!(
+                    "message {} was neither stored nor found as a duplicate",
+                    message.id
+                ))
+            })?;
+        let ack_code = AckCode::from_code(code).ok_or_else(|| {
             sqlx::Error::Decode(format!("an unknown stored ACK code {code:?}").into())
         })?;
         outcomes.push(Stored::Duplicate { ack_code });

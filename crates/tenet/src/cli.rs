@@ -149,6 +149,12 @@ pub enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// Received HL7 v2 messages: list and inspect them (across tenants, as the owner
+    /// role), and apply the retention that drops whole days of them.
+    Ingest {
+        #[command(subcommand)]
+        command: IngestCommand,
+    },
     /// HL7 v2 tools: read a message file, or send messages to an MLLP endpoint.
     /// They need no database.
     Hl7 {
@@ -258,6 +264,11 @@ pub struct ServeArgs {
     /// The tenant every message received on `--mllp` belongs to.
     #[arg(long, env = "TENET_MLLP_TENANT", requires = "mllp")]
     pub mllp_tenant: Option<uuid::Uuid>,
+    /// Keep received HL7 messages this many days (0: forever). Whole days older than
+    /// that are dropped, hourly, with their de-duplication keys: a resend is
+    /// recognised as a duplicate within this window only.
+    #[arg(long, env = "TENET_INGEST_RETENTION_DAYS", default_value_t = ingest::partitions::RETENTION_DAYS_DEFAULT)]
+    pub ingest_retention_days: u32,
 }
 
 /// `NAME=N`, N from 1 to 1024.
@@ -323,6 +334,119 @@ pub enum JobsCommand {
         #[arg(long, default_value_t = 600)]
         timeout_secs: u64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IngestCommand {
+    /// List received messages, newest first: routing fields, status, ACK and error,
+    /// never contents.
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<uuid::Uuid>,
+        /// Only messages stored as accepted, or kept as rejected.
+        #[arg(long, value_enum)]
+        status: Option<MessageStatus>,
+        /// Only messages received on this listener.
+        #[arg(long)]
+        listener: Option<String>,
+        /// Only messages received since: an RFC 3339 instant
+        /// (`2026-11-25T08:00:00Z`), a UTC date (`2026-11-25`) or an age (`30m`, `12h`,
+        /// `7d`).
+        #[arg(long, value_parser = parse_since)]
+        since: Option<Since>,
+        /// At most this many (up to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Show one message: every header field, its status, ACK and error. With --raw
+    /// also its contents, decrypted: PHI, so the read is recorded in the tenant's
+    /// audit log.
+    Show {
+        id: uuid::Uuid,
+        /// Also print the message as received (segments one per line). It is PHI:
+        /// the read is audited.
+        #[arg(long)]
+        raw: bool,
+        /// Why the raw message is read, recorded in the audit event.
+        #[arg(long, default_value = "operations", requires = "raw")]
+        purpose: String,
+    },
+    /// Process a message again whose processing failed (after fixing the cause: the
+    /// patient it needs now exists, a critical range was set, ...): its dead letter is
+    /// discarded, it is pending again and a new job runs it.
+    Reprocess {
+        /// The message's id (from `tenet ingest list` or the dead letter's arguments).
+        id: uuid::Uuid,
+    },
+    /// Drop whole days of received messages older than the retention, with their
+    /// de-duplication keys, and make the partitions of the days ahead (what
+    /// `tenet serve` does hourly). Prints what it drops.
+    Retention {
+        /// Keep this many days (0: forever).
+        #[arg(long, env = "TENET_INGEST_RETENTION_DAYS", default_value_t = ingest::partitions::RETENTION_DAYS_DEFAULT)]
+        days: u32,
+        /// Only print what would be dropped; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// The statuses of a stored message, as `ingest.message_status` spells them.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum MessageStatus {
+    Accepted,
+    Rejected,
+}
+
+impl From<MessageStatus> for ingest::store::Status {
+    fn from(status: MessageStatus) -> Self {
+        match status {
+            MessageStatus::Accepted => Self::Accepted,
+            MessageStatus::Rejected => Self::Rejected,
+        }
+    }
+}
+
+/// `--since`: an instant, or an age to subtract from now when the command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    At(time::OffsetDateTime),
+    Ago(time::Duration),
+}
+
+impl Since {
+    pub fn instant(self, now: time::OffsetDateTime) -> time::OffsetDateTime {
+        match self {
+            Since::At(at) => at,
+            Since::Ago(age) => now - age,
+        }
+    }
+}
+
+/// An RFC 3339 instant, a UTC date `YYYY-MM-DD`, or an age `N` + `m`/`h`/`d`.
+fn parse_since(text: &str) -> Result<Since, String> {
+    use time::format_description::well_known::Rfc3339;
+    let text = text.trim();
+    if let Ok(at) = time::OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(Since::At(at));
+    }
+    let date_format = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(date) = time::Date::parse(text, &date_format) {
+        return Ok(Since::At(date.midnight().assume_utc()));
+    }
+    let split = text.len().saturating_sub(1);
+    let (number, unit) = text.split_at(split);
+    let n: u32 = number.parse().map_err(|_| {
+        format!("expected an RFC 3339 instant, a date YYYY-MM-DD or an age like 12h, got {text:?}")
+    })?;
+    let age = match unit {
+        "m" => time::Duration::minutes(i64::from(n)),
+        "h" => time::Duration::hours(i64::from(n)),
+        "d" => time::Duration::days(i64::from(n)),
+        _ => return Err(format!("an age ends in m, h or d, got {text:?}")),
+    };
+    Ok(Since::Ago(age))
 }
 
 #[derive(Debug, Subcommand)]
@@ -609,4 +733,34 @@ pub enum KeysCommand {
     /// Replace the master key: every tenant's data key is re-wrapped, no record is
     /// re-encrypted. Resumes if interrupted.
     Rotate,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_reads_an_instant_a_date_or_an_age() {
+        use time::macros::datetime;
+        assert_eq!(
+            parse_since("2026-11-25T08:00:00Z"),
+            Ok(Since::At(datetime!(2026-11-25 08:00 UTC)))
+        );
+        assert_eq!(
+            parse_since("2026-11-25"),
+            Ok(Since::At(datetime!(2026-11-25 00:00 UTC)))
+        );
+        assert_eq!(
+            parse_since("30m"),
+            Ok(Since::Ago(time::Duration::minutes(30)))
+        );
+        assert_eq!(
+            parse_since("12h"),
+            Ok(Since::Ago(time::Duration::hours(12)))
+        );
+        assert_eq!(parse_since("7d"), Ok(Since::Ago(time::Duration::days(7))));
+        assert!(parse_since("7w").is_err());
+        assert!(parse_since("yesterday").is_err());
+        assert!(parse_since("").is_err());
+    }
 }

@@ -9,6 +9,7 @@ use anyhow::Context;
 use db::TenantTx;
 use identity::keyring::Keyring;
 use ingest::listener::{Listener, ListenerConfig};
+use ingest::partitions::Retention;
 use ingest::store::{Committer, CommitterConfig};
 use kernel::TenantId;
 use platform::jobs::worker::{Worker, WorkerConfig};
@@ -123,6 +124,16 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
     });
     let sampler = (!args.no_http)
         .then(|| tokio::spawn(queue_sampler(owner.clone(), metrics, shutdown_rx.clone())));
+    // Partitions of received HL7 messages are made ahead and dropped after the
+    // retention wherever messages arrive or background work runs; every such node
+    // may do it (the database serialises them).
+    let partitions = (args.workers > 0 || mllp.is_some()).then(|| {
+        tokio::spawn(partition_loop(
+            owner.clone(),
+            Retention::from_days(args.ingest_retention_days),
+            shutdown_rx.clone(),
+        ))
+    });
     // On shutdown the worker stops claiming, lets in-flight jobs finish for its grace
     // period and hands back the rest.
     let jobs = job_worker.map(|worker| tokio::spawn(worker.run(shutdown_rx.clone())));
@@ -191,6 +202,7 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
         (mllp_committer, "the MLLP committer panicked"),
         (checkpoints, "the checkpoint loop panicked"),
         (sampler, "the metrics sampler panicked"),
+        (partitions, "the partition maintenance panicked"),
     ] {
         if let Some(task) = task {
             stopped.push(task.await.context(what));
@@ -221,6 +233,45 @@ async fn queue_sampler(
         }
         tokio::select! {
             () = tokio::time::sleep(QUEUE_SAMPLE_EVERY) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// After a failed round of partition maintenance, how long until the next try.
+const PARTITIONS_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// Maintains the partitions of `ingest.messages` at start and then hourly: the days
+/// ahead, messages out of the default partition, and the retention. A round that
+/// fails (a table lock not granted in time, say) is tried again in a few minutes;
+/// partitions exist a week ahead, so nothing waits on it.
+async fn partition_loop(owner: PgPool, retention: Retention, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let wait = match ingest::partitions::maintain(
+            &owner,
+            retention,
+            ingest::partitions::SERVER_LOCK_TIMEOUT,
+        )
+        .await
+        {
+            Ok(report) => {
+                if !report.created.is_empty() || !report.retention.partitions.is_empty() {
+                    tracing::info!(
+                        created = ?report.created,
+                        dropped = ?report.retention.partitions.iter().map(|p| &p.name).collect::<Vec<_>>(),
+                        n_keys_deleted = report.retention.n_keys_deleted,
+                        "HL7 message partitions maintained"
+                    );
+                }
+                ingest::partitions::MAINTENANCE_EVERY
+            }
+            Err(error) => {
+                tracing::warn!(%error, "maintaining the HL7 message partitions failed; retrying in a few minutes");
+                PARTITIONS_RETRY_AFTER
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
     }

@@ -1,6 +1,9 @@
 //! The MLLP listener on a real PostgreSQL and real sockets: ACK after commit, grouped
 //! commits, duplicates, rejected messages, the sender allow-list, the frame limit and
-//! tenant isolation.
+//! tenant isolation. [`partitions`]: daily partitions, the default partition,
+//! retention, and reading a raw message (audited).
+
+mod partitions;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -33,6 +36,10 @@ struct Server {
 
 /// A listener for a real tenant (with its data key, which seals raw messages).
 async fn start(db: &TestDb, configure: impl FnOnce(&mut ListenerConfig)) -> Server {
+    // The template database may be older than the partitions it was made with.
+    ingest::partitions::ensure(&db.owner, Duration::from_secs(10))
+        .await
+        .unwrap();
     let keyring = Keyring::new(MasterKey::generate());
     let tenant_id = identity::tenant::create(&db.app, &keyring, "Harbor Lab")
         .await

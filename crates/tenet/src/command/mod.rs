@@ -6,6 +6,7 @@ mod critical_ranges;
 mod database;
 mod deadletters;
 mod hl7;
+mod ingest;
 mod jobs;
 mod keys;
 mod migrate;
@@ -57,6 +58,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schedules { command } => schedules::run(global, command).await,
         Command::Sagas { command } => sagas::run(global, command).await,
         Command::CriticalRanges { command } => critical_ranges::run(global, command).await,
+        Command::Ingest { command } => ingest::run(global, command).await,
         // No database: these read files and talk MLLP.
         Command::Hl7 { command } => hl7::run(command).await,
     }
