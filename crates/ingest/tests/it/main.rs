@@ -1,6 +1,6 @@
 //! The MLLP listener on a real PostgreSQL and real sockets: ACK after commit, grouped
 //! commits, duplicates, rejected messages, the sender allow-list, the frame limit and
-//! tenant isolation.
+//! tenant isolation. [`refusals`]: refusals that leave their neighbours untouched.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -19,6 +19,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::codec::Framed;
 use uuid::Uuid;
+
+mod refusals;
 
 type Client = Framed<TcpStream, MllpCodec>;
 

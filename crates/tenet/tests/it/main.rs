@@ -10,6 +10,9 @@
 //! - [`hl7`]: `hl7 parse` and `hl7 send` (no database; an MLLP server in the test).
 //! - [`events`]: a webhook gets a signed event from `serve`'s relay; a schedule fires.
 //! - [`ingest`]: `serve --mllp` stores what `hl7 send` sends, once, before its AA.
+//! - [`ingest_faults`]: MLLP ingestion with the server killed with SIGKILL under load,
+//!   the database stopped immediately under load, two servers on one database,
+//!   malformed input, and a third-party client (the Python `hl7` package's `mllp_send`).
 //! - [`jobs`]: worker processes killed with SIGKILL mid-job, a database crash-restart
 //!   under load, `jobs probe` and `deadletters`.
 //!
@@ -23,6 +26,7 @@ mod events;
 mod help;
 mod hl7;
 mod ingest;
+mod ingest_faults;
 mod jobs;
 mod keys;
 mod migrate;
