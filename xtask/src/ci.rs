@@ -14,6 +14,10 @@ pub fn run_ci() -> anyhow::Result<()> {
         "NATS server (the relay's JetStream tests)",
         ensure_nats_server,
     )?;
+    step(
+        "Python hl7 package (the third-party MLLP client of the ingest tests)",
+        ensure_python_hl7,
+    )?;
     step("cargo fmt --check", || {
         shell("cargo", &["fmt", "--all", "--", "--check"])
     })?;
@@ -131,20 +135,47 @@ pub fn ensure_nats_server() -> anyhow::Result<()> {
     if !Path::new("/usr/bin/apt-get").exists() {
         bail!("nats-server is missing and this is not a Debian-like system: install it");
     }
+    apt_install("nats-server")?;
+    if !installed() {
+        bail!("installing nats-server failed");
+    }
+    Ok(())
+}
+
+/// Installs Debian's `python3-hl7` when its `mllp_send` is not on `PATH`: the `tenet`
+/// crate's ingest tests talk to the MLLP listener through it, a client that is not
+/// ours, and fail, naming the package, without it.
+pub fn ensure_python_hl7() -> anyhow::Result<()> {
+    let installed = || {
+        std::env::var_os("PATH").is_some_and(|path| {
+            std::env::split_paths(&path).any(|dir| dir.join("mllp_send").is_file())
+        })
+    };
+    if installed() {
+        return Ok(());
+    }
+    if !Path::new("/usr/bin/apt-get").exists() {
+        bail!(
+            "mllp_send (the Python hl7 package) is missing and this is not a Debian-like system: install it"
+        );
+    }
+    apt_install("python3-hl7")?;
+    if !installed() {
+        bail!("installing python3-hl7 failed: mllp_send is not on PATH");
+    }
+    Ok(())
+}
+
+/// `apt-get update`, then `apt-get install` of one package without its recommends.
+fn apt_install(package: &str) -> anyhow::Result<()> {
     shell("apt-get", &["update", "-q"])?;
     let status = std::process::Command::new("apt-get")
-        .args([
-            "install",
-            "-y",
-            "-q",
-            "--no-install-recommends",
-            "nats-server",
-        ])
+        .args(["install", "-y", "-q", "--no-install-recommends", package])
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()
         .context("running apt-get install")?;
-    if !status.success() || !installed() {
-        bail!("installing nats-server failed");
+    if !status.success() {
+        bail!("apt-get install {package} failed ({status})");
     }
     Ok(())
 }

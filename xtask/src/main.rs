@@ -1,8 +1,9 @@
 //! Developer tasks for Tenet, in Rust rather than shell (matklad's cargo-xtask).
 //!
 //! - `cargo xtask up`: install what is missing, build, and `tenet up --demo`.
-//! - `cargo xtask ci`: what CI runs — installs PostgreSQL if missing, then fmt,
-//!   clippy, every test, and `tenet check` on a freshly migrated database.
+//! - `cargo xtask ci`: what CI runs — installs PostgreSQL, nats-server and the Python
+//!   `hl7` package if missing, then fmt, clippy, every test, and `tenet check` on a
+//!   freshly migrated database.
 //! - `cargo xtask bench api|audit|hl7`: the benchmarks; they print our figure beside the
 //!   reference figure from the same run, and the ratio.
 //! - `cargo xtask fuzz [--secs N]`: each fuzz target of the `hl7` crate for N

@@ -220,6 +220,14 @@ impl Cluster {
     /// checkpoint, every session cut) and starts it again, recovering from its WAL:
     /// for crash drills and the tests that prove clients ride one out.
     pub async fn restart_immediate(&mut self) -> Result<(), ClusterError> {
+        self.stop_immediate().await?;
+        self.ensure_running().await.map(|_| ())
+    }
+
+    /// Stops the cluster the way a crash does (`pg_ctl stop -m immediate`) and leaves
+    /// it stopped: for tests of an outage that lasts ([`Cluster::ensure_running`]
+    /// brings it back, recovering from its WAL).
+    pub async fn stop_immediate(&mut self) -> Result<(), ClusterError> {
         self.run_as = os_identity_for_cluster().await?;
         self.pg_ctl(&[
             OsStr::new("stop"),
@@ -228,8 +236,7 @@ impl Cluster {
             OsStr::new("-m"),
             OsStr::new("immediate"),
         ])
-        .await?;
-        self.ensure_running().await.map(|_| ())
+        .await
     }
 
     async fn initdb(&self) -> Result<(), ClusterError> {

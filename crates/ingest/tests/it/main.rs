@@ -1,7 +1,8 @@
 //! The MLLP listener on a real PostgreSQL and real sockets: ACK after commit, grouped
 //! commits, duplicates, rejected messages, the sender allow-list, the frame limit and
 //! tenant isolation. [`partitions`]: daily partitions, the default partition,
-//! retention, and reading a raw message (audited).
+//! retention, and reading a raw message (audited). [`refusals`]: refusals that leave
+//! their neighbours untouched.
 
 mod partitions;
 
@@ -24,6 +25,7 @@ use tokio_util::codec::Framed;
 use uuid::Uuid;
 
 mod process;
+mod refusals;
 
 type Client = Framed<TcpStream, MllpCodec>;
 

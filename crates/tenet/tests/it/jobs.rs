@@ -121,7 +121,21 @@ async fn n_rescued(admin: &PgPool) -> i64 {
     .unwrap()
 }
 
-async fn create_tenant(run: impl AsyncFn(&[&str]) -> crate::Run) -> String {
+/// `tenet args...` on the embedded cluster under `home` (no `DATABASE_URL`): a cluster
+/// of the test's own, which it may crash without cutting other tests.
+pub(crate) fn embedded_command(home: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tenet"));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("TENET_HOME", home)
+        .env("TENET_LOG_FORMAT", "json")
+        .current_dir(home);
+    command
+}
+
+pub(crate) async fn create_tenant(run: impl AsyncFn(&[&str]) -> crate::Run) -> String {
     single_line(run(&["tenant", "create", "Crash Drill Clinic"]).await.ok()).to_owned()
 }
 
@@ -206,17 +220,7 @@ async fn workers_ride_out_a_database_crash_and_restart_losing_and_doubling_nothi
     // A durable cluster of the test's own (an immediate stop of the shared test
     // cluster would cut every other test): the embedded one, under a home of its own.
     let home = tempfile::tempdir().unwrap();
-    let command = |args: &[&str]| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tenet"));
-        command
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("TENET_HOME", home.path())
-            .env("TENET_LOG_FORMAT", "json")
-            .current_dir(home.path());
-        command
-    };
+    let command = |args: &[&str]| embedded_command(home.path(), args);
     let run = async |args: &[&str]| {
         let output = command(args).output().await.expect("running tenet");
         crate::Run::new(args, output)

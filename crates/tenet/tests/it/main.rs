@@ -12,6 +12,9 @@
 //! - [`ingest`]: `serve --mllp` stores what `hl7 send` sends, once, before its AA.
 //! - [`processing`]: `critical-ranges` and received ADT/ORU becoming patients,
 //!   encounters and (critical) observations through `serve`'s workers.
+//! - [`ingest_faults`]: MLLP ingestion with the server killed with SIGKILL under load,
+//!   the database stopped immediately under load, two servers on one database,
+//!   malformed input, and a third-party client (the Python `hl7` package's `mllp_send`).
 //! - [`jobs`]: worker processes killed with SIGKILL mid-job, a database crash-restart
 //!   under load, `jobs probe` and `deadletters`.
 //!
@@ -25,6 +28,7 @@ mod events;
 mod help;
 mod hl7;
 mod ingest;
+mod ingest_faults;
 mod jobs;
 mod keys;
 mod migrate;
