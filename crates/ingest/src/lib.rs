@@ -7,6 +7,9 @@
 //!   tenant per group, so a burst of messages costs a few commits, not one each.
 //!   A duplicate (same MSH-3, MSH-4 and MSH-10) is stored once and answered with the
 //!   first message's ACK code (invariant I6).
+//! - [`tls`] sets up a listener's TLS (rustls), with optional client certificates.
+//! - [`metrics`] holds each listener's counters (messages by ACK code, ACK latency,
+//!   connections, refused frames) for the `api` crate to render.
 //!
 //! Messages that cannot be parsed are kept, as `rejected`, with the reason (field
 //! positions and rule names, never content) and answered `AR` (`CR` in enhanced
@@ -18,7 +21,9 @@
 //! positions, its size and ids.
 
 pub mod listener;
+pub mod metrics;
 pub mod store;
+pub mod tls;
 
 use db::Migration;
 

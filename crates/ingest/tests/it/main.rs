@@ -1,6 +1,9 @@
 //! The MLLP listener on a real PostgreSQL and real sockets: ACK after commit, grouped
 //! commits, duplicates, rejected messages, the sender allow-list, the frame limit and
-//! tenant isolation.
+//! tenant isolation. [`transport`]: TLS with client certificates, the connection limit,
+//! the idle timeout and the listener's counters.
+
+mod transport;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -10,6 +10,9 @@
 //! - [`hl7`]: `hl7 parse` and `hl7 send` (no database; an MLLP server in the test).
 //! - [`events`]: a webhook gets a signed event from `serve`'s relay; a schedule fires.
 //! - [`ingest`]: `serve --mllp` stores what `hl7 send` sends, once, before its AA.
+//! - [`listeners`]: `serve --role mllp --mllp-config FILE` runs each listener of the
+//!   file for its tenant and reports it on `/metrics`; configuration mistakes stop
+//!   the start.
 //! - [`jobs`]: worker processes killed with SIGKILL mid-job, a database crash-restart
 //!   under load, `jobs probe` and `deadletters`.
 //!
@@ -25,6 +28,7 @@ mod hl7;
 mod ingest;
 mod jobs;
 mod keys;
+mod listeners;
 mod migrate;
 mod principals;
 
