@@ -1,6 +1,6 @@
 //! `cargo xtask bench jobs`: enqueue + run + complete of N trivial jobs
 //! (`platform.noop`, spread round-robin over T tenants) by 2 worker processes
-//! (`tenet serve --no-http --workers W`), on the peers' PostgreSQL
+//! (`tenet serve --role worker --workers W`), on the peers' PostgreSQL
 //! (`../shared/peers/pg.sh start`, fsync and synchronous_commit on), beside
 //! graphile-worker on the same cluster with its default and its tuned perf-test
 //! settings (`../shared/peers/jobs/graphile/run.sh`), and Celery with Redis
@@ -176,7 +176,7 @@ fn ours(n_jobs: u64, n_processes: usize, workers: u16, tenants: u64) -> anyhow::
     for _ in 0..n_processes {
         children.0.push(
             Command::new(&tenet)
-                .args(["serve", "--no-http", "--checkpoint-secs", "0"])
+                .args(["serve", "--role", "worker", "--checkpoint-secs", "0"])
                 .args(["--workers", &workers.to_string()])
                 .envs(env)
                 .stdout(Stdio::null())

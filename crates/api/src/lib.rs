@@ -79,6 +79,17 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The operations endpoints alone (`/healthz`, `/readyz`, `/metrics`,
+/// `/openapi.json`), for a port of their own: a node without the API, or scraping
+/// kept off the API's port.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .merge(routes::ops::router())
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+}
+
 /// Assigns a request id, logs one line per request (route template, never the raw
 /// path or query) and records metrics.
 async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {

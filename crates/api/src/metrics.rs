@@ -2,12 +2,23 @@
 //!
 //! Labels are route templates, methods and status codes — never a raw path, an id or
 //! anything a client typed — so no label can carry PHI and cardinality stays bounded.
+//! The MLLP listeners' metrics (`tenet_mllp_*`) are read from the `ingest` crate's
+//! counters at each scrape; their labels are listener names from the configuration
+//! and fixed words.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use ingest::metrics::{
+    ACK_LABELS, CLOSE_REASONS, FRAME_REFUSED_REASONS, ListenerSnapshot, ListenerStats,
+};
+use ingest::store::Backlog;
 use platform::health::QueueStat;
 use platform::jobs::worker::{self, Outcome};
 use platform::relay::admin::RelayLag;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{self, MetricFamily, MetricType};
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -27,6 +38,7 @@ pub struct Metrics {
     job_queue_oldest: GaugeVec,
     relay_pending: IntGaugeVec,
     relay_oldest: GaugeVec,
+    mllp: Arc<RwLock<MllpSources>>,
 }
 
 impl Default for Metrics {
@@ -124,6 +136,10 @@ impl Metrics {
                 .register(collector)
                 .expect("BUG: metric registered twice");
         }
+        let mllp = Arc::new(RwLock::new(MllpSources::default()));
+        registry
+            .register(Box::new(MllpCollector::new(mllp.clone())))
+            .expect("BUG: metric registered twice");
         Self {
             registry,
             requests,
@@ -135,7 +151,15 @@ impl Metrics {
             job_queue_oldest,
             relay_pending,
             relay_oldest,
+            mllp,
         }
+    }
+
+    /// Reports these MLLP listeners and this committer's backlog from now on
+    /// (replacing any reported before).
+    pub fn watch_mllp(&self, listeners: Vec<Arc<ListenerStats>>, backlog: Option<Backlog>) {
+        let mut sources = self.mllp.write().expect("BUG: MLLP metrics lock poisoned");
+        *sources = MllpSources { listeners, backlog };
     }
 
     /// Replaces the relay gauges with a fresh sample: per context outbox
@@ -209,5 +233,204 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut buffer)
             .expect("BUG: text encoding of metrics cannot fail");
         String::from_utf8(buffer).expect("BUG: metrics text is UTF-8")
+    }
+}
+
+/// What the MLLP metrics are read from.
+#[derive(Default)]
+struct MllpSources {
+    listeners: Vec<Arc<ListenerStats>>,
+    backlog: Option<Backlog>,
+}
+
+/// Renders the `ingest` crate's listener counters at each scrape.
+struct MllpCollector {
+    sources: Arc<RwLock<MllpSources>>,
+    descs: Vec<Desc>,
+}
+
+/// (name, help, type, labels) of each MLLP metric family, in the order
+/// [`MllpCollector::collect`] builds them.
+const MLLP_FAMILIES: [(&str, &str, MetricType, &[&str]); 10] = [
+    (
+        "mllp_messages_total",
+        "HL7 messages answered by MLLP listeners, by listener and ACK code (none: not stored, no ACK sent)",
+        MetricType::COUNTER,
+        &["listener", "ack"],
+    ),
+    (
+        "mllp_ack_latency_seconds",
+        "From a message's frame arriving to its ACK written (after its commit), by listener",
+        MetricType::HISTOGRAM,
+        &["listener"],
+    ),
+    (
+        "mllp_messages_in_flight",
+        "HL7 messages read and not yet answered, by listener",
+        MetricType::GAUGE,
+        &["listener"],
+    ),
+    (
+        "mllp_connections_open",
+        "Open MLLP connections, by listener",
+        MetricType::GAUGE,
+        &["listener"],
+    ),
+    (
+        "mllp_connections_max",
+        "The most MLLP connections a listener serves at once; more wait to be accepted",
+        MetricType::GAUGE,
+        &["listener"],
+    ),
+    (
+        "mllp_connections_accepted_total",
+        "MLLP connections accepted, by listener",
+        MetricType::COUNTER,
+        &["listener"],
+    ),
+    (
+        "mllp_connections_closed_total",
+        "MLLP connections closed, by listener and reason",
+        MetricType::COUNTER,
+        &["listener", "reason"],
+    ),
+    (
+        "mllp_frames_refused_total",
+        "MLLP frames refused (each closes its connection), by listener and reason",
+        MetricType::COUNTER,
+        &["listener", "reason"],
+    ),
+    (
+        "mllp_bytes_skipped_total",
+        "Bytes the MLLP framing discarded (outside frames, abandoned or refused frames), by listener",
+        MetricType::COUNTER,
+        &["listener"],
+    ),
+    (
+        "mllp_committer_backlog",
+        "HL7 messages waiting for the committer to take them into a group",
+        MetricType::GAUGE,
+        &[],
+    ),
+];
+
+impl MllpCollector {
+    fn new(sources: Arc<RwLock<MllpSources>>) -> Self {
+        let descs = MLLP_FAMILIES
+            .iter()
+            .map(|(name, help, _, labels)| {
+                Desc::new(
+                    (*name).to_owned(),
+                    (*help).to_owned(),
+                    labels.iter().map(|label| (*label).to_owned()).collect(),
+                    HashMap::new(),
+                )
+                .expect("BUG: metric definition")
+            })
+            .collect();
+        Self { sources, descs }
+    }
+}
+
+/// Label pairs, sorted by name as Prometheus writes them.
+fn labels(pairs: &[(&str, &str)]) -> Vec<proto::LabelPair> {
+    let mut pairs = pairs.to_vec();
+    pairs.sort_unstable_by_key(|(name, _)| *name);
+    pairs
+        .iter()
+        .map(|(name, value)| {
+            let mut label = proto::LabelPair::default();
+            label.set_name((*name).to_owned());
+            label.set_value((*value).to_owned());
+            label
+        })
+        .collect()
+}
+
+fn counter(pairs: &[(&str, &str)], value: u64) -> proto::Metric {
+    let mut counter = proto::Counter::default();
+    counter.set_value(value as f64);
+    let mut metric = proto::Metric::from_label(labels(pairs));
+    metric.set_counter(counter);
+    metric
+}
+
+fn gauge(pairs: &[(&str, &str)], value: u64) -> proto::Metric {
+    let mut gauge = proto::Gauge::default();
+    gauge.set_value(value as f64);
+    let mut metric = proto::Metric::from_label(labels(pairs));
+    metric.set_gauge(gauge);
+    metric
+}
+
+fn latency(listener: &str, snapshot: &ListenerSnapshot) -> proto::Metric {
+    let latency = &snapshot.ack_latency;
+    let mut histogram = proto::Histogram::default();
+    histogram.set_sample_count(latency.count);
+    histogram.set_sample_sum(latency.sum_secs);
+    histogram.set_bucket(
+        latency
+            .buckets
+            .iter()
+            .map(|&(bound, count)| {
+                let mut bucket = proto::Bucket::default();
+                bucket.set_upper_bound(bound);
+                bucket.set_cumulative_count(count);
+                bucket
+            })
+            .collect(),
+    );
+    let mut metric = proto::Metric::from_label(labels(&[("listener", listener)]));
+    metric.set_histogram(histogram);
+    metric
+}
+
+impl Collector for MllpCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let sources = self
+            .sources
+            .read()
+            .expect("BUG: MLLP metrics lock poisoned");
+        let mut families: [Vec<proto::Metric>; MLLP_FAMILIES.len()] = Default::default();
+        for stats in &sources.listeners {
+            let snapshot = stats.snapshot();
+            let listener = snapshot.listener.as_str();
+            for (ack, n) in ACK_LABELS.iter().zip(snapshot.messages) {
+                families[0].push(counter(&[("listener", listener), ("ack", ack)], n));
+            }
+            families[1].push(latency(listener, &snapshot));
+            let one = [("listener", listener)];
+            families[2].push(gauge(&one, snapshot.messages_in_flight));
+            families[3].push(gauge(&one, snapshot.connections_open));
+            families[4].push(gauge(&one, snapshot.connections_max));
+            families[5].push(counter(&one, snapshot.connections_accepted));
+            for (reason, n) in CLOSE_REASONS.iter().zip(snapshot.connections_closed) {
+                families[6].push(counter(&[("listener", listener), ("reason", reason)], n));
+            }
+            for (reason, n) in FRAME_REFUSED_REASONS.iter().zip(snapshot.frames_refused) {
+                families[7].push(counter(&[("listener", listener), ("reason", reason)], n));
+            }
+            families[8].push(counter(&one, snapshot.bytes_skipped));
+        }
+        if let Some(backlog) = &sources.backlog {
+            let n = u64::try_from(backlog.get()).unwrap_or(u64::MAX);
+            families[9].push(gauge(&[], n));
+        }
+        MLLP_FAMILIES
+            .iter()
+            .zip(families)
+            .map(|((name, help, kind, _), metrics)| {
+                let mut family = MetricFamily::default();
+                family.set_name((*name).to_owned());
+                family.set_help((*help).to_owned());
+                family.set_field_type(*kind);
+                family.set_metric(metrics);
+                family
+            })
+            .collect()
     }
 }

@@ -11,6 +11,9 @@
 //!   dropped whole once older than the retention (no row-by-row deletes).
 //! - [`admin`] is what operators see (`tenet ingest list|show`); reading a raw
 //!   message is audited (invariant I3).
+//! - [`tls`] sets up a listener's TLS (rustls), with optional client certificates.
+//! - [`metrics`] holds each listener's counters (messages by ACK code, ACK latency,
+//!   connections, refused frames) for the `api` crate to render.
 //!
 //! Messages that cannot be parsed are kept, as `rejected`, with the reason (field
 //! positions and rule names, never content) and answered `AR` (`CR` in enhanced
@@ -24,10 +27,12 @@
 pub mod admin;
 pub mod health;
 pub mod listener;
+pub mod metrics;
 pub mod partitions;
 pub mod process;
 pub mod reply;
 pub mod store;
+pub mod tls;
 
 use db::Migration;
 

@@ -13,6 +13,11 @@
 //! - When the commit fails, nothing is sent and the connection is closed: the
 //!   sender did not get an ACK, so it resends, and duplicate detection makes the
 //!   resend safe. An `AA` is never sent for an uncommitted message.
+//!
+//! The connection code is generic over the stream: plain TCP, or TLS (rustls, with
+//! client certificates checked against a CA bundle when configured). A listener
+//! serves at most `connections_max` connections; further ones wait to be accepted.
+//! Each connection's counters go to its listener's [`ListenerStats`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,21 +30,36 @@ use hl7::mllp::{MllpCodec, MllpError};
 use hl7::{DateTime, Message};
 use kernel::TenantId;
 use time::OffsetDateTime;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::codec::Framed;
 use uuid::Uuid;
 
+use crate::metrics::{Close, FrameRefused, ListenerStats};
 use crate::process::{Event, UNSUPPORTED, patient_identifier};
 use crate::store::{CommitterHandle, NewMessage, Status, Stored};
+use crate::tls::TlsConfig;
+
+/// The default idle timeout: a connection silent this long is closed.
+pub const IDLE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(300);
+
+/// The default most connections a listener serves at once.
+pub const CONNECTIONS_MAX_DEFAULT: usize = 256;
+
+/// How long a client has to finish its TLS handshake (it holds a connection slot
+/// meanwhile).
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One listener's settings.
 #[derive(Clone, Debug)]
 pub struct ListenerConfig {
     /// The tenant every message on this listener belongs to.
     pub tenant_id: TenantId,
-    /// The listener's name, stored with each message.
+    /// The listener's name, stored with each message and the `listener` label of
+    /// its metrics.
     pub name: String,
     /// The senders allowed, as (MSH-3.1, MSH-4.1) pairs; empty allows anyone.
     pub senders: Vec<(String, String)>,
@@ -47,8 +67,12 @@ pub struct ListenerConfig {
     pub frame_bytes_max: usize,
     /// A connection silent for this long is closed.
     pub idle_timeout: Duration,
-    /// The most connections served at once; more wait to be accepted.
-    pub max_connections: usize,
+    /// The most connections served at once. More are not refused: they wait in the
+    /// operating system's accept queue until a served connection closes.
+    pub connections_max: usize,
+    /// TLS, if set: every connection must complete a handshake (within
+    /// [`TLS_HANDSHAKE_TIMEOUT`]) before its first frame is read.
+    pub tls: Option<TlsConfig>,
     /// Where this listener's senders receive application acknowledgements
     /// (`host:port`), for messages that ask for one in enhanced mode (MSH-16). None:
     /// only commit acknowledgements are sent.
@@ -56,15 +80,16 @@ pub struct ListenerConfig {
 }
 
 impl ListenerConfig {
-    /// A listener for `tenant_id` with the default limits and no allow-list.
+    /// A listener for `tenant_id` with the default limits, no allow-list and no TLS.
     pub fn new(tenant_id: TenantId, name: impl Into<String>) -> Self {
         Self {
             tenant_id,
             name: name.into(),
             senders: Vec::new(),
             frame_bytes_max: hl7::mllp::FRAME_BYTES_MAX,
-            idle_timeout: Duration::from_secs(300),
-            max_connections: 256,
+            idle_timeout: IDLE_TIMEOUT_DEFAULT,
+            connections_max: CONNECTIONS_MAX_DEFAULT,
+            tls: None,
             reply_to: None,
         }
     }
@@ -75,6 +100,7 @@ pub struct Listener {
     socket: TcpListener,
     config: Arc<ListenerConfig>,
     committer: CommitterHandle,
+    stats: Arc<ListenerStats>,
 }
 
 impl Listener {
@@ -85,10 +111,12 @@ impl Listener {
         committer: CommitterHandle,
     ) -> std::io::Result<Self> {
         let socket = TcpListener::bind(addr).await?;
+        let stats = Arc::new(ListenerStats::new(&config.name, config.connections_max));
         Ok(Self {
             socket,
             config: Arc::new(config),
             committer,
+            stats,
         })
     }
 
@@ -96,12 +124,26 @@ impl Listener {
         self.socket.local_addr()
     }
 
+    /// This listener's counters, live.
+    pub fn stats(&self) -> Arc<ListenerStats> {
+        self.stats.clone()
+    }
+
     /// Serves until `shutdown` turns true; then stops accepting, lets each connection
     /// finish the message in hand, and returns.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let permits = Arc::new(Semaphore::new(self.config.max_connections.max(1)));
+        let permits = Arc::new(Semaphore::new(self.config.connections_max.max(1)));
         let mut connections = JoinSet::new();
         loop {
+            if permits.available_permits() == 0 {
+                // Once per time the limit is reached: the wait below lasts until a
+                // connection closes.
+                tracing::warn!(
+                    listener = %self.config.name,
+                    connections_max = self.config.connections_max,
+                    "the MLLP listener is at its connection limit; new connections wait"
+                );
+            }
             let permit = tokio::select! {
                 _ = shutdown.wait_for(|stop| *stop) => break,
                 permit = permits.clone().acquire_owned() => permit.expect("BUG: semaphore closed"),
@@ -116,9 +158,10 @@ impl Listener {
                 Ok((stream, peer)) => {
                     let config = self.config.clone();
                     let committer = self.committer.clone();
+                    let stats = self.stats.clone();
                     let shutdown = shutdown.clone();
                     connections.spawn(async move {
-                        serve(stream, peer, &config, &committer, shutdown).await;
+                        connection(stream, peer, &config, &committer, &stats, shutdown).await;
                         drop(permit);
                     });
                 }
@@ -132,51 +175,118 @@ impl Listener {
     }
 }
 
-async fn serve(
+/// One accepted connection: the TLS handshake if the listener has TLS, then MLLP.
+async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     config: &ListenerConfig,
     committer: &CommitterHandle,
+    stats: &ListenerStats,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let _open = stats.connection_opened();
     let _ = stream.set_nodelay(true);
+    let close = match &config.tls {
+        None => serve(stream, peer, config, committer, stats, shutdown).await,
+        Some(tls) => {
+            let handshake = tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => None,
+                handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)) => Some(handshake),
+            };
+            match handshake {
+                None => Close::Shutdown,
+                Some(Ok(Ok(stream))) => {
+                    serve(stream, peer, config, committer, stats, shutdown).await
+                }
+                Some(Ok(Err(error))) => {
+                    // rustls names the failure (an unknown issuer, no certificate, a
+                    // protocol error); the peer's bytes are never in it.
+                    tracing::warn!(%peer, listener = %config.name, %error, "a TLS handshake failed; closing the connection");
+                    Close::Tls
+                }
+                Some(Err(_)) => {
+                    tracing::warn!(%peer, listener = %config.name, timeout_secs = TLS_HANDSHAKE_TIMEOUT.as_secs(), "a TLS handshake did not finish in time; closing the connection");
+                    Close::Tls
+                }
+            }
+        }
+    };
+    stats.connection_closed(close);
+}
+
+/// Reads frames and answers each, one at a time, until the connection ends; says why
+/// it ended.
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    peer: SocketAddr,
+    config: &ListenerConfig,
+    committer: &CommitterHandle,
+    stats: &ListenerStats,
+    mut shutdown: watch::Receiver<bool>,
+) -> Close {
     let mut framed = Framed::new(
         stream,
         MllpCodec::with_frame_bytes_max(config.frame_bytes_max),
     );
     let mut n_messages = 0u64;
-    loop {
+    let mut n_bytes_skipped = 0u64;
+    let close = loop {
         let next = tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = shutdown.wait_for(|stop| *stop) => break Close::Shutdown,
             next = tokio::time::timeout(config.idle_timeout, framed.next()) => next,
         };
+        let skipped = framed.codec().n_bytes_skipped();
+        stats.bytes_skipped(skipped - n_bytes_skipped);
+        n_bytes_skipped = skipped;
         let frame = match next {
             Err(_) => {
                 tracing::info!(%peer, listener = %config.name, "closing an idle MLLP connection");
-                break;
+                break Close::Idle;
             }
-            Ok(None) => break,
+            Ok(None) => break Close::Peer,
             Ok(Some(Ok(frame))) => frame,
             Ok(Some(Err(MllpError::FrameTooLarge { bytes_max }))) => {
+                stats.frame_refused(FrameRefused::Oversized);
                 tracing::warn!(%peer, listener = %config.name, bytes_max, "an MLLP frame is over the limit; closing the connection");
-                break;
+                break Close::Framing;
+            }
+            Ok(Some(Err(MllpError::TruncatedFrame { bytes }))) => {
+                stats.frame_refused(FrameRefused::Truncated);
+                tracing::warn!(%peer, listener = %config.name, bytes, "the connection ended inside an MLLP frame");
+                break Close::Framing;
             }
             Ok(Some(Err(error))) => {
                 tracing::warn!(%peer, listener = %config.name, %error, "MLLP framing failed; closing the connection");
-                break;
+                break Close::Framing;
             }
         };
         n_messages += 1;
-        let Some(ack) = handle(frame, config, committer).await else {
+        let received = Instant::now();
+        let in_flight = stats.message_received();
+        let answer = handle(frame, config, committer).await;
+        drop(in_flight);
+        let Some(ack) = answer else {
             // Not stored: send nothing, the sender resends.
-            break;
+            stats.message_answered(None, None);
+            break Close::NotStored;
         };
+        let code = ack_code_of(&ack);
         if let Err(error) = framed.send(ack).await {
+            stats.message_answered(code, None);
             tracing::warn!(%peer, listener = %config.name, %error, "sending an ACK failed");
-            break;
+            break Close::Write;
         }
-    }
+        stats.message_answered(code, Some(received.elapsed()));
+    };
     tracing::debug!(%peer, listener = %config.name, messages = n_messages, "MLLP connection closed");
+    close
+}
+
+/// MSA-1 of an ACK this listener built, for its metrics.
+fn ack_code_of(ack: &[u8]) -> Option<AckCode> {
+    let ack = Message::parse(ack).ok()?;
+    let msa = ack.segment("MSA")?;
+    AckCode::from_code(msa.field(1)?.as_str())
 }
 
 /// Stores one message and returns its ACK; `None` when it could not be stored.

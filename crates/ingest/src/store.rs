@@ -195,6 +195,30 @@ impl CommitterHandle {
             .map_err(|_| StoreError::Stopped)?;
         answer.await.map_err(|_| StoreError::Stopped)?
     }
+
+    /// A reading of how many messages wait for the committer to take them, that
+    /// does not keep the committer running.
+    pub fn backlog(&self) -> Backlog {
+        Backlog {
+            tx: self.tx.downgrade(),
+        }
+    }
+}
+
+/// How many messages wait in the committer's queue (not yet in a group); see
+/// [`CommitterHandle::backlog`].
+#[derive(Clone)]
+pub struct Backlog {
+    tx: mpsc::WeakSender<Pending>,
+}
+
+impl Backlog {
+    /// Messages queued now; 0 once the committer stopped.
+    pub fn get(&self) -> usize {
+        self.tx
+            .upgrade()
+            .map_or(0, |tx| tx.max_capacity() - tx.capacity())
+    }
 }
 
 /// The task that commits messages in groups. It stops when every

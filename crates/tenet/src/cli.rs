@@ -231,12 +231,28 @@ pub struct ServeArgs {
     /// How long a break-glass grant lasts, in seconds.
     #[arg(long, env = "TENET_BREAK_GLASS_SECS", default_value_t = 3600)]
     pub break_glass_secs: i64,
+    /// What this node runs: `api` (the HTTP API), `worker` (durable jobs, the outbox
+    /// relay, schedules and audit checkpoints), `mllp` (the MLLP listeners) or `all`.
+    /// Repeatable or comma-separated (`--role api,mllp`). `all` runs the MLLP
+    /// listeners only if some are configured; `mllp` refuses to start without one.
+    #[arg(
+        long = "role",
+        env = "TENET_ROLE",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "all"
+    )]
+    pub roles: Vec<NodeRole>,
     /// Durable jobs run at once by this process's worker (0: run no worker).
     #[arg(long, env = "TENET_WORKERS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(0..=1024))]
     pub workers: u16,
-    /// Serve no HTTP: only run the job worker (for worker-only nodes).
-    #[arg(long, env = "TENET_NO_HTTP")]
+    /// Serve no HTTP API: the same as `--role worker,mllp` (kept for existing scripts).
+    #[arg(long, env = "TENET_NO_HTTP", conflicts_with = "roles")]
     pub no_http: bool,
+    /// Also serve the operations endpoints (`/healthz`, `/readyz`, `/metrics`) here:
+    /// for nodes without the `api` role, or to scrape off the API's port.
+    #[arg(long, env = "TENET_OPS_HTTP")]
+    pub ops_http: Option<SocketAddr>,
     /// How long a worker holds a job without renewing its lease, in seconds. A job
     /// whose worker died runs again after about one and a half leases.
     #[arg(long, env = "TENET_JOB_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -257,8 +273,15 @@ pub struct ServeArgs {
     /// (for development only: in production it lets a tenant reach internal services).
     #[arg(long, env = "TENET_WEBHOOK_ALLOW_PRIVATE_HOSTS")]
     pub webhook_allow_private_hosts: bool,
-    /// Also receive HL7 v2 over MLLP on this address (`127.0.0.1:2575`); every message
-    /// is stored before it is acknowledged.
+    /// The MLLP listeners, from a TOML file: `[[listener]]` tables, each with `name`,
+    /// `addr`, `tenant`, and optionally `senders` (`["LAB^HOSP"]`: MSH-3.1^MSH-4.1),
+    /// `frame_bytes_max`, `idle_timeout_secs`, `connections_max` and a `[listener.tls]`
+    /// table (`cert`, `key`, `client_ca`). Checked whole before anything starts.
+    #[arg(long, env = "TENET_MLLP_CONFIG", value_name = "FILE")]
+    pub mllp_config: Option<PathBuf>,
+    /// One more MLLP listener, named `mllp`, on this address (`127.0.0.1:2575`), with
+    /// the default limits, no allow-list and no TLS; every message is stored before it
+    /// is acknowledged.
     #[arg(long, env = "TENET_MLLP", requires = "mllp_tenant")]
     pub mllp: Option<SocketAddr>,
     /// The tenant every message received on `--mllp` belongs to.
@@ -269,6 +292,61 @@ pub struct ServeArgs {
     /// recognised as a duplicate within this window only.
     #[arg(long, env = "TENET_INGEST_RETENTION_DAYS", default_value_t = ingest::partitions::RETENTION_DAYS_DEFAULT)]
     pub ingest_retention_days: u32,
+}
+
+/// What a `tenet serve` node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NodeRole {
+    /// The HTTP API (and its `/metrics`).
+    Api,
+    /// Durable jobs, the outbox relay, schedules and audit checkpoints.
+    Worker,
+    /// The MLLP listeners.
+    Mllp,
+    /// Everything; MLLP listeners only if configured.
+    All,
+}
+
+/// Whether a node runs its MLLP listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MllpRole {
+    Off,
+    /// If any is configured (`--role all`, `--no-http`).
+    IfConfigured,
+    /// Asked for by name: a node without a listener refuses to start.
+    Required,
+}
+
+/// The parts a node runs, from `--role` (or `--no-http`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub api: bool,
+    pub worker: bool,
+    pub mllp: MllpRole,
+}
+
+impl ServeArgs {
+    pub fn roles(&self) -> Roles {
+        if self.no_http {
+            return Roles {
+                api: false,
+                worker: true,
+                mllp: MllpRole::IfConfigured,
+            };
+        }
+        let all = self.roles.contains(&NodeRole::All);
+        Roles {
+            api: all || self.roles.contains(&NodeRole::Api),
+            worker: all || self.roles.contains(&NodeRole::Worker),
+            mllp: if self.roles.contains(&NodeRole::Mllp) {
+                MllpRole::Required
+            } else if all {
+                MllpRole::IfConfigured
+            } else {
+                MllpRole::Off
+            },
+        }
+    }
 }
 
 /// `NAME=N`, N from 1 to 1024.

@@ -4,6 +4,7 @@
 
 mod cli;
 mod command;
+mod listeners;
 mod output;
 mod settings;
 mod telemetry;

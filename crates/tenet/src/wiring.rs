@@ -1,17 +1,15 @@
 //! Building the running system: pools, keys, the router, background tasks, and
 //! shutdown on Ctrl-C or SIGTERM.
 
-use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use db::TenantTx;
 use identity::keyring::Keyring;
-use ingest::listener::{Listener, ListenerConfig};
+use ingest::listener::Listener;
 use ingest::partitions::Retention;
 use ingest::store::{Committer, CommitterConfig};
-use kernel::TenantId;
 use platform::jobs::worker::{Worker, WorkerConfig};
 use platform::jobs::{Noop, Probe, Registry};
 use platform::relay::{Handlers, NatsConfig, Relay, RelayConfig};
@@ -20,12 +18,33 @@ use platform::schedules::scheduler::{Scheduler, SchedulerConfig};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
-use crate::cli::{Global, ServeArgs};
+use crate::cli::{Global, MllpRole, ServeArgs};
+use crate::listeners;
 use crate::settings::{self, Database};
 
-/// Serves the API until a shutdown signal, then returns.
+/// Runs this node's roles (the API, the background work, the MLLP listeners) until a
+/// shutdown signal, then returns.
 pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> anyhow::Result<()> {
+    let roles = args.roles();
+    // The MLLP listeners are checked whole before anything starts: a mistake in their
+    // configuration fails the start, not a message later.
+    let mut mllp_specs = listeners::load(args)?;
+    match roles.mllp {
+        MllpRole::Required if mllp_specs.is_empty() => bail!(
+            "this node has the mllp role but no MLLP listener is configured: \
+             give --mllp-config FILE, or --mllp ADDR --mllp-tenant ID"
+        ),
+        MllpRole::Off if !mllp_specs.is_empty() => {
+            tracing::info!(
+                n_listeners = mllp_specs.len(),
+                "MLLP listeners are configured, but this node's roles leave them out"
+            );
+            mllp_specs.clear();
+        }
+        _ => {}
+    }
     let (owner, app) = database
         .config
         .connect(args.db_connections)
@@ -39,6 +58,7 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
             status.pending.len()
         );
     }
+    listeners::check_tenants(&app, &mllp_specs).await?;
     let keyring = Keyring::new(settings::master_key(global)?);
     let checkpoint_key = Arc::new(settings::checkpoint_key(global)?);
     let oidc = args.oidc_issuer.as_ref().map(|issuer| {
@@ -47,7 +67,10 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
         config.tenant_claim = args.oidc_tenant_claim.clone();
         oidc::OidcVerifier::new(config)
     });
-    let job_worker = (args.workers > 0).then(|| {
+    // The job worker, the outbox relay and the scheduler are the background half of a
+    // node: the worker role, when it has workers.
+    let background = roles.worker && args.workers > 0;
+    let job_worker = background.then(|| {
         let mut config =
             WorkerConfig::new(worker_id()).with_lease(Duration::from_secs(args.job_lease_secs));
         config.concurrency = usize::from(args.workers);
@@ -59,9 +82,7 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
             config,
         ))
     });
-    // The outbox relay runs where the job worker runs: both are the background half of
-    // a node.
-    let relay = if args.workers > 0 {
+    let relay = if background {
         let mut config = RelayConfig::new(worker_id());
         config.nats = args.nats_url.as_ref().map(|url| {
             let mut nats = NatsConfig::new(url.clone());
@@ -77,29 +98,51 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
         None
     };
     // Schedules fire where jobs run; any number of nodes may run a scheduler.
-    let scheduler = (args.workers > 0).then(|| {
+    let scheduler = background.then(|| {
         Arc::new(Scheduler::new(
             owner.clone(),
             app.clone(),
             SchedulerConfig::new(worker_id()),
         ))
     });
-    // HL7 v2 over MLLP: bound before anything is served, so a taken port fails the start.
-    let mllp = match (args.mllp, args.mllp_tenant) {
-        (Some(addr), Some(tenant)) => {
-            let (committer, committer_task) =
-                Committer::spawn(app.clone(), keyring.clone(), CommitterConfig::default());
-            let config = ListenerConfig::new(TenantId::new_unchecked(tenant), "mllp");
-            let listener = Listener::bind(addr, config, committer)
-                .await
-                .with_context(|| format!("listening for MLLP on {addr}"))?;
-            tracing::info!(mllp = %addr, "receiving HL7 v2 over MLLP");
-            Some((listener, committer_task))
-        }
-        _ => None,
-    };
     let metrics = api::metrics::Metrics::new();
     let jobs = job_registry(&keyring);
+    // HL7 v2 over MLLP: every listener bound before anything is served, so a taken
+    // port fails the start. One committer groups the commits of every listener.
+    let mllp = if mllp_specs.is_empty() {
+        None
+    } else {
+        let (committer, committer_task) =
+            Committer::spawn(app.clone(), keyring.clone(), CommitterConfig::default());
+        let mut bound = Vec::with_capacity(mllp_specs.len());
+        for spec in mllp_specs {
+            let config = &spec.config;
+            let (name, tenant_id) = (config.name.clone(), config.tenant_id);
+            let (tls, client_auth) = match &config.tls {
+                Some(tls) => (true, tls.client_auth()),
+                None => (false, false),
+            };
+            let n_senders = config.senders.len();
+            let listener = Listener::bind(spec.addr, spec.config, committer.clone())
+                .await
+                .with_context(|| format!("MLLP listener {name:?}: listening on {}", spec.addr))?;
+            tracing::info!(
+                listener = %name,
+                mllp = %listener.local_addr().unwrap_or(spec.addr),
+                %tenant_id,
+                tls,
+                client_auth,
+                n_senders,
+                "receiving HL7 v2 over MLLP"
+            );
+            bound.push(listener);
+        }
+        metrics.watch_mllp(
+            bound.iter().map(Listener::stats).collect(),
+            Some(committer.backlog()),
+        );
+        Some((bound, committer_task))
+    };
     let state = api::AppState {
         pool: app,
         keyring,
@@ -113,8 +156,25 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
         },
         jobs,
     };
+    let http = if roles.api {
+        Some(
+            TcpListener::bind(args.http)
+                .await
+                .with_context(|| format!("listening on {}", args.http))?,
+        )
+    } else {
+        None
+    };
+    let ops_http = match args.ops_http {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening for the operations endpoints on {addr}"))?,
+        ),
+        None => None,
+    };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let checkpoints = (args.checkpoint_secs > 0).then(|| {
+    let checkpoints = (roles.worker && args.checkpoint_secs > 0).then(|| {
         tokio::spawn(checkpoint_loop(
             owner.clone(),
             checkpoint_key,
@@ -122,12 +182,21 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
             shutdown_rx.clone(),
         ))
     });
-    let sampler = (!args.no_http)
-        .then(|| tokio::spawn(queue_sampler(owner.clone(), metrics, shutdown_rx.clone())));
+    // The queue gauges are sampled wherever `/metrics` is served.
+    let sampler = if http.is_some() || ops_http.is_some() {
+        sample_queues(&owner, &metrics).await;
+        Some(tokio::spawn(queue_sampler(
+            owner.clone(),
+            metrics,
+            shutdown_rx.clone(),
+        )))
+    } else {
+        None
+    };
     // Partitions of received HL7 messages are made ahead and dropped after the
     // retention wherever messages arrive or background work runs; every such node
     // may do it (the database serialises them).
-    let partitions = (args.workers > 0 || mllp.is_some()).then(|| {
+    let partitions = (background || mllp.is_some()).then(|| {
         tokio::spawn(partition_loop(
             owner.clone(),
             Retention::from_days(args.ingest_retention_days),
@@ -139,66 +208,66 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
     let jobs = job_worker.map(|worker| tokio::spawn(worker.run(shutdown_rx.clone())));
     let relay = relay.map(|relay| tokio::spawn(relay.run(shutdown_rx.clone())));
     let scheduler = scheduler.map(|scheduler| tokio::spawn(scheduler.run(shutdown_rx.clone())));
-    // The committer stops once the listener and its connections are gone.
-    let (mllp, mllp_committer) = match mllp {
-        Some((listener, committer)) => (
-            Some(tokio::spawn(listener.run(shutdown_rx.clone()))),
-            Some(committer),
-        ),
-        None => (None, None),
-    };
-    let mut server = if args.no_http {
-        tracing::info!(
-            workers = args.workers,
-            "tenet is running jobs only (no HTTP)"
-        );
-        None
-    } else {
-        let listener = TcpListener::bind(args.http)
-            .await
-            .with_context(|| format!("listening on {}", args.http))?;
-        tracing::info!(http = %args.http, workers = args.workers, "tenet is serving");
+    // The committer stops once the listeners and their connections are gone.
+    let mut mllp_listeners = JoinSet::new();
+    let mllp_committer = mllp.map(|(bound, committer)| {
+        for listener in bound {
+            mllp_listeners.spawn(listener.run(shutdown_rx.clone()));
+        }
+        committer
+    });
+    let mut servers = JoinSet::new();
+    for (what, listener, router) in [
+        ("HTTP", http, api::router(state.clone())),
+        ("the operations endpoints", ops_http, api::ops_router(state)),
+    ] {
+        let Some(listener) = listener else { continue };
         let mut server_shutdown = shutdown_rx.clone();
-        Some(tokio::spawn(
-            axum::serve(listener, api::router(state))
-                .with_graceful_shutdown(async move {
-                    let _ = server_shutdown.wait_for(|stop| *stop).await;
-                })
-                .into_future(),
-        ))
-    };
-    let served = async {
-        match server.as_mut() {
-            Some(server) => server.await,
-            None => std::future::pending().await,
-        }
-    };
-    // Whatever ends the serving (a signal or a server error), every background task is
-    // told to stop and awaited before the first error is returned: the worker hands
+        let serving = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = server_shutdown.wait_for(|stop| *stop).await;
+        });
+        servers.spawn(async move { (what, serving.await) });
+    }
+    tracing::info!(
+        http = ?roles.api.then_some(args.http),
+        ops_http = ?args.ops_http,
+        workers = if background { args.workers } else { 0 },
+        n_mllp_listeners = mllp_listeners.len(),
+        "tenet is serving"
+    );
+    // Whatever ends the serving (a signal, or a server's error), every background task
+    // is told to stop and awaited before the first error is returned: the worker hands
     // back its jobs instead of leaving them to expire.
-    let served: anyhow::Result<()> = tokio::select! {
-        result = served => result
-            .context("the HTTP server panicked")
-            .and_then(|served| served.context("serving HTTP")),
-        () = shutdown_signal() => {
-            tracing::info!("shutting down: finishing requests and jobs in flight");
-            let _ = shutdown_tx.send(true);
-            match server {
-                Some(server) => server
-                    .await
-                    .context("the HTTP server panicked")
-                    .and_then(|served| served.context("serving HTTP")),
-                None => Ok(()),
+    let mut ended = Vec::new();
+    tokio::select! {
+        first = async {
+            match servers.join_next().await {
+                Some(first) => first,
+                None => std::future::pending().await,
             }
+        } => ended.push(first),
+        () = shutdown_signal() => {
+            tracing::info!("shutting down: finishing requests, messages and jobs in flight");
         }
-    };
+    }
     let _ = shutdown_tx.send(true);
-    let mut stopped = vec![served];
+    while let Some(server) = servers.join_next().await {
+        ended.push(server);
+    }
+    let mut stopped: Vec<anyhow::Result<()>> = ended
+        .into_iter()
+        .map(|server| match server {
+            Ok((what, served)) => served.with_context(|| format!("serving {what}")),
+            Err(error) => Err(anyhow::Error::new(error).context("an HTTP server panicked")),
+        })
+        .collect();
+    while let Some(listener) = mllp_listeners.join_next().await {
+        stopped.push(listener.context("an MLLP listener panicked"));
+    }
     for (task, what) in [
         (jobs, "the job worker panicked"),
         (relay, "the outbox relay panicked"),
         (scheduler, "the scheduler panicked"),
-        (mllp, "the MLLP listener panicked"),
         (mllp_committer, "the MLLP committer panicked"),
         (checkpoints, "the checkpoint loop panicked"),
         (sampler, "the metrics sampler panicked"),
@@ -216,25 +285,32 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
 const QUEUE_SAMPLE_EVERY: Duration = Duration::from_secs(10);
 
 /// Samples queue depth and age, and the relay's lag, into the metrics, across tenants (the owner's view):
-/// the service role's pool would see no tenant's jobs outside a request.
+/// the service role's pool would see no tenant's jobs outside a request. The caller
+/// takes the first sample (`sample_queues`) before anything is served, so the first
+/// scrape already sees the queues; this samples every `QUEUE_SAMPLE_EVERY` after it.
 async fn queue_sampler(
     owner: PgPool,
     metrics: api::metrics::Metrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        match platform::health::queue_stats(&owner).await {
-            Ok(stats) => metrics.observe_queues(&stats),
-            Err(err) => tracing::warn!(error = %err, "sampling job queues failed"),
-        }
-        match platform::relay::admin::relay_lag(&owner).await {
-            Ok(lag) => metrics.observe_relay(&lag),
-            Err(err) => tracing::warn!(error = %err, "sampling the relay's lag failed"),
-        }
         tokio::select! {
             () = tokio::time::sleep(QUEUE_SAMPLE_EVERY) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
+        sample_queues(&owner, &metrics).await;
+    }
+}
+
+/// One sample of the queue gauges and the relay's lag.
+async fn sample_queues(owner: &PgPool, metrics: &api::metrics::Metrics) {
+    match platform::health::queue_stats(owner).await {
+        Ok(stats) => metrics.observe_queues(&stats),
+        Err(err) => tracing::warn!(error = %err, "sampling job queues failed"),
+    }
+    match platform::relay::admin::relay_lag(owner).await {
+        Ok(lag) => metrics.observe_relay(&lag),
+        Err(err) => tracing::warn!(error = %err, "sampling the relay's lag failed"),
     }
 }
 

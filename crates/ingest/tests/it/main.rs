@@ -2,9 +2,11 @@
 //! commits, duplicates, rejected messages, the sender allow-list, the frame limit and
 //! tenant isolation. [`partitions`]: daily partitions, the default partition,
 //! retention, and reading a raw message (audited). [`refusals`]: refusals that leave
-//! their neighbours untouched.
+//! their neighbours untouched. [`transport`]: TLS with client certificates, the
+//! connection limit, the idle timeout and the listener's counters.
 
 mod partitions;
+mod transport;
 
 use std::net::SocketAddr;
 use std::time::Duration;

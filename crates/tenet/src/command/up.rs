@@ -37,9 +37,9 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<ExitCode> {
     if args.demo {
         let keyring = Keyring::new(settings::master_key(global)?);
         let demo_tenant = demo(&owner, &app, &keyring).await?;
-        // The demo tenant receives HL7 v2 on the registered MLLP port unless told
-        // otherwise.
-        if serve_args.mllp.is_none() {
+        // The demo tenant receives HL7 v2 on the registered MLLP port unless other
+        // listeners are configured.
+        if serve_args.mllp.is_none() && serve_args.mllp_config.is_none() {
             serve_args.mllp = Some(DEMO_MLLP.parse().expect("BUG: a valid address"));
             serve_args.mllp_tenant = Some(demo_tenant.into_uuid());
         }

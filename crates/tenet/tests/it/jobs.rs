@@ -28,13 +28,14 @@ const LEASE_SECS: &str = "2";
 /// How long a run may take before the test gives up.
 const RUN_TIMEOUT: Duration = Duration::from_secs(240);
 
-/// Starts `tenet serve --no-http`: a worker process, logging to `logs/worker-N.log`.
+/// Starts `tenet serve --role worker`: a worker process, logging to `logs/worker-N.log`.
 fn spawn_worker(mut command: Command, logs: &Path, n: usize) -> Child {
     let log = std::fs::File::create(logs.join(format!("worker-{n}.log"))).unwrap();
     command
         .args([
             "serve",
-            "--no-http",
+            "--role",
+            "worker",
             "--workers",
             "8",
             "--job-lease-secs",
@@ -428,7 +429,7 @@ pub(crate) async fn serve(tenet: &Tenet, workers: &str, n: usize) -> (Child, Str
 }
 
 /// The value of the sample `name{labels}` in a metrics page.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics
         .lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())

@@ -15,6 +15,9 @@
 //! - [`ingest_faults`]: MLLP ingestion with the server killed with SIGKILL under load,
 //!   the database stopped immediately under load, two servers on one database,
 //!   malformed input, and a third-party client (the Python `hl7` package's `mllp_send`).
+//! - [`listeners`]: `serve --role mllp --mllp-config FILE` runs each listener of the
+//!   file for its tenant and reports it on `/metrics`; configuration mistakes stop
+//!   the start.
 //! - [`jobs`]: worker processes killed with SIGKILL mid-job, a database crash-restart
 //!   under load, `jobs probe` and `deadletters`.
 //!
@@ -31,6 +34,7 @@ mod ingest;
 mod ingest_faults;
 mod jobs;
 mod keys;
+mod listeners;
 mod migrate;
 mod principals;
 mod processing;
