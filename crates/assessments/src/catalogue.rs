@@ -42,12 +42,14 @@
 //! and 2 E items must be endorsed. The National Center for PTSD gives a cut-point
 //! "between 31 and 33"; **we use 33**, the top of that range: a higher cut-point is
 //! the one the Center advises "when attempting to make a provisional diagnosis or to
-//! minimize false positives", which is what a flag on a patient's record does, and
-//! 33 is the cut-point Bovin et al. (*Psychol Assess* 2016;28:1379–1391) found best
-//! in veterans. There are no empirically derived severity ranges for the PCL-5, so
-//! its two bands are only "below" and "at or above" the cut-point. **Missing items**:
-//! the Center publishes no rule for them, and the cluster rule cannot be decided
-//! without every item, so all twenty must be answered.
+//! minimize false positives", which is what a flag on a patient's record does. The
+//! range itself is Bovin et al.'s (*Psychol Assess* 2016;28:1379–1391), who found
+//! scores of 31 to 33 equally efficient against the CAPS-5 in veterans, and 33 was
+//! the Center's earlier single recommended cut-point. There are no empirically
+//! derived severity ranges for the PCL-5, so its two bands are only "below" and "at
+//! or above" the cut-point. **Missing items**: the Center publishes no rule for them,
+//! and the cluster rule cannot be decided without every item, so all twenty must be
+//! answered.
 //!
 //! **PHQ-A**, the PHQ-9 modified for adolescents (from Johnson, Harris, Spitzer &
 //! Williams, *J Adolesc Health* 2002;30:196–204, in the form of the GLAD-PC toolkit
