@@ -188,19 +188,27 @@ pub async fn merge(
     if merged == survivor {
         return Err(MergeError::SamePatient);
     }
-    let Some(target) = get(tx, survivor).await? else {
-        return Err(MergeError::NotFound(survivor));
-    };
-    if target.merged_into.is_some() {
-        return Err(MergeError::AlreadyMerged(survivor));
-    }
-    let current: Option<Option<Uuid>> = sqlx::query_scalar(
-        "SELECT merged_into FROM clinical.patients WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+    // Both rows locked, in id order: two merges of one pair in opposite directions
+    // cannot both pass the checks below (and make a cycle), nor deadlock.
+    let rows: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(
+        "SELECT id, merged_into FROM clinical.patients WHERE tenant_id = $1 AND id = ANY($2)
+         ORDER BY id FOR UPDATE",
     )
     .bind(tx.tenant_id().as_uuid())
-    .bind(merged.as_uuid())
-    .fetch_optional(&mut **tx)
+    .bind(vec![merged.into_uuid(), survivor.into_uuid()])
+    .fetch_all(&mut **tx)
     .await?;
+    let merged_into = |id: PatientId| {
+        rows.iter()
+            .find(|(row_id, _)| *row_id == id.into_uuid())
+            .map(|(_, into)| *into)
+    };
+    match merged_into(survivor) {
+        None => return Err(MergeError::NotFound(survivor)),
+        Some(Some(_)) => return Err(MergeError::AlreadyMerged(survivor)),
+        Some(None) => {}
+    }
+    let current = merged_into(merged);
     match current {
         None => return Err(MergeError::NotFound(merged)),
         Some(Some(into)) if into == survivor.into_uuid() => return Ok(()),

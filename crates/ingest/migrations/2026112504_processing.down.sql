@@ -42,6 +42,7 @@ $$;
 REVOKE UPDATE (processing, processing_error, processed_at, application_ack_code, application_acked_at)
     ON ingest.messages FROM tenet_app;
 DROP INDEX ingest.messages_pending_by_order_key;
+DROP INDEX ingest.messages_unfinished;
 DROP FUNCTION ingest.id_instant(uuid);
 ALTER TABLE ingest.messages
     DROP COLUMN processing,

@@ -25,6 +25,9 @@ ALTER TABLE ingest.messages
 
 CREATE INDEX messages_pending_by_order_key ON ingest.messages (tenant_id, order_key, id)
     WHERE processing = 'pending';
+-- What `tenet check` and the retention guard look for: unfinished processing, by day.
+CREATE INDEX messages_unfinished ON ingest.messages (received_at)
+    WHERE processing IN ('pending', 'failed');
 
 -- The instant a message id (a UUIDv7: its first 48 bits are milliseconds since the
 -- epoch) carries. `received_at` comes from the same clock a moment later, so a lookup

@@ -15,10 +15,13 @@
 //! - [`metrics`] holds each listener's counters (messages by ACK code, ACK latency,
 //!   connections, refused frames) for the `api` crate to render.
 //!
-//! Messages that cannot be parsed are kept, as `rejected`, with the reason (field
-//! positions and rule names, never content) and answered `AR` (`CR` in enhanced
-//! mode). Messages that parse are stored as `accepted` whatever their type: turning
-//! them into clinical records is a later slice.
+//! - [`process`] turns accepted ADT (A01, A04, A08, A03, A40) and ORU^R01 messages
+//!   into patients, encounters and observations, by a durable job per message, in
+//!   order per patient; [`reply`] sends enhanced mode's application ACKs afterwards.
+//!
+//! Messages that cannot be parsed, and messages of other types, are kept, as
+//! `rejected`, with the reason (field positions and rule names, never content) and
+//! answered `AR` (`CR` in enhanced mode).
 //!
 //! This crate holds PHI only in `ingest.messages.raw_sealed`, encrypted. It must never
 //! log, or put into an error, anything read from a message but its routing fields'

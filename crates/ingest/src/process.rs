@@ -31,7 +31,7 @@ use clinical::observation::{NewObservation, ObservationStatus, ObservationValue}
 use db::TenantTx;
 use hl7::typed::{Cx, Pid};
 use hl7::{DateTime, Message};
-use identity::keyring::Keyring;
+use identity::keyring::{Keyring, KeyringError};
 use identity::vault::{self, Access, Address, Demographics, Identifier, Sex, VaultError};
 use kernel::PatientId;
 use platform::jobs::{JobContext, JobError, JobKind};
@@ -125,6 +125,9 @@ pub struct ProcessArgs {
 pub enum ProcessError {
     #[error("{0}")]
     Invalid(String),
+    /// Something that may pass on a later attempt.
+    #[error("{0}")]
+    Retry(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -134,6 +137,11 @@ impl From<VaultError> for ProcessError {
         match error {
             VaultError::Database(error) => Self::Database(error),
             VaultError::Audit(audit::AuditError::Database(error)) => Self::Database(error),
+            VaultError::Keyring(KeyringError::Database(error)) => Self::Database(error),
+            // Someone else (an API edit) changed the record meanwhile: run again.
+            VaultError::VersionConflict => Self::Retry(
+                "the patient's record changed while this message was processed".to_owned(),
+            ),
             // Names an authority and type, never a value.
             other @ VaultError::DuplicateIdentifier { .. } => Self::Invalid(other.to_string()),
             other => Self::Invalid(format!("the identity vault: {other}")),
@@ -153,8 +161,9 @@ impl From<clinical::patient::MergeError> for ProcessError {
 impl JobKind for Process {
     const NAME: &'static str = "ingest.process";
     const VERSION: u32 = 1;
-    // All of its work is in the database.
-    const BATCHABLE: bool = true;
+    // Not batched: a batch would hold the locks of several patients at once until it
+    // commits, and two batches taking them in different orders would deadlock.
+    const BATCHABLE: bool = false;
     // Enqueued by the store, one per accepted message.
     const SCHEDULABLE: bool = false;
     type Args = ProcessArgs;
@@ -199,12 +208,14 @@ impl JobKind for Process {
                             .await?;
                     }
                     Err(ProcessError::Database(error)) => return Err(error.into()),
+                    Err(ProcessError::Retry(why)) => return Err(JobError::Retry(why)),
                 }
             }
         }
         match self.process_one(tx, args.message_id).await {
             Ok(()) => Ok(()),
             Err(ProcessError::Invalid(reason)) => Err(JobError::Fail(reason)),
+            Err(ProcessError::Retry(why)) => Err(JobError::Retry(why)),
             Err(ProcessError::Database(error)) => Err(error.into()),
         }
     }
@@ -251,6 +262,10 @@ pub enum ReprocessError {
     NotProcessable(Uuid),
     #[error("message {0} was processed already; processing it again could undo later messages")]
     AlreadyProcessed(Uuid),
+    #[error(
+        "{n_later} later message(s) of this patient were processed since; applying message {message_id} now could undo them (--force applies it anyway)"
+    )]
+    LaterProcessed { message_id: Uuid, n_later: i64 },
     #[error("message {message_id} is waiting for its job {job_id} already")]
     AlreadyQueued { message_id: Uuid, job_id: Uuid },
     #[error(transparent)]
@@ -261,7 +276,11 @@ pub enum ReprocessError {
 /// owner role (an operator's `tenet ingest reprocess`): its dead jobs leave the
 /// dead-letter view (kept, for the record), it is `pending` again, and a new job runs
 /// it. Returns the new job's id.
-pub async fn reprocess(owner: &sqlx::PgPool, message_id: Uuid) -> Result<Uuid, ReprocessError> {
+pub async fn reprocess(
+    owner: &sqlx::PgPool,
+    message_id: Uuid,
+    force: bool,
+) -> Result<Uuid, ReprocessError> {
     let row: Option<(Uuid, Option<String>)> =
         sqlx::query_as("SELECT tenant_id, processing::text FROM ingest.messages WHERE id = $1 \
              AND received_at BETWEEN ingest.id_instant($1) - interval '1 day' AND ingest.id_instant($1) + interval '1 day'")
@@ -278,6 +297,28 @@ pub async fn reprocess(owner: &sqlx::PgPool, message_id: Uuid) -> Result<Uuid, R
     }
     let tenant_id = kernel::TenantId::new_unchecked(tenant_id);
     let mut tx = TenantTx::begin_as(owner, tenant_id, "operator:ingest.reprocess", None).await?;
+    // An ADT applied after later ones of its patient would undo them (an old A08's
+    // name over a newer one): refused unless the operator insists. Results are
+    // recorded by source and in no order, so they are always safe.
+    if !force {
+        let n_later: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM ingest.messages later
+             JOIN ingest.messages m ON m.tenant_id = later.tenant_id AND m.order_key = later.order_key
+             WHERE m.tenant_id = $1 AND m.id = $2 AND m.message_type = 'ADT'
+               AND m.received_at BETWEEN ingest.id_instant($2) - interval '1 day' AND ingest.id_instant($2) + interval '1 day'
+               AND later.id > m.id AND later.processing = 'processed'",
+        )
+        .bind(tenant_id.as_uuid())
+        .bind(message_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if n_later > 0 {
+            return Err(ReprocessError::LaterProcessed {
+                message_id,
+                n_later,
+            });
+        }
+    }
     let jobs = platform::jobs::admin::find_by_args(
         &mut tx,
         Process::NAME,
@@ -305,7 +346,8 @@ pub async fn reprocess(owner: &sqlx::PgPool, message_id: Uuid) -> Result<Uuid, R
         }
     }
     sqlx::query(
-        "UPDATE ingest.messages SET processing = 'pending', processing_error = NULL
+        "UPDATE ingest.messages SET processing = 'pending', processing_error = NULL,
+             application_ack_code = NULL, application_acked_at = NULL
          WHERE tenant_id = $1 AND id = $2 AND received_at BETWEEN ingest.id_instant($2) - interval '1 day' AND ingest.id_instant($2) + interval '1 day'",
     )
     .bind(tenant_id.as_uuid())
@@ -395,9 +437,14 @@ impl Process {
         .bind(message_id)
         .fetch_one(&mut **tx)
         .await?;
-        let data_key =
-            self.keyring.key(tx, data_key_id).await.map_err(|error| {
-                ProcessError::Invalid(format!("the message's data key: {error}"))
+        // A key that cannot be read now (the database) may be readable on a retry.
+        let data_key = self
+            .keyring
+            .key(tx, data_key_id)
+            .await
+            .map_err(|error| match error {
+                KeyringError::Database(error) => ProcessError::Database(error),
+                other => ProcessError::Invalid(format!("the message's data key: {other}")),
             })?;
         let raw =
             open_raw(&data_key, tx.tenant_id(), message_id, &raw_sealed).ok_or_else(|| {
@@ -405,15 +452,20 @@ impl Process {
                     "the stored message does not decrypt: it was altered or moved".to_owned(),
                 )
             })?;
+        // Audit events name the integration, not the worker.
+        tx.set_actor(&format!("integration:{listener}")).await?;
+        // Reading a stored message is a read of PHI (I3).
+        audit::append(tx, message_read(message_id))
+            .await
+            .map_err(audit_error)?;
         let message = Message::parse(&raw).map_err(|error| {
             ProcessError::Invalid(format!("the stored message does not parse: {error}"))
         })?;
-        // Audit events name the integration, not the worker.
-        tx.set_actor(&format!("integration:{listener}")).await?;
         let access = Access {
             purpose: Some("operations".to_owned()),
             break_glass: false,
         };
+        let zone = message_zone(&message);
         let msh = message.msh();
         let message_type = msh.message_type();
         let event = Event::of(
@@ -421,9 +473,19 @@ impl Process {
             message_type.trigger().as_deref(),
         )
         .ok_or_else(|| ProcessError::Invalid(UNSUPPORTED.to_owned()))?;
-        let pid = message
-            .pid()
-            .ok_or_else(|| ProcessError::Invalid("PID: the segment is missing".to_owned()))?;
+        let groups = patient_groups(&message);
+        let Some(first) = groups.first() else {
+            return Err(ProcessError::Invalid(
+                "PID: the segment is missing".to_owned(),
+            ));
+        };
+        let pid = first.pid;
+        if groups.len() > 1 && !matches!(event, Event::Results | Event::Merge) {
+            return Err(ProcessError::Invalid(
+                "PID: an ADT message of this type is about one patient, this one names several"
+                    .to_owned(),
+            ));
+        }
         match event {
             Event::Admit | Event::Register => {
                 let patient_id = self.upsert_patient(tx, &pid, &access).await?;
@@ -435,7 +497,7 @@ impl Process {
                         .map_err(|_| invalid_field("PV1-44", "not a valid date and time"))?,
                     None => None,
                 };
-                let started_at = admitted.or(event_time(&message)?).map(instant);
+                let started_at = instant_of(admitted.or(event_time(&message)?), zone, "PV1-44")?;
                 clinical::encounter::start(tx, patient_id, class.as_deref(), started_at).await?;
             }
             Event::Update => {
@@ -452,7 +514,7 @@ impl Process {
                         .map_err(|_| invalid_field("PV1-45", "not a valid date and time"))?,
                     None => None,
                 };
-                let ended_at = discharged.or(event_time(&message)?).map(instant);
+                let ended_at = instant_of(discharged.or(event_time(&message)?), zone, "PV1-45")?;
                 clinical::encounter::finish_latest(tx, patient_id, ended_at)
                     .await?
                     .ok_or_else(|| {
@@ -460,49 +522,62 @@ impl Process {
                     })?;
             }
             Event::Merge => {
-                let prior = message
-                    .segment("MRG")
-                    .and_then(|mrg| mrg.field(1))
-                    .and_then(|field| field.repetition(1))
-                    .map(Cx::from_repetition)
-                    .and_then(|cx| {
-                        let value = cx.id().filter(|v| !v.trim().is_empty())?;
-                        Some((authority(&cx), value.into_owned()))
-                    })
-                    .ok_or_else(|| invalid_field("MRG-1", "no prior patient identifier"))?;
-                let merged = vault::find_by_identifier(tx, &self.keyring, &prior.0, &prior.1)
-                    .await?
-                    .ok_or_else(|| invalid_field("MRG-1", "no patient holds this identifier"))?;
-                let survivor = self.upsert_patient(tx, &pid, &access).await?;
-                let merged = clinical::patient::resolve(tx, merged)
-                    .await?
-                    .ok_or_else(|| invalid_field("MRG-1", "the patient record is missing"))?;
-                if merged != survivor {
-                    clinical::patient::merge(tx, merged, survivor).await?;
+                // One merge per patient group (PID + MRG), in order.
+                for group in &groups {
+                    let prior = group
+                        .segments
+                        .iter()
+                        .find(|segment| segment.id() == "MRG")
+                        .and_then(|mrg| mrg.field(1))
+                        .and_then(|field| field.repetition(1))
+                        .map(Cx::from_repetition)
+                        .and_then(|cx| {
+                            let value = cx.id().filter(|v| !v.trim().is_empty())?;
+                            Some((authority(&cx), value.into_owned()))
+                        })
+                        .ok_or_else(|| invalid_field("MRG-1", "no prior patient identifier"))?;
+                    let merged = vault::find_by_identifier(tx, &self.keyring, &prior.0, &prior.1)
+                        .await?
+                        .ok_or_else(|| {
+                            invalid_field("MRG-1", "no patient holds this identifier")
+                        })?;
+                    let survivor = self.upsert_patient(tx, &group.pid, &access).await?;
+                    let merged = clinical::patient::resolve(tx, merged)
+                        .await?
+                        .ok_or_else(|| invalid_field("MRG-1", "the patient record is missing"))?;
+                    if merged != survivor {
+                        clinical::patient::merge(tx, merged, survivor).await?;
+                        audit::append(
+                            tx,
+                            audit::AuditEntry::patient("patient.merge", merged)
+                                .purpose("operations"),
+                        )
+                        .await
+                        .map_err(audit_error)?;
+                    }
+                }
+            }
+            Event::Results => {
+                // Each patient group's results go to its own patient.
+                let mut position = 0;
+                for group in &groups {
+                    let observations =
+                        observations(&group.segments, message_id, &mut position, zone)?;
+                    let patient_id = match self.find_patient(tx, &group.pid).await? {
+                        Some(patient_id) => patient_id,
+                        None => self.register_patient(tx, &group.pid, &access).await?,
+                    };
+                    for observation in &observations {
+                        clinical::observation::record(tx, patient_id, observation).await?;
+                    }
                     audit::append(
                         tx,
-                        audit::AuditEntry::patient("patient.merge", merged).purpose("operations"),
+                        audit::AuditEntry::patient("observation.record", patient_id)
+                            .purpose("operations"),
                     )
                     .await
                     .map_err(audit_error)?;
                 }
-            }
-            Event::Results => {
-                let patient_id = match self.find_patient(tx, &pid).await? {
-                    Some(patient_id) => patient_id,
-                    None => self.register_patient(tx, &pid, &access).await?,
-                };
-                let observations = observations(&message, message_id)?;
-                for observation in &observations {
-                    clinical::observation::record(tx, patient_id, observation).await?;
-                }
-                audit::append(
-                    tx,
-                    audit::AuditEntry::patient("observation.record", patient_id)
-                        .purpose("operations"),
-                )
-                .await
-                .map_err(audit_error)?;
             }
         }
         sqlx::query(
@@ -606,6 +681,17 @@ fn same_identifier(a: &Identifier, b: &Identifier) -> bool {
     a.authority.trim().eq_ignore_ascii_case(b.authority.trim()) && a.value.trim() == b.value.trim()
 }
 
+/// The audit entry of reading a stored message's contents.
+pub(crate) fn message_read(message_id: Uuid) -> audit::AuditEntry {
+    audit::AuditEntry {
+        action: "ingest_message.read",
+        patient_id: None,
+        purpose: Some("operations".to_owned()),
+        break_glass: false,
+        details: serde_json::json!({ "message_id": message_id }),
+    }
+}
+
 fn invalid_field(field: &str, why: &str) -> ProcessError {
     ProcessError::Invalid(format!("{field}: {why}"))
 }
@@ -632,26 +718,51 @@ fn event_time(message: &Message<'_>) -> Result<Option<DateTime>, ProcessError> {
         .map_err(|_| invalid_field("MSH-7", "not a valid date and time"))
 }
 
-/// An HL7 timestamp as an instant: its own UTC offset, or UTC when it has none.
-fn instant(at: DateTime) -> OffsetDateTime {
-    let date = Month::try_from(at.month().unwrap_or(1))
-        .ok()
-        .and_then(|month| {
-            Date::from_calendar_date(i32::from(at.year()), month, at.day().unwrap_or(1)).ok()
-        })
-        .unwrap_or(Date::MIN);
-    let offset = at
-        .offset_minutes()
-        .and_then(|minutes| UtcOffset::from_whole_seconds(i32::from(minutes) * 60).ok())
-        .unwrap_or(UtcOffset::UTC);
+/// An HL7 timestamp as an instant: with its own UTC offset, or in `zone` when it has
+/// none (HL7 v2 times without an offset are in the sender's local time). `None` for a
+/// date that does not exist.
+fn instant(at: DateTime, zone: UtcOffset) -> Option<OffsetDateTime> {
+    let month = Month::try_from(at.month().unwrap_or(1)).ok()?;
+    let date = Date::from_calendar_date(i32::from(at.year()), month, at.day().unwrap_or(1)).ok()?;
+    let offset = match at.offset_minutes() {
+        Some(minutes) => UtcOffset::from_whole_seconds(i32::from(minutes) * 60).ok()?,
+        None => zone,
+    };
     date.with_hms_nano(
         at.hour().unwrap_or(0),
         at.minute().unwrap_or(0),
         at.second().unwrap_or(0),
         at.nanosecond().unwrap_or(0),
     )
+    .ok()
     .map(|at| at.assume_offset(offset))
-    .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// The offset a message's times without one are in: MSH-7's, when it has one (the
+/// sender's clock), else UTC.
+fn message_zone(message: &Message<'_>) -> UtcOffset {
+    message
+        .msh()
+        .datetime()
+        .ok()
+        .flatten()
+        .and_then(|at| at.offset_minutes())
+        .and_then(|minutes| UtcOffset::from_whole_seconds(i32::from(minutes) * 60).ok())
+        .unwrap_or(UtcOffset::UTC)
+}
+
+/// `at` as an instant, or why not.
+fn instant_of(
+    at: Option<DateTime>,
+    zone: UtcOffset,
+    field: &str,
+) -> Result<Option<OffsetDateTime>, ProcessError> {
+    match at {
+        Some(at) => instant(at, zone)
+            .map(Some)
+            .ok_or_else(|| invalid_field(field, "not a real date")),
+        None => Ok(None),
+    }
 }
 
 /// The patient's demographics as PID states them. PHI.
@@ -739,18 +850,52 @@ fn demographics(pid: &Pid<'_>) -> Result<Demographics, ProcessError> {
     })
 }
 
-/// The observations of an ORU^R01: every OBX, in order, each sourced at its position
-/// (1-based) in the message. OBX-14 is the observation's time, else its OBR-7.
+/// One patient's part of a message: a PID and the segments after it, up to the next
+/// PID. An ORU^R01 may carry several patients' results; an A40 several merges.
+struct PatientGroup<'m> {
+    pid: Pid<'m>,
+    segments: Vec<hl7::Segment<'m>>,
+}
+
+fn patient_groups<'m>(message: &'m Message<'m>) -> Vec<PatientGroup<'m>> {
+    let mut groups: Vec<PatientGroup<'m>> = Vec::new();
+    for segment in message.segments() {
+        if let Some(pid) = Pid::new(segment) {
+            groups.push(PatientGroup {
+                pid,
+                segments: Vec::new(),
+            });
+        } else if let Some(group) = groups.last_mut() {
+            group.segments.push(segment);
+        }
+    }
+    groups
+}
+
+/// The observations of one patient's part of an ORU^R01: every OBX, in order, each
+/// sourced at its position (1-based) among the message's OBX segments, counted by
+/// `position` across the whole message. OBX-14 is the observation's time, else its
+/// OBR-7; a time without an offset is in `zone`.
 fn observations(
-    message: &Message<'_>,
+    segments: &[hl7::Segment<'_>],
     message_id: Uuid,
+    position: &mut i32,
+    zone: UtcOffset,
 ) -> Result<Vec<NewObservation>, ProcessError> {
     let mut observations = Vec::new();
-    let mut position = 0i32;
-    let mut push = |obx: hl7::typed::Obx<'_>,
-                    fallback: Option<DateTime>|
-     -> Result<(), ProcessError> {
-        position += 1;
+    let mut fallback: Option<DateTime> = None;
+    for segment in segments {
+        if let Some(obr) = hl7::typed::Obr::new(*segment) {
+            fallback = obr
+                .observation_datetime()
+                .map_err(|_| invalid_field("OBR-7", "not a valid date and time"))?;
+            continue;
+        }
+        let Some(obx) = hl7::typed::Obx::new(*segment) else {
+            continue;
+        };
+        *position += 1;
+        let position = *position;
         let field = |n: u8| format!("OBX-{n} of OBX {position}");
         let identifier = obx.identifier().ok_or_else(|| {
             ProcessError::Invalid(format!("{}: the observation has no code", field(3)))
@@ -794,6 +939,13 @@ fn observations(
                 ProcessError::Invalid(format!("{}: not a valid date and time", field(14)))
             })?
             .or(fallback);
+        let effective_at =
+            match effective {
+                Some(at) => Some(instant(at, zone).ok_or_else(|| {
+                    ProcessError::Invalid(format!("{}: not a real date", field(14)))
+                })?),
+                None => None,
+            };
         observations.push(NewObservation {
             code_system,
             code,
@@ -806,25 +958,9 @@ fn observations(
             reference_range: obx.reference_range().map(Cow::into_owned),
             abnormal_flags: obx.abnormal_flags().map(Cow::into_owned).collect(),
             status: status(obx.result_status().as_deref()),
-            effective_at: effective.map(instant),
+            effective_at,
             source: Some((message_id, position)),
         });
-        Ok(())
-    };
-    let requests: Vec<_> = message.observation_requests().collect();
-    if requests.is_empty() {
-        for obx in message.observations() {
-            push(obx, None)?;
-        }
-    } else {
-        for obr in requests {
-            let fallback = obr
-                .observation_datetime()
-                .map_err(|_| invalid_field("OBR-7", "not a valid date and time"))?;
-            for obx in obr.observations() {
-                push(obx, fallback)?;
-            }
-        }
     }
     Ok(observations)
 }
@@ -892,7 +1028,10 @@ OBX|5|TX|8251-1^Comment^LN||Patient was seen by Dr. Canary||||||F\r";
     fn every_obx_becomes_an_observation_with_its_value_units_flags_status_and_time() {
         let message = Message::parse(ORU.as_bytes()).unwrap();
         let id = Uuid::now_v7();
-        let observations = observations(&message, id).unwrap();
+        let groups = patient_groups(&message);
+        assert_eq!(groups.len(), 1);
+        let observations =
+            observations(&groups[0].segments, id, &mut 0, message_zone(&message)).unwrap();
         assert_eq!(observations.len(), 5);
         let potassium = &observations[0];
         assert_eq!(
@@ -946,6 +1085,53 @@ OBX|5|TX|8251-1^Comment^LN||Patient was seen by Dr. Canary||||||F\r";
         assert_eq!(demographics.identifiers.len(), 2);
         assert_eq!(demographics.identifiers[0].authority, "HOSP");
         assert_eq!(demographics.identifiers[0].kind, "MR");
+    }
+
+    #[test]
+    fn each_patient_of_a_multi_patient_message_gets_only_its_own_results() {
+        let text = ORU.to_owned()
+            + "PID|2||MRN-2^^^HOSP^MR||Roe^Richard||19700101|M\r\
+               OBR|1|||24323-8^Panel^LN|||20261123110000\r\
+               OBX|1|NM|2823-3^Potassium^LN||4.0|mmol/L|3.5-5.1|N|||F\r";
+        let message = Message::parse(text.as_bytes()).unwrap();
+        let groups = patient_groups(&message);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(
+            patient_identifier(&groups[1].pid),
+            Some(("HOSP".to_owned(), "MRN-2".to_owned()))
+        );
+        let id = Uuid::now_v7();
+        let zone = message_zone(&message);
+        let mut position = 0;
+        let first = observations(&groups[0].segments, id, &mut position, zone).unwrap();
+        let second = observations(&groups[1].segments, id, &mut position, zone).unwrap();
+        assert_eq!((first.len(), second.len()), (5, 1));
+        // Positions count across the message, so each source is unique.
+        assert_eq!(second[0].source, Some((id, 6)));
+        // OBR-7 without an offset is in MSH-7's (+0000 here).
+        assert_eq!(
+            second[0].effective_at.unwrap(),
+            time::macros::datetime!(2026-11-23 11:00:00 UTC)
+        );
+    }
+
+    #[test]
+    fn a_time_without_an_offset_is_in_the_senders_zone_from_msh_7() {
+        let message = Message::parse(
+            b"MSH|^~\\&|LAB|HOSP|TENET|CLINIC|20261123101500-0500||ORU^R01|C1|P|2.5.1\r",
+        )
+        .unwrap();
+        let zone = message_zone(&message);
+        let naive = DateTime::parse("20261123080000").unwrap();
+        assert_eq!(
+            instant(naive, zone).unwrap(),
+            time::macros::datetime!(2026-11-23 13:00:00 UTC)
+        );
+        let explicit = DateTime::parse("20261123080000+0100").unwrap();
+        assert_eq!(
+            instant(explicit, zone).unwrap(),
+            time::macros::datetime!(2026-11-23 07:00:00 UTC)
+        );
     }
 
     #[test]

@@ -26,7 +26,11 @@ use tokio_util::codec::Framed;
 use uuid::Uuid;
 
 use crate::listener::{ack_control_id, hl7_timestamp};
-use crate::store::{PROCESS_QUEUE, open_raw};
+use crate::store::open_raw;
+
+/// The job queue application acknowledgements go on: apart from processing, so a
+/// slow or unreachable sender never ties up the workers that process messages.
+pub const REPLY_QUEUE: &str = "ingest.reply";
 
 /// How long connecting to the sender, and then its answer, may take.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -88,6 +92,14 @@ impl JobKind for ApplicationAck {
             .map_err(|error| JobError::Fail(format!("the message's data key: {error}")))?;
         let raw = open_raw(&data_key, tx.tenant_id(), args.message_id, &raw_sealed)
             .ok_or_else(|| JobError::Fail("the stored message does not decrypt".to_owned()))?;
+        // Building the ACK reads the stored message: a read of PHI (I3).
+        tx.set_actor("integration:application_ack").await?;
+        audit::append(tx, crate::process::message_read(args.message_id))
+            .await
+            .map_err(|error| match error {
+                audit::AuditError::Database(error) => JobError::Database(error),
+                other => JobError::Fail(other.to_string()),
+            })?;
         let message = Message::parse(&raw).map_err(|error| {
             JobError::Fail(format!("the stored message does not parse: {error}"))
         })?;
@@ -99,7 +111,8 @@ impl JobKind for ApplicationAck {
         let mut ack = AckBuilder::new(
             &message,
             code,
-            &ack_control_id(Uuid::now_v7()),
+            // The same control id on every attempt: the sender can tell a resend.
+            &ack_control_id(args.message_id),
             hl7_timestamp(OffsetDateTime::now_utc()),
         );
         if let Some(error) = &args.error {
@@ -168,14 +181,11 @@ pub(crate) async fn enqueue(
     tx: &mut TenantTx,
     args: ApplicationAckArgs,
 ) -> Result<(), sqlx::Error> {
-    platform::jobs::enqueue(
-        tx,
-        JobSpec::<ApplicationAck>::new(args).queue(PROCESS_QUEUE),
-    )
-    .await
-    .map_err(|error| match error {
-        EnqueueError::Unexpected(error) => error,
-        other => sqlx::Error::Protocol(other.to_string()),
-    })?;
+    platform::jobs::enqueue(tx, JobSpec::<ApplicationAck>::new(args).queue(REPLY_QUEUE))
+        .await
+        .map_err(|error| match error {
+            EnqueueError::Unexpected(error) => error,
+            other => sqlx::Error::Protocol(other.to_string()),
+        })?;
     Ok(())
 }

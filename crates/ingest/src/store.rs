@@ -234,6 +234,11 @@ impl Committer {
         keyring: Keyring,
         config: CommitterConfig,
     ) -> (CommitterHandle, JoinHandle<()>) {
+        assert!(
+            config.group_max <= platform::jobs::ENQUEUE_MANY_MAX,
+            "BUG: a commit group enqueues a job per message: group_max is at most {}",
+            platform::jobs::ENQUEUE_MANY_MAX
+        );
         let (tx, rx) = mpsc::channel(config.queue_max.max(1));
         let task = tokio::spawn(run(pool, keyring, config, rx));
         (CommitterHandle { tx }, task)

@@ -456,6 +456,10 @@ pub enum IngestCommand {
     Reprocess {
         /// The message's id (from `tenet ingest list` or the dead letter's arguments).
         id: uuid::Uuid,
+        /// Apply an ADT message even though later messages of its patient were
+        /// processed since (it may undo what they changed).
+        #[arg(long)]
+        force: bool,
     },
     /// Drop whole days of received messages older than the retention, with their
     /// de-duplication keys, and make the partitions of the days ahead (what

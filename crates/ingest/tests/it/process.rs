@@ -405,9 +405,17 @@ async fn a_failing_message_is_a_dead_letter_with_its_reason_and_holds_up_no_one(
     send(&server, &[adt("A01", "F4", "MRN-CANARY-77", "Canary")]).await;
     drain(&worker).await;
     let failed = message_id(&db, server.tenant_id, "F1").await;
-    ingest::process::reprocess(&db.owner, failed).await.unwrap();
+    // The admission came after the failed discharge: applying the discharge now is a
+    // choice the operator makes knowingly.
     assert!(matches!(
-        ingest::process::reprocess(&db.owner, failed).await,
+        ingest::process::reprocess(&db.owner, failed, false).await,
+        Err(ingest::process::ReprocessError::LaterProcessed { n_later: 1, .. })
+    ));
+    ingest::process::reprocess(&db.owner, failed, true)
+        .await
+        .unwrap();
+    assert!(matches!(
+        ingest::process::reprocess(&db.owner, failed, true).await,
         Err(ingest::process::ReprocessError::AlreadyQueued { .. })
     ));
     let outcomes = drain(&worker).await;
@@ -431,7 +439,7 @@ async fn a_failing_message_is_a_dead_letter_with_its_reason_and_holds_up_no_one(
         "the reprocessed message left the dead letters"
     );
     assert!(matches!(
-        ingest::process::reprocess(&db.owner, failed).await,
+        ingest::process::reprocess(&db.owner, failed, false).await,
         Err(ingest::process::ReprocessError::AlreadyProcessed(_))
     ));
 }
@@ -619,4 +627,54 @@ async fn tenet_check_reports_unprocessed_and_failed_messages() {
     assert_eq!(findings.len(), 1, "{findings:?}");
     assert_eq!(findings[0].check, "ingest-failed");
     assert_eq!(findings[0].severity, platform::health::Severity::Notice);
+}
+
+#[tokio::test]
+async fn a_result_message_about_several_patients_records_each_ones_results_on_them_alone() {
+    let db = TestDb::migrated(&schema::migrator()).await;
+    let server = start(&db, |_| {}).await;
+    let second = "PID|2||MRN-1002^^^HOSP^MR||Roe^Richard||19700101|M\r\
+                  OBR|1|||24323-8^Panel^LN|||20261123110000\r\
+                  OBX|1|NM|2823-3^Potassium^LN||2.1|mmol/L|3.5-5.1|LL|||F\r";
+    send(&server, &[oru("P1", "MRN-1001") + second]).await;
+    drain(&worker(&db, &server)).await;
+    let first = patient_by_mrn(&db, &server, "MRN-1001").await.unwrap();
+    let other = patient_by_mrn(&db, &server, "MRN-1002").await.unwrap();
+    let mut tx = tx(&db, server.tenant_id).await;
+    let firsts = clinical::observation::of_patient(&mut tx, first, 100)
+        .await
+        .unwrap();
+    let others = clinical::observation::of_patient(&mut tx, other, 100)
+        .await
+        .unwrap();
+    assert_eq!(firsts.len(), 3);
+    assert_eq!(others.len(), 1);
+    assert!(
+        others[0].critical,
+        "the second patient's LL result is theirs"
+    );
+    assert!(!firsts.iter().any(|o| o.source == others[0].source));
+}
+
+#[tokio::test]
+async fn every_processing_run_records_that_it_read_the_stored_message() {
+    let db = TestDb::migrated(&schema::migrator()).await;
+    let server = start(&db, |_| {}).await;
+    send(
+        &server,
+        &[
+            adt("A01", "R1", "MRN-1100", "Reader"),
+            adt("A03", "R2", "MRN-1100", "Reader"),
+        ],
+    )
+    .await;
+    drain(&worker(&db, &server)).await;
+    // The discharge writes no PHI, yet it read the message: that is audited too.
+    let reads = scalar_i64(
+        &db,
+        server.tenant_id,
+        "SELECT count(*) FROM audit.events WHERE action = 'ingest_message.read' AND actor = 'integration:test'",
+    )
+    .await;
+    assert_eq!(reads, 2);
 }

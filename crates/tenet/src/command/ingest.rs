@@ -99,19 +99,21 @@ pub async fn run(global: &Global, command: IngestCommand) -> anyhow::Result<Exit
             }
             Ok(ExitCode::SUCCESS)
         }
-        IngestCommand::Reprocess { id } => match ingest::process::reprocess(owner, id).await {
-            Ok(job_id) => {
-                say(format!(
-                    "message {id} is pending again; job {job_id} processes it"
-                ));
-                Ok(ExitCode::SUCCESS)
+        IngestCommand::Reprocess { id, force } => {
+            match ingest::process::reprocess(owner, id, force).await {
+                Ok(job_id) => {
+                    say(format!(
+                        "message {id} is pending again; job {job_id} processes it"
+                    ));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(ingest::process::ReprocessError::Unexpected(err)) => Err(err.into()),
+                Err(err) => {
+                    crate::output::tell(err.to_string());
+                    Ok(ExitCode::FAILURE)
+                }
             }
-            Err(ingest::process::ReprocessError::Unexpected(err)) => Err(err.into()),
-            Err(err) => {
-                crate::output::tell(err.to_string());
-                Ok(ExitCode::FAILURE)
-            }
-        },
+        }
         IngestCommand::Retention { days, dry_run } => {
             retention(owner, Retention::from_days(days), dry_run).await
         }
