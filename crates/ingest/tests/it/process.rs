@@ -678,3 +678,33 @@ async fn every_processing_run_records_that_it_read_the_stored_message() {
     .await;
     assert_eq!(reads, 2);
 }
+
+#[tokio::test]
+async fn a_message_whose_last_attempt_died_with_its_worker_is_marked_failed_when_rescued() {
+    let db = TestDb::migrated(&schema::migrator()).await;
+    let server = start(&db, |_| {}).await;
+    send(&server, &[oru("K1", "MRN-1200")]).await;
+    let registry = || {
+        Registry::new().register(ingest::process::Process {
+            keyring: server.keyring.clone(),
+        })
+    };
+    let dying = Worker::new(
+        db.owner.clone(),
+        db.app.clone(),
+        registry(),
+        WorkerConfig::new("dying").with_lease(std::time::Duration::from_secs(1)),
+    );
+    // Its only attempt is claimed, then the worker "dies" (never runs or renews it).
+    sqlx::query("UPDATE platform.jobs SET attempts_max = 1 WHERE kind = 'ingest.process'")
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    assert_eq!(dying.claim(1).await.unwrap().len(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let rescuer = worker(&db, &server);
+    assert_eq!(rescuer.rescue_expired().await.unwrap(), 1);
+    let (state, error) = processing(&db, server.tenant_id, "K1").await;
+    assert_eq!(state, "failed", "the rescued dead job told the message");
+    assert!(error.unwrap().starts_with("lease expired"));
+}

@@ -85,8 +85,9 @@ pub trait JobKind: Send + Sync + 'static {
     /// Runs in the transaction that marks a run `dead` (after [`JobError::Fail`], or an
     /// error on its last attempt), so a kind can record in its own tables that its work
     /// was given up, and they tell the same story as the dead letter. `error` is what
-    /// the job's `last_error` says. Not called when the last attempt's lease expires
-    /// (the worker died): that job is dead with its kind's tables untouched.
+    /// the job's `last_error` says. When the last attempt's lease expires (its worker
+    /// died), the worker that rescues it calls this in a transaction of its own, just
+    /// after the rescue commits.
     fn on_dead(
         &self,
         _tx: &mut TenantTx,
