@@ -25,3 +25,14 @@ pub use instrument::{
     InvalidInstrumentCode, Item, Purpose, Respondent, ScoringRule, Subscale,
 };
 pub use scoring::{Answers, ItemKey, Score, ScoreError, SubscaleScore, score};
+
+use db::Migration;
+
+/// The assessments context's migrations: schema `assessments`.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 2026112601,
+    context: "assessments",
+    name: "assessments",
+    up: include_str!("../migrations/2026112601_assessments.up.sql"),
+    down: include_str!("../migrations/2026112601_assessments.down.sql"),
+}];

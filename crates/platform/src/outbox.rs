@@ -15,15 +15,17 @@ pub enum Outbox {
     Clinical,
     Audit,
     Platform,
+    Assessments,
 }
 
 impl Outbox {
     /// Every outbox, in the order the relay visits them.
-    pub const ALL: [Outbox; 4] = [
+    pub const ALL: [Outbox; 5] = [
         Outbox::Identity,
         Outbox::Clinical,
         Outbox::Audit,
         Outbox::Platform,
+        Outbox::Assessments,
     ];
 
     /// The schema that owns this outbox, which is also the context's name.
@@ -33,6 +35,7 @@ impl Outbox {
             Outbox::Clinical => "clinical",
             Outbox::Audit => "audit",
             Outbox::Platform => "platform",
+            Outbox::Assessments => "assessments",
         }
     }
 
@@ -60,6 +63,7 @@ impl Outbox {
             Outbox::Clinical => insert!("clinical"),
             Outbox::Audit => insert!("audit"),
             Outbox::Platform => insert!("platform"),
+            Outbox::Assessments => insert!("assessments"),
         }
     }
 }

@@ -19,7 +19,14 @@ use sqlx::PgPool;
 
 /// The schemas owned by Tenet's bounded contexts. A new context adds its schema
 /// here and nowhere else; every rule scoped to "a context schema" reads this list.
-pub const CONTEXT_SCHEMAS: &[&str] = &["identity", "clinical", "audit", "platform", "ingest"];
+pub const CONTEXT_SCHEMAS: &[&str] = &[
+    "identity",
+    "clinical",
+    "audit",
+    "platform",
+    "ingest",
+    "assessments",
+];
 
 /// The PHI vault: the only tables whose columns may be named like PHI (their values
 /// are ciphertext and keyed hashes). Written `schema.table`.

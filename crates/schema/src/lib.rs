@@ -16,12 +16,13 @@ pub mod check;
 /// because [`db::Migrator::new`] sorts by version (and panics on a duplicate version,
 /// a wiring mistake caught at start-up).
 pub fn migrator() -> db::Migrator {
-    let contexts: [&[db::Migration]; 5] = [
+    let contexts: [&[db::Migration]; 6] = [
         platform::MIGRATIONS,
         identity::MIGRATIONS,
         clinical::MIGRATIONS,
         audit::MIGRATIONS,
         ingest::MIGRATIONS,
+        assessments::MIGRATIONS,
     ];
     db::Migrator::new(contexts.concat())
 }

@@ -402,6 +402,7 @@ const fn pending_sql(outbox: Outbox) -> &'static str {
         Outbox::Clinical => pending!("clinical"),
         Outbox::Audit => pending!("audit"),
         Outbox::Platform => pending!("platform"),
+        Outbox::Assessments => pending!("assessments"),
     }
 }
 
@@ -422,6 +423,7 @@ const fn mark_delivered_sql(outbox: Outbox) -> &'static str {
         Outbox::Clinical => mark!("clinical"),
         Outbox::Audit => mark!("audit"),
         Outbox::Platform => mark!("platform"),
+        Outbox::Assessments => mark!("assessments"),
     }
 }
 
