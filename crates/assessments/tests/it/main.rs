@@ -3,11 +3,14 @@
 //! their cadence and family rules, and the redaction of answers, scores and patient
 //! facts — all through the public API.
 
+mod cadence;
 mod catalogue;
 mod change;
 mod examples;
+mod plan;
 mod props;
 mod redaction;
+mod rules;
 
 use assessments::{Answers, Instrument, InstrumentCode, Respondent, Score, score};
 
