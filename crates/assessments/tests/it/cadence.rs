@@ -612,7 +612,7 @@ proptest! {
 }
 
 #[test]
-fn a_daily_plan_over_ten_years_is_walked_in_good_time() {
+fn a_plan_with_a_session_every_day_for_ten_years_is_walked_in_good_time() {
     let tz = tz("Europe/London");
     let def = plan(
         Cadence {
