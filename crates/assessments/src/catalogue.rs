@@ -65,8 +65,27 @@
 //! and adolescent depression screening is recommended from 12 (USPSTF). **Missing
 //! items**: no published rule for the adolescent form, so all nine must be answered.
 //!
-//! All of these are self-report: the patient answers, even when a clinician reads
-//! the questions aloud. Parent-report and clinician-rated instruments come later.
+//! **PSC-17**, the Pediatric Symptom Checklist-17 (Gardner, Murphy, Childs et al.,
+//! *Ambulatory Child Health* 1999;5:225–236; scoring as the PSC's authors at
+//! Massachusetts General Hospital publish it, in the "Pediatric Symptom Checklist 17
+//! Scoring" instructions). A **parent or guardian** answers about the child: seventeen
+//! items, in the order of the published form, rated "Never" 0, "Sometimes" 1,
+//! "Often" 2, total 0–34; 15 or more is a positive screen. Three subscales with their
+//! own cut-points: internalizing (items 2, 6, 9, 11, 15) positive at 5 or more,
+//! attention (1, 3, 7, 13, 17) at 7 or more, externalizing (4, 5, 8, 10, 12, 14, 16)
+//! at 7 or more. **Missing items**, by the scoring instructions: "items that are left
+//! blank are simply ignored (i.e., score equals 0)", and with four or more blank the
+//! form is invalid — so up to three may be unanswered, each counting 0 in the total
+//! and its subscale, never prorated. It is a screen, not a severity scale, though it
+//! is often repeated to follow a child. **Ages 4–17**: the derivation sample
+//! (Gardner 1999) and the national replication (Murphy et al., *Pediatrics*
+//! 2016;138:e20160038, 80 680 outpatients) were children of 4 to 15, and a national
+//! community sample of parents of children of 3 to 17 (*Aust N Z J Psychiatry* 2025,
+//! doi:10.1177/00048674251342952) supported its three factors through 17; we stop
+//! at 17, where the parent form gives way to the patient's own instruments.
+//!
+//! The others are self-report: the patient answers, even when a clinician reads
+//! the questions aloud. Clinician-rated instruments come later.
 
 use crate::change::ChangeCriteria;
 use crate::instrument::{
@@ -79,7 +98,7 @@ pub fn catalogue() -> &'static [Instrument] {
     &CATALOGUE
 }
 
-static CATALOGUE: [Instrument; 6] = [PHQ_9, GAD_7, PHQ_2, GAD_2, PCL_5, PHQ_A];
+static CATALOGUE: [Instrument; 7] = [PHQ_9, GAD_7, PHQ_2, GAD_2, PCL_5, PHQ_A, PSC_17];
 
 const PATIENT: &[Respondent] = &[Respondent::Patient];
 
@@ -566,24 +585,28 @@ const PCL_5: Instrument = Instrument {
             title: "Intrusion",
             items: &["1", "2", "3", "4", "5"],
             endorsed_needed: 1,
+            positive_from: None,
         },
         Subscale {
             code: "C",
             title: "Avoidance",
             items: &["6", "7"],
             endorsed_needed: 1,
+            positive_from: None,
         },
         Subscale {
             code: "D",
             title: "Negative alterations in cognitions and mood",
             items: &["8", "9", "10", "11", "12", "13", "14"],
             endorsed_needed: 2,
+            positive_from: None,
         },
         Subscale {
             code: "E",
             title: "Alterations in arousal and reactivity",
             items: &["15", "16", "17", "18", "19", "20"],
             endorsed_needed: 2,
+            positive_from: None,
         },
     ],
     positive_from: Some(33),
@@ -684,5 +707,114 @@ const PHQ_A: Instrument = Instrument {
     bands: DEPRESSION_BANDS,
     subscales: &[],
     positive_from: Some(11),
+    change: None,
+};
+
+// ---------------------------------------------------------------------------------
+// PSC-17
+
+const PARENT_GUARDIAN: &[Respondent] = &[Respondent::ParentGuardian];
+
+const NEVER_SOMETIMES_OFTEN: &[AnswerOption] = &[
+    AnswerOption {
+        value: 0,
+        label: "Never",
+    },
+    AnswerOption {
+        value: 1,
+        label: "Sometimes",
+    },
+    AnswerOption {
+        value: 2,
+        label: "Often",
+    },
+];
+
+const PSC_17_ITEMS: &[Item] = &[
+    scored("1", "Fidgety, unable to sit still", NEVER_SOMETIMES_OFTEN),
+    scored("2", "Feels sad, unhappy", NEVER_SOMETIMES_OFTEN),
+    scored("3", "Daydreams too much", NEVER_SOMETIMES_OFTEN),
+    scored("4", "Refuses to share", NEVER_SOMETIMES_OFTEN),
+    scored(
+        "5",
+        "Does not understand other people's feelings",
+        NEVER_SOMETIMES_OFTEN,
+    ),
+    scored("6", "Feels hopeless", NEVER_SOMETIMES_OFTEN),
+    scored("7", "Has trouble concentrating", NEVER_SOMETIMES_OFTEN),
+    scored("8", "Fights with other children", NEVER_SOMETIMES_OFTEN),
+    scored("9", "Is down on him or herself", NEVER_SOMETIMES_OFTEN),
+    scored(
+        "10",
+        "Blames others for his or her troubles",
+        NEVER_SOMETIMES_OFTEN,
+    ),
+    scored("11", "Seems to be having less fun", NEVER_SOMETIMES_OFTEN),
+    scored("12", "Does not listen to rules", NEVER_SOMETIMES_OFTEN),
+    scored("13", "Acts as if driven by a motor", NEVER_SOMETIMES_OFTEN),
+    scored("14", "Teases others", NEVER_SOMETIMES_OFTEN),
+    scored("15", "Worries a lot", NEVER_SOMETIMES_OFTEN),
+    scored(
+        "16",
+        "Takes things that do not belong to him or her",
+        NEVER_SOMETIMES_OFTEN,
+    ),
+    scored("17", "Distracted easily", NEVER_SOMETIMES_OFTEN),
+];
+
+const PSC_17: Instrument = Instrument {
+    code: InstrumentCode::new_unchecked("psc-17"),
+    version: 1,
+    title: "Pediatric Symptom Checklist-17 (PSC-17)",
+    prompt: "Emotional and physical health go together in children. Because parents are often the first to notice a problem with their child's behavior, emotions, or learning, you may help your child get the best care possible by answering these questions. Please indicate which statement best describes your child.",
+    source: "Gardner W, Murphy M, Childs G, et al. The PSC-17: a brief pediatric symptom checklist with psychosocial problem subscales. A report from PROS and ASPN. Ambulatory Child Health 1999;5:225-236. Scoring and missing items: Pediatric Symptom Checklist 17 Scoring instructions, Massachusetts General Hospital. Replication: Murphy JM et al. Pediatrics 2016;138:e20160038.",
+    purpose: Purpose::Screening,
+    respondents: PARENT_GUARDIAN,
+    ages: AgeRange {
+        years_min: 4,
+        years_max: Some(17),
+    },
+    items: PSC_17_ITEMS,
+    rule: ScoringRule::SumUnansweredAsZero {
+        missing_items_max: 3,
+    },
+    bands: &[
+        Band {
+            code: "negative",
+            label: "Negative screen",
+            min: 0,
+            max: 14,
+        },
+        Band {
+            code: "positive",
+            label: "Positive screen",
+            min: 15,
+            max: 34,
+        },
+    ],
+    subscales: &[
+        Subscale {
+            code: "internalizing",
+            title: "Internalizing",
+            items: &["2", "6", "9", "11", "15"],
+            endorsed_needed: 0,
+            positive_from: Some(5),
+        },
+        Subscale {
+            code: "attention",
+            title: "Attention",
+            items: &["1", "3", "7", "13", "17"],
+            endorsed_needed: 0,
+            positive_from: Some(7),
+        },
+        Subscale {
+            code: "externalizing",
+            title: "Externalizing",
+            items: &["4", "5", "8", "10", "12", "14", "16"],
+            endorsed_needed: 0,
+            positive_from: Some(7),
+        },
+    ],
+    positive_from: Some(15),
     change: None,
 };

@@ -95,7 +95,11 @@ impl TryFrom<String> for InstrumentCode {
 
 /// Who gives the answers. A self-report instrument read aloud by a clinician is
 /// still answered by the patient; `Clinician` is for clinician-rated instruments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Serialized as [`Respondent::as_str`] (`"patient"`, `"parent_guardian"`,
+/// `"clinician"`), the form plan definitions are stored in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Respondent {
     /// The patient, about themself.
     Patient,
@@ -317,6 +321,9 @@ pub struct Subscale {
     /// Under [`ScoringRule::SumWithClusterCriteria`], how many of its items must be
     /// endorsed for the cluster's criterion to be met.
     pub(crate) endorsed_needed: u8,
+    /// A subscale sum at or above this is a positive screen on the subscale (the
+    /// PSC-17's internalizing, attention and externalizing cut-points).
+    pub(crate) positive_from: Option<u16>,
 }
 
 impl Subscale {
@@ -334,6 +341,11 @@ impl Subscale {
 
     pub const fn endorsed_needed(&self) -> u8 {
         self.endorsed_needed
+    }
+
+    /// The subscale's own cut-point, where the instrument defines one.
+    pub const fn positive_from(&self) -> Option<u16> {
+        self.positive_from
     }
 }
 
@@ -353,6 +365,11 @@ pub enum ScoringRule {
     /// every subscale must have its `endorsed_needed` symptoms (the DSM-5
     /// symptom-cluster rule of the PCL-5).
     SumWithClusterCriteria { endorsed_at: u8 },
+    /// The sum of the scored items, an unanswered item counting as 0 (its lowest
+    /// option), never prorated. Up to `missing_items_max` may be unanswered; more
+    /// and there is no score. The PSC-17's published rule: a blank lowers the total,
+    /// so a positive screen with blanks stands, while a negative one is less sure.
+    SumUnansweredAsZero { missing_items_max: u8 },
 }
 
 /// A versioned instrument definition. Only the catalogue makes them.

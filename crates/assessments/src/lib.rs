@@ -1,6 +1,7 @@
-//! The assessments context, first slice: standardised instruments (PHQ-9, GAD-7,
-//! PHQ-2, GAD-2, PCL-5, PHQ-A) as versioned definitions, their scoring, and change
-//! over time.
+//! The assessments context, pure logic: standardised instruments (PHQ-9, GAD-7,
+//! PHQ-2, GAD-2, PCL-5, PHQ-A, and the parent-report PSC-17) as versioned
+//! definitions, their scoring, change over time, and measurement plans — who answers
+//! what, how often, until when.
 //!
 //! Instruments are data ([`mod@catalogue`]), scored by one pure function
 //! ([`scoring::score`]) that follows each instrument's published manual, including
@@ -8,21 +9,44 @@
 //! score. A self-harm answer raises [`Flag::SelfHarm`] whatever the total.
 //! [`change::progress`] compares a score with the baseline and the previous one.
 //!
-//! Answers, scores and changes are health information: their `Debug` prints no
-//! values, and errors name items, never answers. This crate must never log, and
-//! never put an answer or a score in an error. It holds no database yet:
-//! persistence, enrolment and schedules come in later slices.
+//! A [`PlanDefinition`] ([`mod@plan`], stored as JSON) pairs family-based
+//! [`InstrumentRule`]s with a [`Cadence`]. [`mod@rules`] says, on a date, which
+//! instruments are due from the patient and from each guardian with access, and
+//! when that answer may next change (a birthday, a guardian's start or end);
+//! [`mod@cadence`] turns the cadence into [`Slot`]s — due instants on the patient's
+//! wall clock with their answer windows, by days, months or sessions, deterministic
+//! and safe across daylight saving time; [`plan::instances`] combines the two for a
+//! period, past (backfill) or future, each instance with a stable key.
+//!
+//! Answers, scores, changes, birth dates and guardianship dates are health
+//! information: their `Debug` prints no values, and errors name items or plan
+//! fields, never answers. This crate must never log, read a clock or touch a
+//! database: persistence, enrolment and the scheduler are built on this API
+//! elsewhere.
 
+pub mod cadence;
 pub mod catalogue;
 pub mod change;
 pub mod instrument;
+pub mod plan;
+pub mod rules;
 pub mod scoring;
 
+pub use cadence::{
+    Basis, Cadence, Slot, SlotIter, next_slot_after, open_slot_at, slot_iter, slots,
+};
 pub use catalogue::catalogue;
 pub use change::{Change, ChangeCriteria, ChangeError, Progress, Reliability, progress};
 pub use instrument::{
     AgeRange, AnswerOption, Band, Flag, FlagRule, Instrument, InstrumentCode,
     InvalidInstrumentCode, Item, Purpose, Respondent, ScoringRule, Subscale,
+};
+pub use plan::{
+    PlanDefinition, PlanError, PlannedInstance, StopConditions, StopReason, Window, instances,
+};
+pub use rules::{
+    Assignment, Condition, Guardian, GuardianRequirement, InstrumentRule, PatientFacts, evaluate,
+    guardians_with_access, has_access, next_change,
 };
 pub use scoring::{Answers, ItemKey, Score, ScoreError, SubscaleScore, score};
 

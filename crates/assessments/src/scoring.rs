@@ -137,6 +137,7 @@ pub struct SubscaleScore {
     total: u16,
     n_endorsed: u8,
     criterion_met: Option<bool>,
+    positive_from: Option<u16>,
 }
 
 impl SubscaleScore {
@@ -144,8 +145,9 @@ impl SubscaleScore {
         self.code
     }
 
-    /// The sum of its items. Never prorated: only rules that allow no missing item
-    /// define subscales (a catalogue test holds every instrument to that).
+    /// The sum of its answered items. Never prorated: a prorating rule defines no
+    /// subscales (a catalogue test holds every instrument to that); under
+    /// [`ScoringRule::SumUnansweredAsZero`] an unanswered item adds 0, as to the total.
     pub const fn total(&self) -> u16 {
         self.total
     }
@@ -158,6 +160,11 @@ impl SubscaleScore {
     /// Whether the cluster has its needed symptoms; `None` without a cluster rule.
     pub const fn criterion_met(&self) -> Option<bool> {
         self.criterion_met
+    }
+
+    /// Whether the sum reaches the subscale's cut-point; `None` if it has none.
+    pub fn positive_screen(&self) -> Option<bool> {
+        self.positive_from.map(|cut_point| self.total >= cut_point)
     }
 }
 
@@ -295,9 +302,10 @@ pub fn score(instrument: &'static Instrument, answers: &Answers) -> Result<Score
         .filter(|(item, value)| item.is_scored() && value.is_none())
         .map(|(item, _)| item.code())
         .collect();
-    let missing_items_max = match instrument.rule() {
-        ScoringRule::Sum | ScoringRule::SumWithClusterCriteria { .. } => 0,
-        ScoringRule::ProratedSum { missing_items_max } => missing_items_max,
+    let (missing_items_max, prorates) = match instrument.rule() {
+        ScoringRule::Sum | ScoringRule::SumWithClusterCriteria { .. } => (0, false),
+        ScoringRule::ProratedSum { missing_items_max } => (missing_items_max, true),
+        ScoringRule::SumUnansweredAsZero { missing_items_max } => (missing_items_max, false),
     };
     let n_scored = instrument.scored_items().count();
     let n_answered = n_scored - missing.len();
@@ -314,7 +322,7 @@ pub fn score(instrument: &'static Instrument, answers: &Answers) -> Result<Score
         .filter(|(item, _)| item.is_scored())
         .filter_map(|(_, value)| value.map(u16::from))
         .sum();
-    let total = if missing.is_empty() {
+    let total = if missing.is_empty() || !prorates {
         sum
     } else {
         prorate(sum, n_scored, n_answered)
@@ -325,7 +333,9 @@ pub fn score(instrument: &'static Instrument, answers: &Answers) -> Result<Score
 
     let endorsed_at = match instrument.rule() {
         ScoringRule::SumWithClusterCriteria { endorsed_at } => Some(endorsed_at),
-        ScoringRule::Sum | ScoringRule::ProratedSum { .. } => None,
+        ScoringRule::Sum
+        | ScoringRule::ProratedSum { .. }
+        | ScoringRule::SumUnansweredAsZero { .. } => None,
     };
     let subscales: Vec<SubscaleScore> = instrument
         .subscales()
@@ -342,6 +352,7 @@ pub fn score(instrument: &'static Instrument, answers: &Answers) -> Result<Score
                 total,
                 n_endorsed,
                 criterion_met: endorsed_at.map(|_| n_endorsed >= subscale.endorsed_needed()),
+                positive_from: subscale.positive_from(),
             }
         })
         .collect();
@@ -380,7 +391,7 @@ pub fn score(instrument: &'static Instrument, answers: &Answers) -> Result<Score
         subscales,
         provisional_diagnosis,
         flags,
-        prorated_items: missing,
+        prorated_items: if prorates { missing } else { Vec::new() },
         unanswered_items,
     })
 }

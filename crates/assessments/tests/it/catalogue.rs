@@ -1,6 +1,6 @@
 use std::collections::BTreeSet;
 
-use assessments::{Instrument, InstrumentCode, ScoringRule, catalogue};
+use assessments::{Instrument, InstrumentCode, Respondent, ScoringRule, catalogue};
 
 use crate::instrument;
 
@@ -24,11 +24,13 @@ fn every_instrument_has_a_valid_code_and_a_unique_version() {
 }
 
 #[test]
-fn the_catalogue_holds_the_instruments_of_the_first_slice() {
+fn the_catalogue_holds_the_self_report_instruments_and_the_psc17() {
     let codes: BTreeSet<&str> = catalogue().iter().map(|i| i.code().as_str()).collect();
     assert_eq!(
         codes,
-        BTreeSet::from(["gad-2", "gad-7", "pcl-5", "phq-2", "phq-9", "phq-a"])
+        BTreeSet::from([
+            "gad-2", "gad-7", "pcl-5", "phq-2", "phq-9", "phq-a", "psc-17"
+        ])
     );
 }
 
@@ -181,7 +183,21 @@ fn subscales_name_distinct_scored_items_and_can_meet_their_criterion() {
                 instrument.subscales().is_empty(),
                 "{instrument}: subscale sums are never prorated, so a prorating rule cannot have them"
             ),
-            ScoringRule::Sum => {}
+            ScoringRule::Sum | ScoringRule::SumUnansweredAsZero { .. } => {}
+        }
+        for subscale in instrument.subscales() {
+            if let Some(cut_point) = subscale.positive_from() {
+                let max: u16 = subscale
+                    .items()
+                    .iter()
+                    .map(|code| u16::from(instrument.item(code).unwrap().value_max()))
+                    .sum();
+                assert!(
+                    cut_point > 0 && cut_point <= max,
+                    "{instrument} {}: a cut-point outside the subscale's range",
+                    subscale.code()
+                );
+            }
         }
     }
 }
@@ -244,6 +260,10 @@ fn every_instrument_says_who_may_answer_and_for_which_ages() {
     }
     assert!(instrument("phq-a").ages().contains(14) && !instrument("phq-a").ages().contains(30));
     assert!(instrument("phq-9").ages().contains(30) && !instrument("phq-9").ages().contains(14));
+    let psc_17 = instrument("psc-17");
+    assert_eq!(psc_17.respondents(), [Respondent::ParentGuardian]);
+    assert!(psc_17.ages().contains(4) && psc_17.ages().contains(17));
+    assert!(!psc_17.ages().contains(3) && !psc_17.ages().contains(18));
 }
 
 /// A published definition must never change under its version: a response stored

@@ -1,6 +1,7 @@
 //! Worked examples from the manuals, boundaries of every band, and the refusals.
 
 use assessments::{Answers, Flag, Respondent, ScoreError, score};
+use assessments::{Instrument, Score};
 
 use crate::{answers, answers_with_total, every_scored_item_at, instrument, scored};
 
@@ -504,4 +505,153 @@ fn an_item_answered_twice_is_refused_even_with_the_same_value() {
         score(phq_2, &answers(&[("1", 1), ("2", 1), ("1", 1)])).unwrap_err(),
         ScoreError::DuplicateAnswer { item: "1" }
     );
+}
+
+// ---------------------------------------------------------------------------------
+// PSC-17
+
+/// A parent's answers to the PSC-17: `(item, value)` pairs.
+fn parent_answers(pairs: &[(&str, u8)]) -> Answers {
+    pairs.iter().fold(
+        Answers::new(Respondent::ParentGuardian),
+        |answers, (item, value)| answers.answer(*item, *value),
+    )
+}
+
+/// Items 1 to 17 at these values, in order.
+fn psc17(values: [u8; 17]) -> Score {
+    let numbered: Vec<(String, u8)> = values
+        .iter()
+        .enumerate()
+        .map(|(index, value)| ((index + 1).to_string(), *value))
+        .collect();
+    let answers = numbered.iter().fold(
+        Answers::new(Respondent::ParentGuardian),
+        |answers, (item, value)| answers.answer(item.clone(), *value),
+    );
+    scored(instrument("psc-17"), &answers)
+}
+
+fn subscale_result(score: &Score, code: &str) -> (u16, Option<bool>) {
+    let subscale = score.subscale(code).unwrap();
+    (subscale.total(), subscale.positive_screen())
+}
+
+#[test]
+fn psc17_worked_example_positive_total_with_a_positive_attention_subscale() {
+    // Attention items (1, 3, 7, 13, 17) all "often": 10. Internalizing items (2, 6,
+    // 9, 11, 15) "sometimes" for three of them: 3. Externalizing (4, 5, 8, 10, 12, 14,
+    // 16) "sometimes" for two: 2. Total 15: a positive screen, just.
+    let score = psc17([2, 1, 2, 0, 1, 1, 2, 0, 1, 0, 0, 1, 2, 0, 0, 0, 2]);
+    assert_eq!(score.total(), 15);
+    assert_eq!(score.band().code(), "positive");
+    assert_eq!(score.positive_screen(), Some(true));
+    assert_eq!(subscale_result(&score, "attention"), (10, Some(true)));
+    assert_eq!(subscale_result(&score, "internalizing"), (3, Some(false)));
+    assert_eq!(subscale_result(&score, "externalizing"), (2, Some(false)));
+    assert!(score.flags().is_empty());
+}
+
+#[test]
+fn psc17_total_screens_positive_from_fifteen() {
+    let psc_17 = instrument("psc-17");
+    for (total, positive) in [(0, false), (14, false), (15, true), (34, true)] {
+        let score = scored(psc_17, &answers_with_total(psc_17, total));
+        assert_eq!(score.total(), total);
+        assert_eq!(score.positive_screen(), Some(positive), "total {total}");
+        let band = if positive { "positive" } else { "negative" };
+        assert_eq!(score.band().code(), band);
+    }
+}
+
+#[test]
+fn psc17_subscales_screen_positive_at_five_seven_and_seven() {
+    // Internalizing only: 4 is negative, 5 positive (items 2, 6, 9, 11, 15).
+    let four = psc17([0, 2, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let five = psc17([0, 2, 0, 0, 0, 2, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(subscale_result(&four, "internalizing"), (4, Some(false)));
+    assert_eq!(subscale_result(&five, "internalizing"), (5, Some(true)));
+    // The total stays negative: a subscale can be positive on its own.
+    assert_eq!(five.positive_screen(), Some(false));
+    // Attention: 6 and 7 (items 1, 3, 7, 13, 17).
+    let six = psc17([2, 0, 2, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let seven = psc17([2, 0, 2, 0, 0, 0, 2, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
+    assert_eq!(subscale_result(&six, "attention"), (6, Some(false)));
+    assert_eq!(subscale_result(&seven, "attention"), (7, Some(true)));
+    // Externalizing: 6 and 7 (items 4, 5, 8, 10, 12, 14, 16).
+    let six = psc17([0, 0, 0, 2, 2, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let seven = psc17([0, 0, 0, 2, 2, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+    assert_eq!(subscale_result(&six, "externalizing"), (6, Some(false)));
+    assert_eq!(subscale_result(&seven, "externalizing"), (7, Some(true)));
+}
+
+#[test]
+fn psc17_subscales_partition_the_items_and_add_up_to_the_total() {
+    let psc_17: &Instrument = instrument("psc-17");
+    let mut items: Vec<&str> = psc_17
+        .subscales()
+        .iter()
+        .flat_map(|subscale| subscale.items().iter().copied())
+        .collect();
+    items.sort_by_key(|code| code.parse::<u8>().unwrap());
+    let all: Vec<String> = (1..=17).map(|n| n.to_string()).collect();
+    assert_eq!(items, all);
+    let score = psc17([1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]);
+    let sum: u16 = score
+        .subscales()
+        .iter()
+        .map(|subscale| subscale.total())
+        .sum();
+    assert_eq!(sum, score.total());
+}
+
+#[test]
+fn psc17_blank_items_count_as_zero_up_to_three_and_four_make_the_form_invalid() {
+    let psc_17 = instrument("psc-17");
+    // Everything "often" except three blanks: 14 × 2 = 28, not prorated to 34.
+    let three_blank: Vec<(String, u8)> = (1..=17)
+        .filter(|n| ![2, 7, 16].contains(n))
+        .map(|n| (n.to_string(), 2))
+        .collect();
+    let answers = three_blank.iter().fold(
+        Answers::new(Respondent::ParentGuardian),
+        |answers, (item, value)| answers.answer(item.clone(), *value),
+    );
+    let three = scored(psc_17, &answers);
+    assert_eq!(three.total(), 28);
+    assert!(!three.is_prorated());
+    assert_eq!(three.unanswered_items(), ["2", "7", "16"]);
+    assert_eq!(subscale_result(&three, "internalizing"), (8, Some(true)));
+    assert_eq!(subscale_result(&three, "attention"), (8, Some(true)));
+
+    let four_blank = answers.iter().filter(|(item, _)| *item != "1").fold(
+        Answers::new(Respondent::ParentGuardian),
+        |answers, (item, value)| answers.answer(item, value),
+    );
+    assert_eq!(
+        score(psc_17, &four_blank).unwrap_err(),
+        ScoreError::TooManyMissing {
+            missing: vec!["1", "2", "7", "16"],
+            missing_items_max: 3,
+        }
+    );
+}
+
+#[test]
+fn psc17_is_answered_by_a_parent_or_guardian_not_by_the_child() {
+    let psc_17 = instrument("psc-17");
+    let answers: Answers = (1..=17).fold(Answers::new(Respondent::Patient), |answers, n| {
+        answers.answer(n.to_string(), 0)
+    });
+    assert_eq!(
+        score(psc_17, &answers).unwrap_err(),
+        ScoreError::RespondentNotAllowed {
+            respondent: Respondent::Patient
+        }
+    );
+    let from_parent = parent_answers(&[("1", 0), ("2", 0), ("3", 0)]);
+    assert!(matches!(
+        score(psc_17, &from_parent),
+        Err(ScoreError::TooManyMissing { .. })
+    ));
 }

@@ -1,12 +1,16 @@
 //! The integration tests of the `assessments` crate: the catalogue's consistency,
-//! worked examples from the manuals, property tests of scoring and change, and the
-//! redaction of answers and scores — all through the public API.
+//! worked examples from the manuals, property tests of scoring and change, plans,
+//! their cadence and family rules, and the redaction of answers, scores and patient
+//! facts — all through the public API.
 
+mod cadence;
 mod catalogue;
 mod change;
 mod examples;
+mod plan;
 mod props;
 mod redaction;
+mod rules;
 
 use assessments::{Answers, Instrument, InstrumentCode, Respondent, Score, score};
 
@@ -23,20 +27,26 @@ pub fn answers(pairs: &[(&str, u8)]) -> Answers {
     )
 }
 
-/// A patient's answers with every scored item at `value`.
+/// The first respondent the instrument allows: the patient for self-report, the
+/// parent or guardian for the PSC-17.
+pub fn respondent_of(instrument: &Instrument) -> Respondent {
+    instrument.respondents()[0]
+}
+
+/// Answers with every scored item at `value`, from the instrument's respondent.
 pub fn every_scored_item_at(instrument: &Instrument, value: u8) -> Answers {
     instrument
         .scored_items()
-        .fold(Answers::new(Respondent::Patient), |answers, item| {
+        .fold(Answers::new(respondent_of(instrument)), |answers, item| {
             answers.answer(item.code(), value)
         })
 }
 
-/// A patient's answers to every scored item adding up to `total`: items in order,
-/// each given as much as is left, up to its highest option.
+/// Answers to every scored item adding up to `total`, from the instrument's
+/// respondent: items in order, each given as much as is left, up to its highest option.
 pub fn answers_with_total(instrument: &Instrument, total: u16) -> Answers {
     let mut left = total;
-    let mut answers = Answers::new(Respondent::Patient);
+    let mut answers = Answers::new(respondent_of(instrument));
     for item in instrument.scored_items() {
         let value = item
             .options()

@@ -7,7 +7,7 @@ use assessments::{
 use proptest::prelude::*;
 use proptest::sample::Index;
 
-use crate::{answers_with_total, instrument, scored};
+use crate::{answers_with_total, instrument, respondent_of, scored};
 
 /// One slot per item of `instrument`: an offered value, or `None` for unanswered.
 fn slots(
@@ -44,7 +44,7 @@ fn instrument_and_complete_slots() -> impl Strategy<Value = (&'static Instrument
 }
 
 fn to_answers(instrument: &Instrument, slots: &[Option<u8>]) -> Answers {
-    let mut answers = Answers::new(Respondent::Patient);
+    let mut answers = Answers::new(respondent_of(instrument));
     for (item, value) in instrument.items().iter().zip(slots) {
         if let Some(value) = value {
             answers.push(item.code(), *value);
@@ -64,9 +64,14 @@ fn n_missing_scored(instrument: &Instrument, slots: &[Option<u8>]) -> usize {
 
 fn missing_items_max(instrument: &Instrument) -> usize {
     match instrument.rule() {
-        ScoringRule::ProratedSum { missing_items_max } => usize::from(missing_items_max),
+        ScoringRule::ProratedSum { missing_items_max }
+        | ScoringRule::SumUnansweredAsZero { missing_items_max } => usize::from(missing_items_max),
         ScoringRule::Sum | ScoringRule::SumWithClusterCriteria { .. } => 0,
     }
+}
+
+fn prorates(instrument: &Instrument) -> bool {
+    matches!(instrument.rule(), ScoringRule::ProratedSum { .. })
 }
 
 proptest! {
@@ -83,8 +88,16 @@ proptest! {
                 prop_assert!(score.total() >= instrument.total_min());
                 prop_assert!(score.total() <= instrument.total_max());
                 prop_assert!(score.band().contains(score.total()));
-                prop_assert_eq!(score.is_prorated(), n_missing > 0);
-                prop_assert_eq!(score.prorated_items().len(), n_missing);
+                prop_assert_eq!(score.is_prorated(), prorates(instrument) && n_missing > 0);
+                prop_assert_eq!(score.prorated_items().len(), if prorates(instrument) { n_missing } else { 0 });
+                if !prorates(instrument) {
+                    // Unanswered items count as nothing: the total is the plain sum.
+                    let sum: u16 = instrument.items().iter().zip(&slots)
+                        .filter(|(item, _)| item.is_scored())
+                        .filter_map(|(_, value)| value.map(u16::from))
+                        .sum();
+                    prop_assert_eq!(score.total(), sum);
+                }
             }
             Err(ScoreError::TooManyMissing { missing, .. }) => {
                 prop_assert!(n_missing > missing_items_max(instrument));
@@ -129,7 +142,7 @@ proptest! {
     #[test]
     fn a_prorated_total_never_exceeds_the_maximum_and_reaches_it_only_from_the_top(
         (instrument, slots) in proptest::sample::select(catalogue().iter().collect::<Vec<_>>())
-            .prop_filter("prorating instruments", |instrument| missing_items_max(instrument) > 0)
+            .prop_filter("prorating instruments", |instrument| prorates(instrument))
             .prop_flat_map(|instrument| (Just(instrument), slots(instrument, 0.8)))
     ) {
         prop_assume!(n_missing_scored(instrument, &slots) <= missing_items_max(instrument));

@@ -1,7 +1,9 @@
 //! Answers, scores and changes are health information: `Debug` and error messages
 //! never carry them.
 
-use assessments::{Answers, Respondent, ScoreError, progress, score};
+use assessments::{Answers, Guardian, PatientFacts, Respondent, ScoreError, progress, score};
+use jiff::civil::date;
+use uuid::Uuid;
 
 use crate::{answers, answers_with_total, instrument, scored};
 
@@ -78,4 +80,21 @@ fn an_unknown_item_key_that_could_carry_free_text_is_not_echoed() {
         "an answer names item [not shown], which this instrument does not have"
     );
     assert!(!format!("{error:?}").contains("Jane"));
+}
+
+#[test]
+fn patient_facts_debug_shows_no_birth_date_and_no_guardianship_dates() {
+    let facts = PatientFacts {
+        birth_date: Some(date(2013, 6, 15)),
+        guardians: vec![Guardian {
+            person_id: Uuid::from_u128(7),
+            since: date(2019, 4, 2),
+            until: Some(date(2024, 11, 30)),
+        }],
+    };
+    let shown = format!("{facts:?}");
+    for secret in ["2013", "06-15", "2019", "2024", "15"] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    assert!(shown.contains("birth_date_known: true") && shown.contains("[redacted]"));
 }
