@@ -1,4 +1,4 @@
-//! `cargo xtask bench api|audit`: release-build benchmarks that print our figure and
+//! `cargo xtask bench api|audit|hl7|jobs|ingest`: release-build benchmarks that print our figure and
 //! the reference figure measured in the same run, and their ratio.
 //!
 //! - `api`: create-patient and read-patient through the real server (PHI vault +
@@ -10,6 +10,8 @@
 //!   single-pass byte scan of the same buffers (the ceiling) and the Python `hl7`
 //!   package (the peer script `../shared/peers/hl7/run.sh`) on the same messages,
 //!   which the peer's own `msgs.py` generates.
+//! - `jobs` (`bench_jobs`) and `ingest` (`bench_ingest`): on the peers' PostgreSQL,
+//!   beside the peers that run there.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,7 +22,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use tokio::sync::Mutex;
 
-use crate::{output, root, shell};
+use crate::{output, release_bin, root, shell};
 
 #[derive(Debug, Subcommand)]
 pub enum Bench {
@@ -78,6 +80,24 @@ pub enum Bench {
         #[arg(long)]
         no_peers: bool,
     },
+    /// HL7 v2 over MLLP, ACK after a durable commit: N connections each sending
+    /// ORU^R01 and waiting for its ACK, beside two peer MLLP servers and pgbench.
+    Ingest {
+        /// Seconds per measurement (after a one-second warm-up at the same load).
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        /// Connection counts to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+        connections: Vec<usize>,
+        /// Leave out the peer MLLP servers (Python `hl7`, `node-hl7-server`);
+        /// pgbench still runs.
+        #[arg(long)]
+        no_peers: bool,
+        /// A smoke run: 2 s per measurement at 1 and 32 connections (figures too
+        /// short to quote; the full run is the default).
+        #[arg(long, conflicts_with_all = ["duration_secs", "connections"])]
+        quick: bool,
+    },
 }
 
 pub async fn run(bench: Bench) -> anyhow::Result<()> {
@@ -104,18 +124,32 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
             tenants,
             no_peers,
         } => crate::bench_jobs::run(&n, processes, workers, tenants, !no_peers),
+        Bench::Ingest {
+            duration_secs,
+            connections,
+            no_peers,
+            quick,
+        } => {
+            let (duration_secs, connections) = if quick {
+                (2, vec![1, 32])
+            } else {
+                (duration_secs, connections)
+            };
+            crate::bench_ingest::run(Duration::from_secs(duration_secs), &connections, !no_peers)
+                .await
+        }
     }
 }
 
 /// Latency samples and the rate they make.
-struct Sample {
-    n: usize,
-    elapsed: Duration,
-    latencies_us: Vec<u64>,
+pub(crate) struct Sample {
+    pub(crate) n: usize,
+    pub(crate) elapsed: Duration,
+    pub(crate) latencies_us: Vec<u64>,
 }
 
 impl Sample {
-    fn percentile_ms(&self, p: f64) -> f64 {
+    pub(crate) fn percentile_ms(&self, p: f64) -> f64 {
         if self.latencies_us.is_empty() {
             return f64::NAN;
         }
@@ -125,13 +159,14 @@ impl Sample {
         sorted[rank] as f64 / 1e3
     }
 
-    fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         self.n as f64 / self.elapsed.as_secs_f64()
     }
 }
 
-struct Server {
-    child: Child,
+/// A server process, stopped (SIGTERM, then waited for) when dropped.
+pub(crate) struct Server {
+    pub(crate) child: Child,
 }
 
 impl Drop for Server {
@@ -145,7 +180,7 @@ impl Drop for Server {
 }
 
 fn tenet(home: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let tenet = root().join("target/release/tenet");
+    let tenet = release_bin("tenet");
     output(
         tenet.to_str().expect("BUG: UTF-8 path"),
         args,
@@ -156,7 +191,7 @@ fn tenet(home: &Path, args: &[&str]) -> anyhow::Result<String> {
     )
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -191,7 +226,7 @@ async fn api_against(home: &Path, secs: Duration, client_counts: &[usize]) -> an
     let port = free_port()?;
     let addr = format!("127.0.0.1:{port}");
     let _server = Server {
-        child: Command::new(root().join("target/release/tenet"))
+        child: Command::new(release_bin("tenet"))
             .args(["serve", "--http", &addr, "--db-connections", "40"])
             .env("TENET_HOME", home)
             .env("TENET_LOG", "warn")
@@ -234,7 +269,9 @@ async fn api_against(home: &Path, secs: Duration, client_counts: &[usize]) -> an
         .await?;
         let create = load(&client, &base, &token, clients, secs, true, &ids).await?;
         let read = load(&client, &base, &token, clients, secs, false, &ids).await?;
-        let pgbench = pgbench_ins1(home, clients, secs)?;
+        let cluster = db::cluster::Cluster::at(home)?;
+        let socket = cluster.socket_dir().to_str().expect("BUG: UTF-8 path");
+        let pgbench = pgbench_ins1(&["-h", socket, "-U", db::cluster::SUPERUSER], clients, secs)?;
         for (what, sample) in [("create-patient", &create), ("read-patient", &read)] {
             println_line(&format!(
                 "api {what:<15} clients={clients:<3} rps={:>8.0} p50_ms={:>6.2} p99_ms={:>6.2} | pgbench ins1 tps={:>8.0} | ratio={:.2}",
@@ -329,24 +366,21 @@ async fn load(
     })
 }
 
-/// pgbench's single-row insert (one ~1 KB row per durable commit) at `clients`, on
-/// the embedded cluster, using the shared peer script.
-fn pgbench_ins1(home: &Path, clients: usize, secs: Duration) -> anyhow::Result<f64> {
+/// pgbench's single-row insert (one ~1 KB row per durable commit) at `clients`, the
+/// way the shared peer script runs it (`pgbench/run.sh`: its schema and `ins1.sql`,
+/// a checkpoint first, prepared statements, 2 threads), on the cluster that
+/// `server` names (psql's `-h HOST [-p PORT] -U USER`).
+pub(crate) fn pgbench_ins1(server: &[&str], clients: usize, secs: Duration) -> anyhow::Result<f64> {
     let script = root().join("../shared/peers/pgbench/ins1.sql");
     let schema = root().join("../shared/peers/pgbench/schema.sql");
     if !script.exists() {
         eprintln!("bench: ../shared/peers/pgbench is missing; no pgbench reference");
         return Ok(f64::NAN);
     }
-    let cluster = db::cluster::Cluster::at(home)?;
     let bin = pg_bin()?;
-    let socket = cluster
-        .socket_dir()
-        .to_str()
-        .expect("BUG: UTF-8 path")
-        .to_owned();
     let psql = |args: &[&str]| -> anyhow::Result<String> {
-        let mut all = vec!["-h", &socket, "-U", db::cluster::SUPERUSER, "-q", "-X"];
+        let mut all = server.to_vec();
+        all.extend_from_slice(&["-q", "-X"]);
         all.extend_from_slice(args);
         output(
             bin.join("psql").to_str().expect("BUG: UTF-8 path"),
@@ -365,26 +399,24 @@ fn pgbench_ins1(home: &Path, clients: usize, secs: Duration) -> anyhow::Result<f
     let clients_text = clients.to_string();
     let threads = if clients < 2 { "1" } else { "2" };
     let secs_text = secs.as_secs().to_string();
+    let mut args = server.to_vec();
+    args.extend_from_slice(&[
+        "-n",
+        "-M",
+        "prepared",
+        "-f",
+        script.to_str().expect("BUG: UTF-8 path"),
+        "-c",
+        &clients_text,
+        "-j",
+        threads,
+        "-T",
+        &secs_text,
+        "bench",
+    ]);
     let out = output(
         bin.join("pgbench").to_str().expect("BUG: UTF-8 path"),
-        &[
-            "-h",
-            &socket,
-            "-U",
-            db::cluster::SUPERUSER,
-            "-n",
-            "-M",
-            "prepared",
-            "-f",
-            script.to_str().expect("BUG: UTF-8 path"),
-            "-c",
-            &clients_text,
-            "-j",
-            threads,
-            "-T",
-            &secs_text,
-            "bench",
-        ],
+        &args,
         &[],
     )?;
     let tps = out
@@ -534,10 +566,7 @@ async fn audit_verify(n_events: u64) -> anyhow::Result<()> {
     );
     let verifying = Instant::now();
     let out = output(
-        root()
-            .join("target/release/tenet")
-            .to_str()
-            .expect("BUG: UTF-8 path"),
+        release_bin("tenet").to_str().expect("BUG: UTF-8 path"),
         &["audit", "verify"],
         &[
             ("DATABASE_URL", &url),
@@ -566,7 +595,7 @@ fn hl7_peer_dir() -> PathBuf {
 
 /// `oru_r01(i)` or `adt_a01(i)` of the peer's msgs.py for i in 1..=n, exactly as the
 /// peer parses them.
-fn hl7_peer_messages(generator: &str, n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
+pub(crate) fn hl7_peer_messages(generator: &str, n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
     // Messages are separated by 0x1C, a byte HL7 text never holds.
     const CODE: &str = "import sys; sys.path.insert(0, sys.argv[1]); import msgs; \
         f = getattr(msgs, sys.argv[2]); out = sys.stdout.buffer; \

@@ -18,21 +18,23 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::bench::println_line;
-use crate::root;
+use crate::{release_bin, root};
 
 const DATABASE: &str = "tenet_jobs_bench";
 /// How long the drain may take before the run is declared stuck.
 const DRAIN_SECS_MAX: u64 = 600;
 
-fn peers_dir() -> PathBuf {
+/// The peer scripts, beside the workspace.
+pub(crate) fn peers_dir() -> PathBuf {
     root().join("../shared/peers")
 }
 
-fn pg_port() -> String {
+/// The port of the peers' PostgreSQL (`pg.sh` reads the same variable).
+pub(crate) fn pg_port() -> String {
     std::env::var("PGPORT").unwrap_or_else(|_| "55432".to_owned())
 }
 
-fn psql(user: &str, database: &str, sql: &str) -> anyhow::Result<String> {
+pub(crate) fn psql(user: &str, database: &str, sql: &str) -> anyhow::Result<String> {
     let out = Command::new("psql")
         .args([
             "-h",
@@ -113,52 +115,82 @@ pub fn run(
     Ok(())
 }
 
-fn ours(n_jobs: u64, n_processes: usize, workers: u16, tenants: u64) -> anyhow::Result<f64> {
-    // Roles are cluster-wide; the database is made fresh for every run.
-    psql(
-        "postgres",
-        "postgres",
-        "DO $$ BEGIN
-           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tenet_owner') THEN
-             CREATE ROLE tenet_owner LOGIN NOSUPERUSER NOBYPASSRLS; END IF;
-           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tenet_app') THEN
-             CREATE ROLE tenet_app LOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT; END IF;
-         END $$",
-    )?;
-    psql(
-        "postgres",
-        "postgres",
-        &format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"),
-    )?;
-    psql(
-        "postgres",
-        "postgres",
-        &format!("CREATE DATABASE {DATABASE} OWNER tenet_owner"),
-    )?;
-    let url = format!("postgres://tenet_owner@127.0.0.1:{}/{DATABASE}", pg_port());
-    let tenet = root().join("target/release/tenet");
-    let home = std::env::temp_dir().join("tenet-jobs-bench");
-    std::fs::create_dir_all(&home)?;
-    let key_file = home.join("master.key");
-    std::fs::write(&key_file, "00".repeat(32))?;
-    let env = [
-        ("DATABASE_URL", url.as_str()),
-        ("TENET_HOME", home.to_str().expect("BUG: UTF-8 path")),
-        (
-            "TENET_MASTER_KEY_FILE",
-            key_file.to_str().expect("BUG: UTF-8 path"),
-        ),
-        ("TENET_LOG_FORMAT", "json"),
-    ];
-    let status = Command::new(&tenet)
-        .arg("migrate")
-        .envs(env)
-        .stdout(Stdio::null())
-        .status()
-        .context("running tenet migrate (build with `cargo build --release -p tenet`)")?;
-    if !status.success() {
-        bail!("tenet migrate failed");
+/// A fresh, migrated Tenet database on the peers' PostgreSQL, and what a `tenet`
+/// process needs in its environment to use it.
+pub(crate) struct TenetDatabase {
+    url: String,
+    log_filter: String,
+    home: PathBuf,
+    key_file: PathBuf,
+}
+
+impl TenetDatabase {
+    /// Drops and re-creates `name`, then migrates it with the release `tenet`.
+    pub(crate) fn fresh(name: &str) -> anyhow::Result<Self> {
+        // Roles are cluster-wide; the database is made fresh for every run.
+        psql(
+            "postgres",
+            "postgres",
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tenet_owner') THEN
+                 CREATE ROLE tenet_owner LOGIN NOSUPERUSER NOBYPASSRLS; END IF;
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tenet_app') THEN
+                 CREATE ROLE tenet_app LOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT; END IF;
+             END $$",
+        )?;
+        psql(
+            "postgres",
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )?;
+        psql(
+            "postgres",
+            "postgres",
+            &format!("CREATE DATABASE {name} OWNER tenet_owner"),
+        )?;
+        let home = std::env::temp_dir().join(name.replace('_', "-"));
+        std::fs::create_dir_all(&home)?;
+        let key_file = home.join("master.key");
+        std::fs::write(&key_file, "00".repeat(32))?;
+        let database = Self {
+            url: format!("postgres://tenet_owner@127.0.0.1:{}/{name}", pg_port()),
+            // Warnings and errors only, unless asked for more: a benchmark's output is
+            // its figures.
+            log_filter: std::env::var("TENET_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            home,
+            key_file,
+        };
+        let status = Command::new(release_bin("tenet"))
+            .arg("migrate")
+            .envs(database.env())
+            .stdout(Stdio::null())
+            .status()
+            .context("running tenet migrate (build with `cargo build --release -p tenet`)")?;
+        if !status.success() {
+            bail!("tenet migrate failed");
+        }
+        Ok(database)
     }
+
+    /// The environment of a `tenet` process on this database.
+    pub(crate) fn env(&self) -> [(&'static str, &str); 5] {
+        [
+            ("DATABASE_URL", self.url.as_str()),
+            ("TENET_HOME", self.home.to_str().expect("BUG: UTF-8 path")),
+            (
+                "TENET_MASTER_KEY_FILE",
+                self.key_file.to_str().expect("BUG: UTF-8 path"),
+            ),
+            ("TENET_LOG_FORMAT", "json"),
+            ("TENET_LOG", self.log_filter.as_str()),
+        ]
+    }
+}
+
+fn ours(n_jobs: u64, n_processes: usize, workers: u16, tenants: u64) -> anyhow::Result<f64> {
+    let database = TenetDatabase::fresh(DATABASE)?;
+    let env = database.env();
+    let tenet = release_bin("tenet");
     // One statement, like the peer's bulk `add_job`; statistics stay those of the
     // empty table.
     psql(

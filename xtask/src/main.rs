@@ -4,13 +4,14 @@
 //! - `cargo xtask ci`: what CI runs — installs PostgreSQL, nats-server and the Python
 //!   `hl7` package if missing, then fmt, clippy, every test, and `tenet check` on a
 //!   freshly migrated database.
-//! - `cargo xtask bench api|audit|hl7`: the benchmarks; they print our figure beside the
+//! - `cargo xtask bench api|audit|hl7|jobs|ingest`: the benchmarks; they print our figure beside the
 //!   reference figure from the same run, and the ratio.
 //! - `cargo xtask fuzz [--secs N]`: each fuzz target of the `hl7` crate for N
 //!   seconds (developers only, not CI).
 //! - `cargo xtask test-db stop`: stops the throwaway cluster the tests keep running.
 
 mod bench;
+mod bench_ingest;
 mod bench_jobs;
 mod ci;
 mod fuzz;
@@ -116,10 +117,39 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// A binary of the workspace's release build, in Cargo's target directory (which
+/// `CARGO_TARGET_DIR` may move out of the workspace).
+fn release_bin(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"));
+    // A relative target directory is relative to where cargo ran: the workspace root.
+    root().join(target).join("release").join(name)
+}
+
 /// Runs a command in the workspace root, failing on a non-zero exit.
 fn shell(program: &str, args: &[&str]) -> anyhow::Result<()> {
     eprintln!("$ {program} {}", args.join(" "));
-    let status = Command::new(program)
+    let mut command = Command::new(program);
+    // `cargo run` described xtask itself in these; a cargo started with them would
+    // rerun every build script that watches them (ring's does) and so rebuild half
+    // the workspace, and the next cargo started without them would rebuild it back.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || matches!(
+                &*name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            command.env_remove(&*name);
+        }
+    }
+    let status = command
         .args(args)
         .current_dir(root())
         .status()
