@@ -20,15 +20,29 @@
 //!
 //! Answers, scores, changes, birth dates and guardianship dates are health
 //! information: their `Debug` prints no values, and errors name items or plan
-//! fields, never answers. This crate must never log, read a clock or touch a
-//! database: persistence, enrolment and the scheduler are built on this API
-//! elsewhere.
+//! fields, never answers. The modules above are pure: they never log, read a clock
+//! or touch a database.
+//!
+//! Persistence and automation are built on them, in the tenant's transaction:
+//! [`mod@plan_store`] (plans and their versions), [`mod@guardian`],
+//! [`mod@enrollment`], [`mod@materialize`] (due instances made by durable schedules,
+//! exactly once, with open/missed transitions and escalation), [`mod@batch`]
+//! (resumable batch enrolment), [`mod@backfill`] (past slots, resumable) and
+//! [`mod@due`] (the due and overdue lists). They take `now` as a parameter.
 
+pub mod backfill;
+pub mod batch;
 pub mod cadence;
 pub mod catalogue;
 pub mod change;
+pub mod due;
+pub mod enrollment;
+pub mod guardian;
+pub mod instant;
 pub mod instrument;
+pub mod materialize;
 pub mod plan;
+pub mod plan_store;
 pub mod rules;
 pub mod scoring;
 
@@ -59,4 +73,10 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     name: "assessments",
     up: include_str!("../migrations/2026112601_assessments.up.sql"),
     down: include_str!("../migrations/2026112601_assessments.down.sql"),
+}, Migration {
+    version: 2026112603,
+    context: "assessments",
+    name: "assessments_automation",
+    up: include_str!("../migrations/2026112603_assessments_automation.up.sql"),
+    down: include_str!("../migrations/2026112603_assessments_automation.down.sql"),
 }];

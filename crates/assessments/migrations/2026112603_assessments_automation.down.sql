@@ -1,0 +1,10 @@
+DROP INDEX assessments.enrollments_plan;
+DROP INDEX assessments.instances_enrollment;
+DROP INDEX assessments.instances_to_escalate;
+DROP INDEX assessments.instances_to_open;
+DROP TABLE assessments.backfills;
+DROP TABLE assessments.enrollment_batch_rows;
+DROP TABLE assessments.enrollment_batches;
+DROP TYPE assessments.batch_outcome;
+DROP TYPE assessments.batch_status;
+ALTER TABLE assessments.plans DROP COLUMN overdue_grace_hours;
