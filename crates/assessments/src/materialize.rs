@@ -4,8 +4,10 @@
 //! minute) that fires the [`Materialize`] job. One run, in the job's transaction:
 //!
 //! 1. claims up to [`ENROLLMENTS_PER_RUN_MAX`] active enrolments whose
-//!    `next_evaluation_at` has passed (`FOR UPDATE SKIP LOCKED`: concurrent runs
-//!    share the work instead of waiting for each other);
+//!    `next_evaluation_at` has passed (`FOR NO KEY UPDATE SKIP LOCKED`: concurrent
+//!    runs share the work instead of waiting for each other; not `FOR UPDATE`, which
+//!    would make another run's foreign-key checks on instances of a claimed
+//!    enrolment wait, and deadlock);
 //! 2. for each, checks the stop conditions on its responses, evaluates the family
 //!    rules on each upcoming slot's local due date and inserts the instances with
 //!    `INSERT … ON CONFLICT DO NOTHING` on the slot key — so each instance exists
@@ -201,7 +203,7 @@ pub async fn evaluate_due(
          WHERE e.tenant_id = $1 AND e.status = 'active' AND e.next_evaluation_at <= $2
          ORDER BY e.next_evaluation_at, e.id
          LIMIT $3
-         FOR UPDATE OF e SKIP LOCKED",
+         FOR NO KEY UPDATE OF e SKIP LOCKED",
     )
     .bind(tx.tenant_id().as_uuid())
     .bind(now)

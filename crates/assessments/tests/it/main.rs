@@ -3,6 +3,7 @@
 //! their cadence and family rules, and the redaction of answers, scores and patient
 //! facts — all through the public API.
 
+mod automation;
 mod cadence;
 mod catalogue;
 mod change;
