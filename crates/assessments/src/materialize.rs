@@ -14,7 +14,8 @@
 //!    once however many workers race, crash and retry — withdraws scheduled
 //!    instances the rules no longer call for (a guardian gone), and sets the next
 //!    evaluation: the next slot to create, the next birthday or guardianship change
-//!    ([`crate::rules::next_change`]), or the last window's close;
+//!    ([`crate::rules::next_change`]), the last window's close, or within
+//!    [`SESSIONS_RECHECK`] when the plan counts sessions;
 //! 3. moves instances on: `scheduled → open` at `opens_at`, `→ missed` after
 //!    `closes_at`, and escalates, once, an instance open past its due time by the
 //!    plan's grace (or the tenant's default), or missed: `escalated_at` and an
@@ -55,6 +56,9 @@ pub const TRANSITIONS_PER_RUN_MAX: i64 = 5_000;
 /// How long before a slot opens its instances are made (`scheduled`), so the due
 /// list shows what is coming.
 pub const CREATE_AHEAD: SignedDuration = SignedDuration::from_hours(24);
+/// How often an enrolment whose plan counts sessions is looked at again at the
+/// latest: a finished encounter can bring its next slot forward.
+pub const SESSIONS_RECHECK: SignedDuration = SignedDuration::from_hours(1);
 /// The overdue grace when neither the plan nor the tenant's schedule sets one.
 pub const OVERDUE_GRACE_HOURS_DEFAULT: u32 = 48;
 /// The tenant's schedule that fires [`Materialize`].
@@ -500,7 +504,11 @@ fn next_evaluation(
     let rules_change = next_change(def, facts, today)
         .and_then(|date| date.to_zoned(tz.clone()).ok())
         .map(|zoned| zoned.timestamp());
-    [create_at, rules_change, last_close]
+    let sessions_recheck = def
+        .cadence
+        .every_sessions
+        .map(|_| now.saturating_add(SESSIONS_RECHECK).expect("BUG: an hour fits"));
+    [create_at, rules_change, last_close, sessions_recheck]
         .into_iter()
         .flatten()
         .filter(|at| *at > now)

@@ -141,13 +141,18 @@ impl World {
         report
     }
 
-    /// Runs the materialiser at every hour from `from` to `until` (inclusive).
-    pub async fn materialize_hourly(&self, from: OffsetDateTime, until: OffsetDateTime) {
+    /// Runs the materialiser every `step` from `from` to `until` (inclusive).
+    pub async fn materialize_every(
+        &self,
+        step: time::Duration,
+        from: OffsetDateTime,
+        until: OffsetDateTime,
+    ) {
         let mut t = from;
         while t <= until {
             // Drain: a run with more work left is followed at once, like the job.
             while self.materialize_at(t).await.more {}
-            t += time::Duration::hours(1);
+            t += step;
         }
     }
 
