@@ -1,1 +1,101 @@
-//! backfill
+//! Backfill: a year of monthly slots made afterwards, completed where a response
+//! fits, never escalated; interrupted and resumed; a re-run creates nothing.
+
+use assessments::backfill::{self, BackfillOptions};
+use time::Duration;
+
+use super::*;
+
+#[tokio::test]
+async fn a_year_is_backfilled_once_resumed_after_an_interruption_and_never_escalated() {
+    let world = World::new().await;
+    let plan = world.plan("monthly", &monthly_phq9(400)).await;
+    let now = at("2031-06-15T12:00:00Z");
+    let anchor = at("2030-06-15T12:00:00Z");
+    let mut enrollments = Vec::new();
+    let mut first_patient = None;
+    for _ in 0..5 {
+        let patient_id = world.patient(adult()).await;
+        first_patient.get_or_insert(patient_id);
+        enrollments.push(world.enroll(plan.id, patient_id, "Europe/Madrid", anchor, now).await);
+    }
+    // One response, inside the third month's window (due 2030-08-15 09:00 local).
+    let patient_id = first_patient.unwrap();
+    let mut tx = world.tx().await;
+    let response_id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO assessments.responses (tenant_id, id, patient_id, instrument_code, instrument_version,
+             respondent, submitted_by, answers, total, score, submitted_at)
+         VALUES ($1, $2, $3, 'phq-9', 1, 'patient', 'user:test', '{}', 4, '{}', '2030-08-16T10:00:00Z')",
+    )
+    .bind(world.tenant_id.as_uuid())
+    .bind(response_id)
+    .bind(patient_id.as_uuid())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let options = BackfillOptions {
+        enrollments_per_tx: 2,
+        stop_after_enrollments: Some(3),
+    };
+    let run = |options| {
+        backfill::run(
+            &world.db.app,
+            &world.keyring,
+            world.tenant_id,
+            "user:test",
+            plan.id,
+            // From midnight: the first slot is due at 09:00 local, before the anchor.
+            at("2030-06-15T00:00:00Z"),
+            now,
+            now,
+            options,
+            |_| {},
+        )
+    };
+    let first = run(options).await.unwrap();
+    assert!(!first.finished);
+    assert_eq!(first.n_enrollments, 3);
+    let second = run(BackfillOptions::default()).await.unwrap();
+    assert_eq!(second.backfill_id, first.backfill_id);
+    assert!(second.finished);
+    assert_eq!(second.n_enrollments, 5);
+    // Slots due 2030-06-15 .. 2031-05-15 have closed by 2031-06-15 12:00 (the
+    // 2031-06-15 09:00 slot is still open: the materialiser's).
+    assert_eq!(second.n_created, 5 * 12);
+    for enrollment_id in &enrollments {
+        let rows = world.instances(*enrollment_id).await;
+        assert_eq!(rows.len(), 12);
+        assert!(rows.iter().all(|row| row.backfilled));
+    }
+    assert_eq!(world.count("instances", "status = 'completed'").await, 1);
+    assert_eq!(
+        world
+            .count("instances", &format!("response_id = '{response_id}' AND slot_key = 'k:2'"))
+            .await,
+        1
+    );
+
+    // Again, as a new backfill of the same window: nothing new.
+    let third = run(BackfillOptions::default()).await.unwrap();
+    assert_ne!(third.backfill_id, first.backfill_id);
+    assert_eq!((third.n_enrollments, third.n_created), (5, 0));
+    assert_eq!(world.count("instances", "true").await, 60);
+
+    // The materialiser makes the current slot (due 2031-06-15 09:00 local) and
+    // escalates it when overdue; nothing backfilled is ever escalated.
+    world.materialize_at(now).await;
+    assert_eq!(world.count("instances", "NOT backfilled").await, 5);
+    assert_eq!(world.count("outbox", "true").await, 0);
+    world.materialize_at(now + Duration::days(3)).await;
+    world.materialize_at(now + Duration::days(10)).await;
+    assert_eq!(
+        world
+            .count("instances", "backfilled AND escalated_at IS NOT NULL")
+            .await,
+        0
+    );
+    assert_eq!(world.count("outbox", "true").await, 5, "only the live slots");
+}
