@@ -127,6 +127,12 @@ pub enum Command {
         #[command(subcommand)]
         command: SchedulesCommand,
     },
+    /// Measurement-based care: plans, enrolments (one, a file, a care team),
+    /// guardians, backfills and the due lists.
+    Assessments {
+        #[command(subcommand)]
+        command: AssessmentsCommand,
+    },
     /// Critical ranges: per observation code, the values outside which a result is
     /// critical whatever flags the sender set.
     CriticalRanges {
@@ -845,4 +851,148 @@ mod tests {
         assert!(parse_since("yesterday").is_err());
         assert!(parse_since("").is_err());
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AssessmentsCommand {
+    /// Measurement plans: create, update (a new version each time), list, retire.
+    Plans {
+        #[command(subcommand)]
+        command: PlansCommand,
+    },
+    /// Enrol patients into a plan: one (--patient), a CSV or JSON file (--file;
+    /// resumable: run the same file again after an interruption), or a filter
+    /// (--care-team-of USER, --all-patients). Already enrolled patients are reported,
+    /// not refused.
+    Enroll {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        plan: uuid::Uuid,
+        #[arg(long, conflicts_with_all = ["patient", "care_team_of", "all_patients"])]
+        file: Option<PathBuf>,
+        #[arg(long, conflicts_with_all = ["care_team_of", "all_patients"])]
+        patient: Option<uuid::Uuid>,
+        #[arg(long, conflicts_with = "all_patients")]
+        care_team_of: Option<uuid::Uuid>,
+        #[arg(long)]
+        all_patients: bool,
+        /// The IANA time zone of rows that name none.
+        #[arg(long, default_value = "UTC")]
+        time_zone: String,
+        /// The clinician whose due list rows that name none go to.
+        #[arg(long)]
+        clinician: Option<uuid::Uuid>,
+        /// Where the cadence counts from (RFC 3339), for rows that name none; default now.
+        #[arg(long)]
+        anchor_at: Option<String>,
+    },
+    /// Stop an enrolment; its unanswered instances are cancelled.
+    Stop {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        enrollment: uuid::Uuid,
+    },
+    /// Guardianships that the family rules read.
+    Guardian {
+        #[command(subcommand)]
+        command: GuardianCommand,
+    },
+    /// Make the instances a plan's enrolments should have had over a past window
+    /// (marked backfilled: never reminded or escalated). Resumable and idempotent.
+    Backfill {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        plan: uuid::Uuid,
+        /// RFC 3339.
+        #[arg(long)]
+        from: String,
+        /// RFC 3339; default now.
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// A clinician's due list (scheduled or open, due within --days), or with
+    /// --overdue their overdue list.
+    Due {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        clinician: uuid::Uuid,
+        #[arg(long)]
+        overdue: bool,
+        #[arg(long, default_value_t = 7)]
+        days: i64,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Run the materialiser once now for a tenant (the schedule runs it every minute).
+    Materialize {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlansCommand {
+    /// Create a plan from a PlanDefinition JSON file.
+    Create {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        file: PathBuf,
+        /// Hours an instance may stay open past due before the care team is told.
+        #[arg(long)]
+        overdue_grace_hours: Option<u32>,
+    },
+    /// Replace a plan's definition: a new version; active enrolments follow it.
+    Update {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        id: uuid::Uuid,
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long)]
+        overdue_grace_hours: Option<u32>,
+    },
+    List {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+    },
+    /// Retire a plan: no new enrolments; existing ones run on.
+    Retire {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        id: uuid::Uuid,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GuardianCommand {
+    /// PERSON (an identity related-person id) is PATIENT's guardian from --since.
+    Add {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        patient: uuid::Uuid,
+        #[arg(long)]
+        person: uuid::Uuid,
+        /// YYYY-MM-DD.
+        #[arg(long)]
+        since: String,
+    },
+    /// The guardianship ends: from --until, PERSON no longer answers for PATIENT.
+    End {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        patient: uuid::Uuid,
+        #[arg(long)]
+        person: uuid::Uuid,
+        /// YYYY-MM-DD.
+        #[arg(long)]
+        until: String,
+    },
 }

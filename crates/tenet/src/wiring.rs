@@ -373,6 +373,9 @@ pub fn job_registry(keyring: &Keyring) -> Registry {
             worker_id: worker_id(),
         })
         .register(SagaStep::new(sagas()))
+        .register(assessments::materialize::Materialize {
+            keyring: keyring.clone(),
+        })
 }
 
 /// The sagas this binary drives. Contexts add theirs here as they gain them.
