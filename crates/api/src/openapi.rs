@@ -6,7 +6,7 @@ use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{admin, audit_log, jobs, patients, sagas, schedules, webhooks};
+use crate::routes::{admin, assessments, audit_log, jobs, patients, sagas, schedules, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,9 @@ use crate::routes::{admin, audit_log, jobs, patients, sagas, schedules, webhooks
         webhooks::create, webhooks::list, webhooks::read, webhooks::disable, webhooks::enable,
         schedules::create, schedules::list, schedules::read, schedules::update, schedules::enable, schedules::disable, schedules::remove,
         sagas::read,
+        assessments::create_plan, assessments::list_plans, assessments::read_plan, assessments::update_plan, assessments::retire_plan,
+        assessments::enroll, assessments::read_enrollment, assessments::stop_enrollment, assessments::enroll_batch,
+        assessments::add_guardian, assessments::end_guardian, assessments::run_backfill, assessments::due_list,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerAuth),
@@ -31,6 +34,7 @@ use crate::routes::{admin, audit_log, jobs, patients, sagas, schedules, webhooks
         (name = "webhooks", description = "Webhook subscriptions to the tenant's events; a subscription's signing secret is shown once, when it is created"),
         (name = "schedules", description = "Recurring jobs on a cron in a time zone"),
         (name = "sagas", description = "Multi-step workflows with compensations: state and step log"),
+        (name = "assessments", description = "Measurement plans, enrolments (one or a batch), guardianships, backfills and the clinician's due lists"),
     )
 )]
 struct ApiDoc;
