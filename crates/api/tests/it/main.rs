@@ -1,6 +1,7 @@
 //! End-to-end tests of the HTTP API: the router driven without a socket, against a
 //! real PostgreSQL database of its own per test.
 //!
+//! - [`assessments`]: plans, enrolments (one and batch), stop, guardians and the due list, per tenant.
 //! - [`cross_tenant`]: tenant B's credentials never reach tenant A's rows (I1).
 //! - [`audit_trail`]: every PHI read or write leaves exactly one audit event per
 //!   patient touched, and a failed request leaves none (I3).
@@ -18,6 +19,7 @@
 //!
 //! Shared fixtures live in [`support`]: two tenants with a principal per role.
 
+mod assessments;
 mod audit_trail;
 mod authentication;
 mod automation;
