@@ -80,6 +80,22 @@ pub enum Bench {
         #[arg(long)]
         no_peers: bool,
     },
+    /// Measurement-based care: batch-enrol N patients into a monthly PHQ-9 plan,
+    /// backfill a year of it, materialise the current slot, then one clinician's due
+    /// list latency (p50/p99).
+    Assessments {
+        #[arg(long, default_value_t = 100_000)]
+        patients: usize,
+        /// The patients are spread over this many clinicians' due lists.
+        #[arg(long, default_value_t = 100)]
+        clinicians: usize,
+        /// Due-list queries measured.
+        #[arg(long, default_value_t = 1_000)]
+        queries: usize,
+        /// A smoke run: 2 000 patients, 200 queries.
+        #[arg(long, conflicts_with = "patients")]
+        quick: bool,
+    },
     /// HL7 v2 over MLLP, ACK after a durable commit: N connections each sending
     /// ORU^R01 and waiting for its ACK, beside two peer MLLP servers and pgbench.
     Ingest {
@@ -102,6 +118,36 @@ pub enum Bench {
 
 pub async fn run(bench: Bench) -> anyhow::Result<()> {
     match bench {
+        Bench::Assessments {
+            patients,
+            clinicians,
+            queries,
+            quick,
+        } => {
+            // The work runs in this process: measure an optimised build.
+            if cfg!(debug_assertions) {
+                let mut args: Vec<String> = ["run", "--release", "--quiet", "-p", "xtask", "--", "bench", "assessments"]
+                    .map(str::to_owned)
+                    .to_vec();
+                if quick {
+                    args.push("--quick".to_owned());
+                } else {
+                    args.extend([
+                        format!("--patients={patients}"),
+                        format!("--clinicians={clinicians}"),
+                        format!("--queries={queries}"),
+                    ]);
+                }
+                let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+                    .args(&args)
+                    .status()
+                    .context("re-running the benchmark in a release build")?;
+                anyhow::ensure!(status.success(), "the release run failed");
+                return Ok(());
+            }
+            let (patients, queries) = if quick { (2_000, 200) } else { (patients, queries) };
+            crate::bench_assessments::run(patients, clinicians, queries).await
+        }
         Bench::Api { secs, clients } => api(Duration::from_secs(secs), &clients).await,
         Bench::Audit { events } => audit_verify(events).await,
         Bench::Hl7 {

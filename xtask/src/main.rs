@@ -4,13 +4,14 @@
 //! - `cargo xtask ci`: what CI runs — installs PostgreSQL, nats-server and the Python
 //!   `hl7` package if missing, then fmt, clippy, every test, and `tenet check` on a
 //!   freshly migrated database.
-//! - `cargo xtask bench api|audit|hl7|jobs|ingest`: the benchmarks; they print our figure beside the
+//! - `cargo xtask bench api|audit|hl7|jobs|ingest|assessments`: the benchmarks; they print our figure beside the
 //!   reference figure from the same run, and the ratio.
 //! - `cargo xtask fuzz [--secs N]`: each fuzz target of the `hl7` crate for N
 //!   seconds (developers only, not CI).
 //! - `cargo xtask test-db stop`: stops the throwaway cluster the tests keep running.
 
 mod bench;
+mod bench_assessments;
 mod bench_ingest;
 mod bench_jobs;
 mod ci;
