@@ -126,9 +126,18 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
         } => {
             // The work runs in this process: measure an optimised build.
             if cfg!(debug_assertions) {
-                let mut args: Vec<String> = ["run", "--release", "--quiet", "-p", "xtask", "--", "bench", "assessments"]
-                    .map(str::to_owned)
-                    .to_vec();
+                let mut args: Vec<String> = [
+                    "run",
+                    "--release",
+                    "--quiet",
+                    "-p",
+                    "xtask",
+                    "--",
+                    "bench",
+                    "assessments",
+                ]
+                .map(str::to_owned)
+                .to_vec();
                 if quick {
                     args.push("--quick".to_owned());
                 } else {
@@ -138,14 +147,20 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
                         format!("--queries={queries}"),
                     ]);
                 }
-                let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
-                    .args(&args)
-                    .status()
-                    .context("re-running the benchmark in a release build")?;
+                let status = std::process::Command::new(
+                    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()),
+                )
+                .args(&args)
+                .status()
+                .context("re-running the benchmark in a release build")?;
                 anyhow::ensure!(status.success(), "the release run failed");
                 return Ok(());
             }
-            let (patients, queries) = if quick { (2_000, 200) } else { (patients, queries) };
+            let (patients, queries) = if quick {
+                (2_000, 200)
+            } else {
+                (patients, queries)
+            };
             crate::bench_assessments::run(patients, clinicians, queries).await
         }
         Bench::Api { secs, clients } => api(Duration::from_secs(secs), &clients).await,

@@ -34,7 +34,11 @@ pub async fn run(n_patients: usize, n_clinicians: usize, n_queries: usize) -> an
     let machine = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     eprintln!(
         "bench assessments: {n_patients} patients, {n_clinicians} clinicians; load average {}",
-        machine.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        machine
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     let db = db::testing::TestDb::migrated(&schema::migrator()).await;
     let keyring = Keyring::new(MasterKey::generate());
@@ -60,8 +64,14 @@ pub async fn run(n_patients: usize, n_clinicians: usize, n_queries: usize) -> an
                 birth_date: Some(birth_date),
                 ..Demographics::default()
             };
-            vault::insert(&mut tx, &keyring, patient_id, &demographics, &Access::default())
-                .await?;
+            vault::insert(
+                &mut tx,
+                &keyring,
+                patient_id,
+                &demographics,
+                &Access::default(),
+            )
+            .await?;
             patients.push(patient_id);
         }
         tx.commit().await?;
@@ -87,7 +97,10 @@ pub async fn run(n_patients: usize, n_clinicians: usize, n_queries: usize) -> an
     // 2. Batch enrolment from a CSV.
     let mut csv = String::from("patient_id,clinician_id\n");
     for (n, patient_id) in patients.iter().enumerate() {
-        csv.push_str(&format!("{patient_id},{}\n", clinicians[n % clinicians.len()]));
+        csv.push_str(&format!(
+            "{patient_id},{}\n",
+            clinicians[n % clinicians.len()]
+        ));
     }
     let rows = batch::parse(csv.as_bytes(), FileFormat::Csv)?;
     let started = Instant::now();
@@ -109,7 +122,10 @@ pub async fn run(n_patients: usize, n_clinicians: usize, n_queries: usize) -> an
     )
     .await?;
     let enrol_secs = started.elapsed().as_secs_f64();
-    anyhow::ensure!(report.n_enrolled == n_patients, "every row enrolled: {report:?}");
+    anyhow::ensure!(
+        report.n_enrolled == n_patients,
+        "every row enrolled: {report:?}"
+    );
     eprintln!("  batch enrolment: {n_patients} rows in {enrol_secs:.1} s");
 
     // 3. Backfill of the year.
@@ -147,7 +163,9 @@ pub async fn run(n_patients: usize, n_clinicians: usize, n_queries: usize) -> an
         }
     }
     let materialize_secs = started.elapsed().as_secs_f64();
-    eprintln!("  materialiser: {n_evaluated} enrolments, {n_created} instances in {materialize_secs:.1} s");
+    eprintln!(
+        "  materialiser: {n_evaluated} enrolments, {n_created} instances in {materialize_secs:.1} s"
+    );
 
     // 5. One clinician's due list.
     let mut latencies_ms = Vec::with_capacity(n_queries);
@@ -174,8 +192,14 @@ pub async fn run(n_patients: usize, n_clinicians: usize, n_queries: usize) -> an
 
     println!("| step | rows | wall s | rows/s |");
     println!("|---|---|---|---|");
-    println!("| set-up: patients (clinical + vault) | {n_patients} | {setup_secs:.1} | {:.0} |", n_patients as f64 / setup_secs);
-    println!("| batch enrolment (CSV) | {n_patients} | {enrol_secs:.1} | {:.0} |", n_patients as f64 / enrol_secs);
+    println!(
+        "| set-up: patients (clinical + vault) | {n_patients} | {setup_secs:.1} | {:.0} |",
+        n_patients as f64 / setup_secs
+    );
+    println!(
+        "| batch enrolment (CSV) | {n_patients} | {enrol_secs:.1} | {:.0} |",
+        n_patients as f64 / enrol_secs
+    );
     println!(
         "| backfill, a year of monthly PHQ-9 | {} instances | {backfill_secs:.1} | {:.0} |",
         backfilled.n_created,

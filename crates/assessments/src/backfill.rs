@@ -280,13 +280,15 @@ async fn backfill_one(
     .await?;
     let answers: Vec<Answer> = answers
         .into_iter()
-        .map(|(id, instrument_code, respondent, respondent_person_id, submitted_at)| Answer {
-            id,
-            instrument_code,
-            respondent,
-            respondent_person_id,
-            submitted_at,
-        })
+        .map(
+            |(id, instrument_code, respondent, respondent_person_id, submitted_at)| Answer {
+                id,
+                instrument_code,
+                respondent,
+                respondent_person_id,
+                submitted_at,
+            },
+        )
         .collect();
     let mut used = HashSet::new();
     let mut instances = Vec::with_capacity(planned.len());
@@ -312,7 +314,11 @@ async fn backfill_one(
             due_at: slot.due_at,
             opens_at: slot.opens_at,
             closes_at: slot.closes_at,
-            status: if answer.is_some() { "completed" } else { "missed" },
+            status: if answer.is_some() {
+                "completed"
+            } else {
+                "missed"
+            },
             completed_at: answer.map(|answer| answer.submitted_at),
             response_id: answer.map(|answer| answer.id),
         });

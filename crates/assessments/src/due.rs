@@ -24,7 +24,9 @@ pub const OVERDUE_MISSED_DAYS: i64 = 30;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DueList {
     /// Scheduled or open, due before the instant.
-    Due { until: OffsetDateTime },
+    Due {
+        until: OffsetDateTime,
+    },
     Overdue,
 }
 

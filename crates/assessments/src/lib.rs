@@ -67,16 +67,19 @@ pub use scoring::{Answers, ItemKey, Score, ScoreError, SubscaleScore, score};
 use db::Migration;
 
 /// The assessments context's migrations: schema `assessments`.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 2026112601,
-    context: "assessments",
-    name: "assessments",
-    up: include_str!("../migrations/2026112601_assessments.up.sql"),
-    down: include_str!("../migrations/2026112601_assessments.down.sql"),
-}, Migration {
-    version: 2026112603,
-    context: "assessments",
-    name: "assessments_automation",
-    up: include_str!("../migrations/2026112603_assessments_automation.up.sql"),
-    down: include_str!("../migrations/2026112603_assessments_automation.down.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 2026112601,
+        context: "assessments",
+        name: "assessments",
+        up: include_str!("../migrations/2026112601_assessments.up.sql"),
+        down: include_str!("../migrations/2026112601_assessments.down.sql"),
+    },
+    Migration {
+        version: 2026112603,
+        context: "assessments",
+        name: "assessments_automation",
+        up: include_str!("../migrations/2026112603_assessments_automation.up.sql"),
+        down: include_str!("../migrations/2026112603_assessments_automation.down.sql"),
+    },
+];

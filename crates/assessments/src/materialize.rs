@@ -504,10 +504,10 @@ fn next_evaluation(
     let rules_change = next_change(def, facts, today)
         .and_then(|date| date.to_zoned(tz.clone()).ok())
         .map(|zoned| zoned.timestamp());
-    let sessions_recheck = def
-        .cadence
-        .every_sessions
-        .map(|_| now.saturating_add(SESSIONS_RECHECK).expect("BUG: an hour fits"));
+    let sessions_recheck = def.cadence.every_sessions.map(|_| {
+        now.saturating_add(SESSIONS_RECHECK)
+            .expect("BUG: an hour fits")
+    });
     [create_at, rules_change, last_close, sessions_recheck]
         .into_iter()
         .flatten()

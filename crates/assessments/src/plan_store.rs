@@ -72,7 +72,8 @@ type PlanRow = (
     OffsetDateTime,
 );
 
-const COLUMNS: &str = "id, name, version, definition, status::text, overdue_grace_hours, created_at, updated_at";
+const COLUMNS: &str =
+    "id, name, version, definition, status::text, overdue_grace_hours, created_at, updated_at";
 
 fn from_row(row: PlanRow) -> StoredPlan {
     let (id, name, version, definition, status, grace, created_at, updated_at) = row;

@@ -8,13 +8,13 @@
 //! same batch; a backfill re-run creates nothing new). Responses carry ids, codes
 //! and instants only.
 
+use assessments::PlanDefinition;
 use assessments::backfill::{self, BackfillError, BackfillOptions};
 use assessments::batch::{self, BatchError, BatchRow, Defaults, FileFormat, RunOptions};
 use assessments::due::{self, DueError, DueItem, DueList};
 use assessments::enrollment::{self, EnrollError, Enrolled, Enrollment, NewEnrollment, StopError};
 use assessments::guardian::{self, GuardianError};
 use assessments::plan_store::{self, PlanStoreError, StoredPlan};
-use assessments::PlanDefinition;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -210,7 +210,9 @@ pub async fn create_plan(
     let idempotency = idempotency::claim(&mut tx, &headers, path, &body.bytes).await?;
     if let Idempotency::Replay(outcome) = &idempotency {
         let plan_id = outcome.resource_id.ok_or(ApiError::NotFound)?;
-        let plan = plan_store::get(&mut tx, plan_id).await?.ok_or(ApiError::NotFound)?;
+        let plan = plan_store::get(&mut tx, plan_id)
+            .await?
+            .ok_or(ApiError::NotFound)?;
         tx.commit().await?;
         return Ok(created(format!("{path}/{plan_id}"), PlanView::from(plan)));
     }
@@ -222,7 +224,9 @@ pub async fn create_plan(
         OffsetDateTime::now_utc(),
     )
     .await?;
-    idempotency.record(&mut tx, 201, "assessment_plan", Some(plan.id)).await?;
+    idempotency
+        .record(&mut tx, 201, "assessment_plan", Some(plan.id))
+        .await?;
     tx.commit().await?;
     Ok(created(format!("{path}/{}", plan.id), PlanView::from(plan)))
 }
@@ -252,7 +256,9 @@ pub async fn read_plan(
     Path(plan_id): Path<Uuid>,
 ) -> Result<Json<PlanView>, ApiError> {
     let Session { mut tx, .. } = credential.open(&state).await?;
-    let plan = plan_store::get(&mut tx, plan_id).await?.ok_or(ApiError::NotFound)?;
+    let plan = plan_store::get(&mut tx, plan_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     tx.commit().await?;
     Ok(Json(plan.into()))
 }
@@ -370,7 +376,9 @@ pub async fn enroll(
     let idempotency = idempotency::claim(&mut tx, &headers, path, &body.bytes).await?;
     if let Idempotency::Replay(outcome) = &idempotency {
         let id = outcome.resource_id.ok_or(ApiError::NotFound)?;
-        let view = enrollment::get(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
+        let view = enrollment::get(&mut tx, id)
+            .await?
+            .ok_or(ApiError::NotFound)?;
         tx.commit().await?;
         return Ok(created(format!("{path}/{id}"), EnrollmentView::from(view)));
     }
@@ -383,10 +391,14 @@ pub async fn enroll(
     };
     let enrolled = enrollment::enroll(&mut tx, &new, OffsetDateTime::now_utc()).await?;
     let id = enrolled.enrollment_id();
-    let view = enrollment::get(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
+    let view = enrollment::get(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     match enrolled {
         Enrolled::New(_) => {
-            idempotency.record(&mut tx, 201, "assessment_enrollment", Some(id)).await?;
+            idempotency
+                .record(&mut tx, 201, "assessment_enrollment", Some(id))
+                .await?;
             tx.commit().await?;
             Ok(created(format!("{path}/{id}"), EnrollmentView::from(view)))
         }
@@ -408,7 +420,9 @@ pub async fn read_enrollment(
     Path(id): Path<Uuid>,
 ) -> Result<Json<EnrollmentView>, ApiError> {
     let Session { mut tx, .. } = credential.open(&state).await?;
-    let view = enrollment::get(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
+    let view = enrollment::get(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     tx.commit().await?;
     Ok(Json(view.into()))
 }
@@ -425,7 +439,9 @@ pub async fn stop_enrollment(
 ) -> Result<Json<EnrollmentView>, ApiError> {
     let Session { mut tx, .. } = credential.open(&state).await?;
     enrollment::stop(&mut tx, id, OffsetDateTime::now_utc()).await?;
-    let view = enrollment::get(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
+    let view = enrollment::get(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     tx.commit().await?;
     Ok(Json(view.into()))
 }
@@ -515,7 +531,10 @@ pub async fn enroll_batch(
         }
     };
     if rows.len() > batch::ROWS_MAX {
-        return Err(ApiError::InvalidInput(format!("at most {} rows", batch::ROWS_MAX)));
+        return Err(ApiError::InvalidInput(format!(
+            "at most {} rows",
+            batch::ROWS_MAX
+        )));
     }
     let Session { actor, tx } = credential.open(&state).await?;
     tx.commit().await?;
@@ -581,8 +600,13 @@ pub async fn add_guardian(
     let input = body.value;
     let since = civil_date(&input.date)?;
     let Session { mut tx, .. } = credential.open(&state).await?;
-    guardian::add(&mut tx, PatientId::new_unchecked(input.patient_id), input.person_id, since)
-        .await?;
+    guardian::add(
+        &mut tx,
+        PatientId::new_unchecked(input.patient_id),
+        input.person_id,
+        since,
+    )
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -600,8 +624,13 @@ pub async fn end_guardian(
     let input = body.value;
     let until = civil_date(&input.date)?;
     let Session { mut tx, .. } = credential.open(&state).await?;
-    guardian::end(&mut tx, PatientId::new_unchecked(input.patient_id), input.person_id, until)
-        .await?;
+    guardian::end(
+        &mut tx,
+        PatientId::new_unchecked(input.patient_id),
+        input.person_id,
+        until,
+    )
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

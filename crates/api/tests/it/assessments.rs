@@ -23,24 +23,44 @@ async fn plans_and_enrolments_are_the_tenants_own_and_bad_input_is_a_problem_nam
 
     // Only admins make plans; a plan that cannot be carried out names its field.
     world
-        .post("/v1/assessments/plans", &a.clinician.token, &json!({ "name": "m", "definition": plan() }))
+        .post(
+            "/v1/assessments/plans",
+            &a.clinician.token,
+            &json!({ "name": "m", "definition": plan() }),
+        )
         .await
         .problem(StatusCode::FORBIDDEN);
     let mut overlapping = plan();
     overlapping["window"]["before_days"] = json!(30);
     let reply = world
-        .post("/v1/assessments/plans", &a.admin.token, &json!({ "name": "m", "definition": overlapping }))
+        .post(
+            "/v1/assessments/plans",
+            &a.admin.token,
+            &json!({ "name": "m", "definition": overlapping }),
+        )
         .await;
     reply.problem(StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(reply.json()["detail"].as_str().unwrap().contains("window"), "{}", reply.text());
+    assert!(
+        reply.json()["detail"].as_str().unwrap().contains("window"),
+        "{}",
+        reply.text()
+    );
     let created = world
-        .post("/v1/assessments/plans", &a.admin.token, &json!({ "name": "monthly", "definition": plan() }))
+        .post(
+            "/v1/assessments/plans",
+            &a.admin.token,
+            &json!({ "name": "monthly", "definition": plan() }),
+        )
         .await
         .ok(StatusCode::CREATED);
     let plan_id = created["id"].as_str().unwrap().to_owned();
     assert_eq!(created["version"], 1);
     world
-        .post("/v1/assessments/plans", &a.admin.token, &json!({ "name": "monthly", "definition": plan() }))
+        .post(
+            "/v1/assessments/plans",
+            &a.admin.token,
+            &json!({ "name": "monthly", "definition": plan() }),
+        )
         .await
         .problem(StatusCode::CONFLICT);
     let changed = world
@@ -80,7 +100,11 @@ async fn plans_and_enrolments_are_the_tenants_own_and_bad_input_is_a_problem_nam
     assert_eq!(first["id"], replay["id"]);
     // Without the key: already enrolled, reported with the active enrolment.
     let again = world
-        .post("/v1/assessments/enrollments", &a.clinician.token, &enrolment)
+        .post(
+            "/v1/assessments/enrollments",
+            &a.clinician.token,
+            &enrolment,
+        )
         .await
         .ok(StatusCode::OK);
     assert_eq!(again["id"], first["id"]);
@@ -100,15 +124,26 @@ async fn plans_and_enrolments_are_the_tenants_own_and_bad_input_is_a_problem_nam
         .await
         .problem(StatusCode::NOT_FOUND);
     world
-        .get(&format!("/v1/assessments/enrollments/{enrollment_id}"), &b.clinician.token)
+        .get(
+            &format!("/v1/assessments/enrollments/{enrollment_id}"),
+            &b.clinician.token,
+        )
         .await
         .problem(StatusCode::NOT_FOUND);
     world
-        .post(&format!("/v1/assessments/enrollments/{enrollment_id}/stop"), &b.clinician.token, &json!({}))
+        .post(
+            &format!("/v1/assessments/enrollments/{enrollment_id}/stop"),
+            &b.clinician.token,
+            &json!({}),
+        )
         .await
         .problem(StatusCode::NOT_FOUND);
     world
-        .post("/v1/assessments/enrollments", &b.clinician.token, &enrolment)
+        .post(
+            "/v1/assessments/enrollments",
+            &b.clinician.token,
+            &enrolment,
+        )
         .await
         .problem(StatusCode::NOT_FOUND);
     world
@@ -161,20 +196,31 @@ async fn plans_and_enrolments_are_the_tenants_own_and_bad_input_is_a_problem_nam
     assert_eq!(due, json!([]));
     world
         .get(
-            &format!("/v1/assessments/due?clinician={}&days=9999", a.clinician.user_id),
+            &format!(
+                "/v1/assessments/due?clinician={}&days=9999",
+                a.clinician.user_id
+            ),
             &a.clinician.token,
         )
         .await
         .problem(StatusCode::UNPROCESSABLE_ENTITY);
 
     let stopped = world
-        .post(&format!("/v1/assessments/enrollments/{enrollment_id}/stop"), &a.clinician.token, &json!({}))
+        .post(
+            &format!("/v1/assessments/enrollments/{enrollment_id}/stop"),
+            &a.clinician.token,
+            &json!({}),
+        )
         .await
         .ok(StatusCode::OK);
     assert_eq!(stopped["status"], "stopped");
     assert_eq!(stopped["stop_reason"], "stopped_by_clinician");
     world
-        .post(&format!("/v1/assessments/enrollments/{enrollment_id}/stop"), &a.clinician.token, &json!({}))
+        .post(
+            &format!("/v1/assessments/enrollments/{enrollment_id}/stop"),
+            &a.clinician.token,
+            &json!({}),
+        )
         .await
         .problem(StatusCode::CONFLICT);
 }

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::tenant_tx;
-use crate::cli::{AssessmentsCommand, GuardianCommand, Global, PlansCommand};
+use crate::cli::{AssessmentsCommand, Global, GuardianCommand, PlansCommand};
 use crate::output::{say, tell};
 use crate::settings;
 
@@ -37,9 +37,10 @@ fn progress(len: u64, what: &str) -> ProgressBar {
 }
 
 fn read_plan(path: &std::path::Path) -> anyhow::Result<PlanDefinition> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a plan definition", path.display()))
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a plan definition", path.display()))
 }
 
 fn instant(text: &str, what: &str) -> anyhow::Result<OffsetDateTime> {
@@ -380,7 +381,10 @@ async fn plans(app: &sqlx::PgPool, command: PlansCommand) -> anyhow::Result<Exit
                 OffsetDateTime::now_utc(),
             )
             .await;
-            (tx, result.map(|plan| format!("plan {} created (version {})", plan.id, plan.version)))
+            (
+                tx,
+                result.map(|plan| format!("plan {} created (version {})", plan.id, plan.version)),
+            )
         }
         PlansCommand::Update {
             tenant,
@@ -391,7 +395,10 @@ async fn plans(app: &sqlx::PgPool, command: PlansCommand) -> anyhow::Result<Exit
             let definition = read_plan(&file)?;
             let mut tx = tenant_tx(app, tenant).await?;
             let result = plan_store::update(&mut tx, id, &definition, overdue_grace_hours).await;
-            (tx, result.map(|plan| format!("plan {} is now version {}", plan.id, plan.version)))
+            (
+                tx,
+                result.map(|plan| format!("plan {} is now version {}", plan.id, plan.version)),
+            )
         }
         PlansCommand::List { tenant } => {
             let mut tx = tenant_tx(app, tenant).await?;

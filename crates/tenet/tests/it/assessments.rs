@@ -12,7 +12,8 @@ const N_ROWS: usize = 4_000;
 #[tokio::test]
 async fn a_batch_enrolment_killed_mid_file_resumes_and_enrols_every_row_exactly_once() {
     let tenet = Tenet::new().await;
-    let tenant = single_line(tenet.run(&["tenant", "create", "Aspen Clinic"]).await.ok()).to_owned();
+    let tenant =
+        single_line(tenet.run(&["tenant", "create", "Aspen Clinic"]).await.ok()).to_owned();
     let plan_path = tenet.home.path().join("plan.json");
     std::fs::write(
         &plan_path,
@@ -21,7 +22,17 @@ async fn a_batch_enrolment_killed_mid_file_resumes_and_enrols_every_row_exactly_
     )
     .unwrap();
     let refused = tenet
-        .run(&["assessments", "plans", "create", "--tenant", &tenant, "--name", "adults", "--file", plan_path.to_str().unwrap()])
+        .run(&[
+            "assessments",
+            "plans",
+            "create",
+            "--tenant",
+            &tenant,
+            "--name",
+            "adults",
+            "--file",
+            plan_path.to_str().unwrap(),
+        ])
         .await;
     // PHQ-9 is for adults: a rule without an age is refused, naming the field.
     refused.failed();
@@ -33,7 +44,17 @@ async fn a_batch_enrolment_killed_mid_file_resumes_and_enrols_every_row_exactly_
     )
     .unwrap();
     let created = tenet
-        .run(&["assessments", "plans", "create", "--tenant", &tenant, "--name", "adults", "--file", plan_path.to_str().unwrap()])
+        .run(&[
+            "assessments",
+            "plans",
+            "create",
+            "--tenant",
+            &tenant,
+            "--name",
+            "adults",
+            "--file",
+            plan_path.to_str().unwrap(),
+        ])
         .await;
     let plan = single_line(created.ok())
         .split_whitespace()
@@ -61,7 +82,13 @@ async fn a_batch_enrolment_killed_mid_file_resumes_and_enrols_every_row_exactly_
     let csv_path = tenet.home.path().join("patients.csv");
     std::fs::write(&csv_path, &csv).unwrap();
     let args = [
-        "assessments", "enroll", "--tenant", &tenant, "--plan", &plan, "--file",
+        "assessments",
+        "enroll",
+        "--tenant",
+        &tenant,
+        "--plan",
+        &plan,
+        "--file",
         csv_path.to_str().unwrap(),
     ];
 
@@ -80,7 +107,10 @@ async fn a_batch_enrolment_killed_mid_file_resumes_and_enrols_every_row_exactly_
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while n_rows().await == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "no row committed in time");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no row committed in time"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     victim.start_kill().unwrap();
@@ -93,7 +123,10 @@ async fn a_batch_enrolment_killed_mid_file_resumes_and_enrols_every_row_exactly_
 
     let resumed = tenet.run(&args).await;
     let out = resumed.ok();
-    assert!(out.contains("row 7: invalid (invalid_patient_id)"), "{resumed}");
+    assert!(
+        out.contains("row 7: invalid (invalid_patient_id)"),
+        "{resumed}"
+    );
     assert!(
         out.contains(&format!(
             "{N_ROWS} rows — {} enrolled, 0 already enrolled, 1 invalid ({n_before} done by an earlier run)",
@@ -101,7 +134,10 @@ async fn a_batch_enrolment_killed_mid_file_resumes_and_enrols_every_row_exactly_
         )),
         "{resumed}"
     );
-    assert!(!out.contains("Jane") && !resumed.stderr.contains("Jane"), "{resumed}");
+    assert!(
+        !out.contains("Jane") && !resumed.stderr.contains("Jane"),
+        "{resumed}"
+    );
     let n_enrollments: i64 = sqlx::query_scalar("SELECT count(*) FROM assessments.enrollments")
         .fetch_one(&tenet.db.admin)
         .await
@@ -111,7 +147,12 @@ async fn a_batch_enrolment_killed_mid_file_resumes_and_enrols_every_row_exactly_
 
     // Run again: nothing changes.
     let again = tenet.run(&args).await;
-    assert!(again.ok().contains(&format!("({N_ROWS} done by an earlier run)")), "{again}");
+    assert!(
+        again
+            .ok()
+            .contains(&format!("({N_ROWS} done by an earlier run)")),
+        "{again}"
+    );
 
     // The materialiser evaluates every enrolment; these patients have no identity
     // record, so no birth date, so the adult rule assigns nothing — and nothing reaches
@@ -120,13 +161,21 @@ async fn a_batch_enrolment_killed_mid_file_resumes_and_enrols_every_row_exactly_
         .run(&["assessments", "materialize", "--tenant", &tenant])
         .await;
     assert!(
-        materialized
-            .ok()
-            .contains(&format!("{} enrolment(s) evaluated, 0 instance(s) created", N_ROWS - 1)),
+        materialized.ok().contains(&format!(
+            "{} enrolment(s) evaluated, 0 instance(s) created",
+            N_ROWS - 1
+        )),
         "{materialized}"
     );
     let due = tenet
-        .run(&["assessments", "due", "--tenant", &tenant, "--clinician", &uuid::Uuid::now_v7().to_string()])
+        .run(&[
+            "assessments",
+            "due",
+            "--tenant",
+            &tenant,
+            "--clinician",
+            &uuid::Uuid::now_v7().to_string(),
+        ])
         .await;
     assert_eq!(single_line(due.ok()), "nothing due");
 }

@@ -17,7 +17,11 @@ async fn a_year_is_backfilled_once_resumed_after_an_interruption_and_never_escal
     for _ in 0..5 {
         let patient_id = world.patient(adult()).await;
         first_patient.get_or_insert(patient_id);
-        enrollments.push(world.enroll(plan.id, patient_id, "Europe/Madrid", anchor, now).await);
+        enrollments.push(
+            world
+                .enroll(plan.id, patient_id, "Europe/Madrid", anchor, now)
+                .await,
+        );
     }
     // One response, inside the third month's window (due 2030-08-15 09:00 local).
     let patient_id = first_patient.unwrap();
@@ -73,7 +77,10 @@ async fn a_year_is_backfilled_once_resumed_after_an_interruption_and_never_escal
     assert_eq!(world.count("instances", "status = 'completed'").await, 1);
     assert_eq!(
         world
-            .count("instances", &format!("response_id = '{response_id}' AND slot_key = 'k:2'"))
+            .count(
+                "instances",
+                &format!("response_id = '{response_id}' AND slot_key = 'k:2'")
+            )
             .await,
         1
     );
@@ -97,5 +104,9 @@ async fn a_year_is_backfilled_once_resumed_after_an_interruption_and_never_escal
             .await,
         0
     );
-    assert_eq!(world.count("outbox", "true").await, 5, "only the live slots");
+    assert_eq!(
+        world.count("outbox", "true").await,
+        5,
+        "only the live slots"
+    );
 }

@@ -1,9 +1,7 @@
 //! Batch enrolment: per-row outcomes without PHI, an interruption mid-file and the
 //! resume doing every row exactly once, re-runs changing nothing, and filters.
 
-use assessments::batch::{
-    self, BatchRow, Defaults, FileFormat, PatientFilter, RunOptions,
-};
+use assessments::batch::{self, BatchRow, Defaults, FileFormat, PatientFilter, RunOptions};
 
 use super::*;
 
@@ -103,7 +101,14 @@ async fn an_interrupted_batch_resumes_and_enrols_every_row_exactly_once() {
     assert_eq!(world.count("enrollment_batch_rows", "true").await, 24);
 
     // Again: nothing new, the same report.
-    let third = run(&world, plan.id, csv.as_bytes(), &rows, RunOptions::default()).await;
+    let third = run(
+        &world,
+        plan.id,
+        csv.as_bytes(),
+        &rows,
+        RunOptions::default(),
+    )
+    .await;
     assert_eq!(third.n_enrolled, 20);
     assert_eq!(third.n_skipped, 24);
     assert_eq!(world.count("enrollments", "true").await, 20);
@@ -124,10 +129,17 @@ async fn an_interrupted_batch_resumes_and_enrols_every_row_exactly_once() {
 
 #[tokio::test]
 async fn a_file_with_an_unknown_column_or_bad_json_is_refused_naming_no_value() {
-    let err = batch::parse(b"patient_id,date_of_birth\nx,1980-01-01\n", FileFormat::Csv).unwrap_err();
-    assert_eq!(err.to_string(), "the CSV header names an unknown column \"date_of_birth\"");
-    let err = batch::parse(b"[{\"patient_id\": \"Ada Okafor\", \"ssn\": \"123-45-6789\"}]", FileFormat::Json)
-        .unwrap_err();
+    let err =
+        batch::parse(b"patient_id,date_of_birth\nx,1980-01-01\n", FileFormat::Csv).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the CSV header names an unknown column \"date_of_birth\""
+    );
+    let err = batch::parse(
+        b"[{\"patient_id\": \"Ada Okafor\", \"ssn\": \"123-45-6789\"}]",
+        FileFormat::Json,
+    )
+    .unwrap_err();
     assert!(!err.to_string().contains("123-45-6789"), "{err}");
     assert!(!err.to_string().contains("Okafor"), "{err}");
 }

@@ -26,7 +26,10 @@ async fn add_guardian(world: &World, patient_id: PatientId, since: time::Date) -
 }
 
 /// (slot, instrument, respondent, guardian) of the instances not cancelled.
-async fn assigned(world: &World, enrollment_id: Uuid) -> Vec<(String, String, String, Option<Uuid>)> {
+async fn assigned(
+    world: &World,
+    enrollment_id: Uuid,
+) -> Vec<(String, String, String, Option<Uuid>)> {
     world
         .instances(enrollment_id)
         .await
@@ -43,8 +46,18 @@ async fn assigned(world: &World, enrollment_id: Uuid) -> Vec<(String, String, St
         .collect()
 }
 
-fn one(slot: &str, instrument: &str, respondent: &str, person: Option<Uuid>) -> (String, String, String, Option<Uuid>) {
-    (slot.to_owned(), instrument.to_owned(), respondent.to_owned(), person)
+fn one(
+    slot: &str,
+    instrument: &str,
+    respondent: &str,
+    person: Option<Uuid>,
+) -> (String, String, String, Option<Uuid>) {
+    (
+        slot.to_owned(),
+        instrument.to_owned(),
+        respondent.to_owned(),
+        person,
+    )
 }
 
 #[tokio::test]
@@ -59,7 +72,9 @@ async fn the_psc17_goes_to_each_guardian_before_12_and_the_phqa_to_the_patient_f
     let enrollment_id = world
         .enroll(plan.id, patient_id, "Europe/London", start, start)
         .await;
-    world.materialize_every(DAY, start, start + Duration::days(56)).await;
+    world
+        .materialize_every(DAY, start, start + Duration::days(56))
+        .await;
     let mut expected = vec![
         one("k:0", "psc-17", "guardian", Some(mother)),
         one("k:0", "psc-17", "guardian", Some(father)),
@@ -81,7 +96,10 @@ async fn the_psc17_goes_to_each_guardian_before_12_and_the_phqa_to_the_patient_f
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    assert!(n_reads >= 3, "each evaluation reads the birth date, audited");
+    assert!(
+        n_reads >= 3,
+        "each evaluation reads the birth date, audited"
+    );
 }
 
 #[tokio::test]
@@ -104,7 +122,9 @@ async fn at_18_the_phq9_replaces_the_phqa_and_the_guardian_answers_no_more() {
     let enrollment_id = world
         .enroll(plan.id, patient_id, "America/New_York", start, start)
         .await;
-    world.materialize_every(DAY, start, start + Duration::days(56)).await;
+    world
+        .materialize_every(DAY, start, start + Duration::days(56))
+        .await;
     let mut expected = vec![
         one("k:0", "psc-17", "guardian", Some(guardian_id)),
         one("k:0", "phq-a", "patient", None),
@@ -152,5 +172,8 @@ async fn ending_a_guardianship_withdraws_that_guardians_scheduled_instances() {
         one("k:1", "psc-17", "guardian", Some(mother)),
     ];
     expected.sort();
-    assert_eq!(got, expected, "the father's k:1 was withdrawn; k:0 was already open");
+    assert_eq!(
+        got, expected,
+        "the father's k:1 was withdrawn; k:0 was already open"
+    );
 }

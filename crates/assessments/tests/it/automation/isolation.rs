@@ -53,14 +53,25 @@ async fn a_tenant_cannot_enrol_into_stop_or_read_another_tenants_plans_patients_
         enrollment::stop(&mut tx, enrollment_id, now).await,
         Err(StopError::NotFound)
     ));
-    assert!(enrollment::get(&mut tx, enrollment_id).await.unwrap().is_none());
+    assert!(
+        enrollment::get(&mut tx, enrollment_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(plan_store::get(&mut tx, plan.id).await.unwrap().is_none());
     assert!(matches!(
         plan_store::retire(&mut tx, plan.id).await,
         Err(PlanStoreError::NotFound)
     ));
     assert!(matches!(
-        assessments::guardian::add(&mut tx, patient_id, Uuid::now_v7(), jiff::civil::date(2020, 1, 1)).await,
+        assessments::guardian::add(
+            &mut tx,
+            patient_id,
+            Uuid::now_v7(),
+            jiff::civil::date(2020, 1, 1)
+        )
+        .await,
         Err(assessments::guardian::GuardianError::PatientNotFound)
     ));
     let due = assessments::due::list(
@@ -76,9 +87,14 @@ async fn a_tenant_cannot_enrol_into_stop_or_read_another_tenants_plans_patients_
     .unwrap();
     assert!(due.is_empty(), "A's instances are not on B's due list");
     // B's materialiser does not touch A's enrolment.
-    let report = assessments::materialize::run_due(&mut tx, &world.keyring, now + time::Duration::days(60), 48)
-        .await
-        .unwrap();
+    let report = assessments::materialize::run_due(
+        &mut tx,
+        &world.keyring,
+        now + time::Duration::days(60),
+        48,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.n_evaluated, 0);
     assert_eq!(report.n_missed, 0);
     tx.commit().await.unwrap();
@@ -154,7 +170,10 @@ async fn enrolling_twice_reports_the_active_enrolment_and_plans_keep_every_versi
         tx.commit().await.unwrap();
         e
     };
-    assert_eq!(enrollment.plan_version, 2, "active enrolments follow the new version");
+    assert_eq!(
+        enrollment.plan_version, 2,
+        "active enrolments follow the new version"
+    );
     let other = world.patient(adult()).await;
     let mut tx = world.tx().await;
     assert!(matches!(

@@ -85,7 +85,10 @@ async fn workers_racing_create_each_due_instance_exactly_once_and_escalate_it_on
     race(&world, later).await;
     make_all_due_again(&world).await;
     race(&world, later).await;
-    assert_eq!(world.count("instances", "true").await, 2 * N_PATIENTS as i64);
+    assert_eq!(
+        world.count("instances", "true").await,
+        2 * N_PATIENTS as i64
+    );
     for enrollment_id in &enrollments {
         let rows = world.instances(*enrollment_id).await;
         let keys: Vec<&str> = rows.iter().map(|row| row.slot_key.as_str()).collect();
@@ -150,9 +153,15 @@ async fn an_instance_opens_at_its_window_and_is_escalated_after_the_grace() {
     def.window.before_days = 2;
     def.window.after_days = 10;
     let mut tx = world.tx().await;
-    let plan = assessments::plan_store::create(&mut tx, "graced", &def, Some(24), OffsetDateTime::now_utc())
-        .await
-        .unwrap();
+    let plan = assessments::plan_store::create(
+        &mut tx,
+        "graced",
+        &def,
+        Some(24),
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     let patient_id = world.patient(adult()).await;
     // The first due time is 2030-01-10 09:00 UTC (the anchor's date at the plan's
@@ -177,7 +186,11 @@ async fn an_instance_opens_at_its_window_and_is_escalated_after_the_grace() {
     assert_eq!(world.instances(enrollment_id).await[0].status, "open");
     // Due 2030-01-10 09:00; the plan's grace is 24 hours.
     world.materialize_at(at("2030-01-11T08:59:00Z")).await;
-    assert!(world.instances(enrollment_id).await[0].escalated_at.is_none());
+    assert!(
+        world.instances(enrollment_id).await[0]
+            .escalated_at
+            .is_none()
+    );
     world.materialize_at(at("2030-01-11T09:00:00Z")).await;
     world.materialize_at(at("2030-01-12T09:00:00Z")).await;
     let rows = world.instances(enrollment_id).await;

@@ -9,10 +9,10 @@ mod family;
 mod isolation;
 mod materializer;
 
+use assessments::PlanDefinition;
 use assessments::enrollment::{self, Enrolled, NewEnrollment};
 use assessments::materialize::{self, Report};
 use assessments::plan_store::{self, StoredPlan};
-use assessments::PlanDefinition;
 use db::TenantTx;
 use db::testing::TestDb;
 use identity::keyring::{Keyring, MasterKey};
@@ -71,7 +71,9 @@ impl World {
     ) -> PatientId {
         let patient_id = PatientId::generate();
         let mut tx = self.tx_of(tenant_id).await;
-        clinical::patient::insert(&mut tx, patient_id).await.unwrap();
+        clinical::patient::insert(&mut tx, patient_id)
+            .await
+            .unwrap();
         let demographics = Demographics {
             family_name: "Okafor".to_owned(),
             given_names: vec!["Ada".to_owned()],
@@ -233,4 +235,3 @@ pub fn at(text: &str) -> OffsetDateTime {
 pub fn adult() -> Option<time::Date> {
     Some(date(1980, 5, 17))
 }
-
