@@ -28,6 +28,8 @@ use kernel::{PatientId, UserId};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::bench::println_line;
+
 const SETUP_PER_TX: usize = 500;
 
 pub async fn run(n_patients: usize, n_clinicians: usize, n_queries: usize) -> anyhow::Result<()> {
@@ -190,30 +192,30 @@ pub async fn run(n_patients: usize, n_clinicians: usize, n_queries: usize) -> an
     latencies_ms.sort_by(f64::total_cmp);
     let quantile = |q: f64| latencies_ms[((latencies_ms.len() - 1) as f64 * q).round() as usize];
 
-    println!("| step | rows | wall s | rows/s |");
-    println!("|---|---|---|---|");
-    println!(
+    println_line("| step | rows | wall s | rows/s |");
+    println_line("|---|---|---|---|");
+    println_line(&format!(
         "| set-up: patients (clinical + vault) | {n_patients} | {setup_secs:.1} | {:.0} |",
         n_patients as f64 / setup_secs
-    );
-    println!(
+    ));
+    println_line(&format!(
         "| batch enrolment (CSV) | {n_patients} | {enrol_secs:.1} | {:.0} |",
         n_patients as f64 / enrol_secs
-    );
-    println!(
+    ));
+    println_line(&format!(
         "| backfill, a year of monthly PHQ-9 | {} instances | {backfill_secs:.1} | {:.0} |",
         backfilled.n_created,
         backfilled.n_created as f64 / backfill_secs
-    );
-    println!(
+    ));
+    println_line(&format!(
         "| materialiser, current slot | {n_evaluated} enrolments | {materialize_secs:.1} | {:.0} |",
         n_evaluated as f64 / materialize_secs
-    );
-    println!(
+    ));
+    println_line(&format!(
         "due list of one clinician ({} patients, {n_items} rows per page, {n_queries} queries, each patient audited): p50 {:.2} ms, p99 {:.2} ms",
         n_patients.div_ceil(clinicians.len()),
         quantile(0.5),
         quantile(0.99)
-    );
+    ));
     Ok(())
 }
