@@ -87,6 +87,8 @@ pub enum MaterializeError {
     Vault(#[from] identity::vault::VaultError),
     #[error("ending an enrolment: {0}")]
     Stop(#[from] enrollment::StopError),
+    #[error("writing the audit event")]
+    Audit(#[from] audit::AuditError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -451,7 +453,7 @@ async fn evaluate_one(
             });
         }
     }
-    report.n_created += insert_instances(
+    let n_created = insert_instances(
         tx,
         claimed.id,
         claimed.patient_id,
@@ -460,6 +462,12 @@ async fn evaluate_one(
         &wanted,
     )
     .await?;
+    if n_created > 0 {
+        let mut entry = audit::AuditEntry::patient("assessments.instances.create", patient_id);
+        entry.details = json!({ "enrollment_id": claimed.id, "n_created": n_created });
+        audit::append(tx, entry).await?;
+    }
+    report.n_created += n_created;
     report.n_withdrawn += withdraw(tx, claimed.id, &candidates, &wanted).await?;
 
     // Every window closed and no slot left: the plan has run its course.
