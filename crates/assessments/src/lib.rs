@@ -18,17 +18,21 @@
 //! and safe across daylight saving time; [`plan::instances`] combines the two for a
 //! period, past (backfill) or future, each instance with a stable key.
 //!
+//! [`mod@reminder`] tells respondents when an instance opens and before it closes,
+//! by email (SMTP) and webhook, through the outbox, at most once per slot and channel,
+//! outside quiet hours and never against an opt-out.
+//!
 //! Answers, scores, changes, birth dates and guardianship dates are health
 //! information: their `Debug` prints no values, and errors name items or plan
-//! fields, never answers. This crate must never log, read a clock or touch a
-//! database: persistence, enrolment and the scheduler are built on this API
-//! elsewhere.
+//! fields, never answers. The pure modules never log, read a clock or touch a
+//! database; the stores and jobs built on them take the tenant's transaction first.
 
 pub mod cadence;
 pub mod catalogue;
 pub mod change;
 pub mod instrument;
 pub mod plan;
+pub mod reminder;
 pub mod rules;
 pub mod scoring;
 
@@ -53,10 +57,19 @@ pub use scoring::{Answers, ItemKey, Score, ScoreError, SubscaleScore, score};
 use db::Migration;
 
 /// The assessments context's migrations: schema `assessments`.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 2026112601,
-    context: "assessments",
-    name: "assessments",
-    up: include_str!("../migrations/2026112601_assessments.up.sql"),
-    down: include_str!("../migrations/2026112601_assessments.down.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 2026112601,
+        context: "assessments",
+        name: "assessments",
+        up: include_str!("../migrations/2026112601_assessments.up.sql"),
+        down: include_str!("../migrations/2026112601_assessments.down.sql"),
+    },
+    Migration {
+        version: 2026112605,
+        context: "assessments",
+        name: "reminders",
+        up: include_str!("../migrations/2026112605_reminders.up.sql"),
+        down: include_str!("../migrations/2026112605_reminders.down.sql"),
+    },
+];
