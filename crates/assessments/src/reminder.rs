@@ -135,7 +135,9 @@ impl Channel {
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|channel| channel.as_str() == name)
+        Self::ALL
+            .into_iter()
+            .find(|channel| channel.as_str() == name)
     }
 }
 
@@ -209,7 +211,9 @@ impl QuietHours {
         }
         let mut date = local.date();
         if self.start > self.end && local.time() >= self.start {
-            date = date.tomorrow().expect("BUG: reminders are not due at the end of time");
+            date = date
+                .tomorrow()
+                .expect("BUG: reminders are not due at the end of time");
         }
         date.to_datetime(self.end)
             .to_zoned(time_zone.clone())
@@ -298,7 +302,7 @@ pub async fn configure(
     now: OffsetDateTime,
 ) -> Result<(), ReminderError> {
     let lead_minutes = settings.closing_lead.as_secs() / 60;
-    if settings.closing_lead.as_secs() % 60 != 0 || lead_minutes > 40_320 {
+    if !settings.closing_lead.as_secs().is_multiple_of(60) || lead_minutes > 40_320 {
         return Err(ReminderError::InvalidLead);
     }
     sqlx::query(
@@ -351,9 +355,7 @@ pub async fn settings(tx: &mut TenantTx) -> Result<Settings, sqlx::Error> {
                 start: from_sql_time(start),
                 end: from_sql_time(end),
             },
-            closing_lead: Duration::from_secs(
-                u64::try_from(lead_minutes).unwrap_or_default() * 60,
-            ),
+            closing_lead: Duration::from_secs(u64::try_from(lead_minutes).unwrap_or_default() * 60),
             personalisation: if personalisation == "first_name" {
                 Personalisation::FirstName
             } else {
@@ -447,7 +449,11 @@ type Candidate = (
 impl Sweep {
     /// Creates the reminders whose triggers have come by `now` and releases those due,
     /// in `tx`. Idempotent: a second sweep, concurrent or later, adds nothing.
-    pub async fn run(&self, tx: &mut TenantTx, now: OffsetDateTime) -> Result<SweepReport, sqlx::Error> {
+    pub async fn run(
+        &self,
+        tx: &mut TenantTx,
+        now: OffsetDateTime,
+    ) -> Result<SweepReport, sqlx::Error> {
         let settings = settings(tx).await?;
         let channels: Vec<Channel> = settings
             .channels
@@ -773,6 +779,50 @@ pub trait LinkIssuer: Send + Sync + 'static {
     ) -> impl Future<Output = Result<AnswerLink, HandlerError>> + Send;
 }
 
+/// One-time link tokens as `assessments.link_tokens` defines them: the token is
+/// `at_<tenant>.<id>.<secret>` (the secret 32 random bytes, hex), only the secret's
+/// SHA-256 is stored, and the link is `base_url` followed by the token. The context's
+/// link module, which also redeems tokens, is the one to issue them; this is what
+/// reminders use until it is wired in (`tenet serve` connects whichever it is).
+#[derive(Debug, Clone)]
+pub struct TokenLinks {
+    /// Where respondents answer, ending where the token goes:
+    /// `https://answer.clinic.example/a/`.
+    pub base_url: String,
+}
+
+impl LinkIssuer for TokenLinks {
+    async fn issue(
+        &self,
+        tx: &mut TenantTx,
+        instance_id: Uuid,
+        expires_at: OffsetDateTime,
+    ) -> Result<AnswerLink, HandlerError> {
+        use rand::RngCore;
+        use sha2::Digest;
+        let id = Uuid::now_v7();
+        let mut secret = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        let secret = hex::encode(secret);
+        sqlx::query(
+            "INSERT INTO assessments.link_tokens (tenant_id, id, instance_id, secret_sha256, expires_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(tx.tenant_id().as_uuid())
+        .bind(id)
+        .bind(instance_id)
+        .bind(sha2::Sha256::digest(secret.as_bytes()).to_vec())
+        .bind(expires_at)
+        .execute(&mut **tx)
+        .await?;
+        Ok(AnswerLink(format!(
+            "{}at_{}.{id}.{secret}",
+            self.base_url,
+            tx.tenant_id()
+        )))
+    }
+}
+
 /// A rendered reminder: subject and plain-text body.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Rendered {
@@ -875,8 +925,16 @@ impl<L: LinkIssuer> ReminderMailer<L> {
         .bind(reminder_id)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((kind, instance_id, patient_id, respondent, person_id, open, closes_at, opted_out)) =
-            row
+        let Some((
+            kind,
+            instance_id,
+            patient_id,
+            respondent,
+            person_id,
+            open,
+            closes_at,
+            opted_out,
+        )) = row
         else {
             tx.rollback().await?;
             return Ok(Claim::Nothing);
@@ -910,7 +968,9 @@ impl<L: LinkIssuer> ReminderMailer<L> {
                 })
                 .or_else(|err| match err {
                     related_person::RelatedPersonError::NotFound => Ok((None, None)),
-                    err => Err(HandlerError::Retry(format!("reading the guardian's contact: {err}"))),
+                    err => Err(HandlerError::Retry(format!(
+                        "reading the guardian's contact: {err}"
+                    ))),
                 }),
                 _ => vault::read(
                     &mut tx,
@@ -927,7 +987,9 @@ impl<L: LinkIssuer> ReminderMailer<L> {
                 })
                 .or_else(|err| match err {
                     vault::VaultError::NotFound => Ok((None, None)),
-                    err => Err(HandlerError::Retry(format!("reading the patient's contact: {err}"))),
+                    err => Err(HandlerError::Retry(format!(
+                        "reading the patient's contact: {err}"
+                    ))),
                 }),
             };
         let (email, first_name) = recipient?;
@@ -1032,7 +1094,12 @@ impl<L: LinkIssuer> EventHandler for ReminderMailer<L> {
     const ATTEMPTS_MAX: u32 = 10;
 
     async fn handle(&self, tx: &mut TenantTx, event: &RelayEnvelope) -> Result<(), HandlerError> {
-        if event.payload.get("channel").and_then(|channel| channel.as_str()) != Some("email") {
+        if event
+            .payload
+            .get("channel")
+            .and_then(|channel| channel.as_str())
+            != Some("email")
+        {
             return Ok(());
         }
         let reminder_id = event

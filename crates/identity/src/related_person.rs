@@ -84,8 +84,14 @@ fn seal(
     let plain: [Option<Vec<u8>>; 4] = [
         Some(contact.family_name.as_bytes().to_vec()),
         Some(serde_json::to_vec(&contact.given_names).expect("BUG: names always serialise")),
-        contact.email.as_ref().map(|email| email.as_bytes().to_vec()),
-        contact.phone.as_ref().map(|phone| phone.as_bytes().to_vec()),
+        contact
+            .email
+            .as_ref()
+            .map(|email| email.as_bytes().to_vec()),
+        contact
+            .phone
+            .as_ref()
+            .map(|phone| phone.as_bytes().to_vec()),
     ];
     let mut sealed: [Option<Vec<u8>>; 4] = Default::default();
     for (i, value) in plain.into_iter().enumerate() {
@@ -120,10 +126,8 @@ fn open(
     let [family_name, given_names, email, phone] = plain;
     Ok(Contact {
         family_name: family_name.ok_or(RelatedPersonError::Undecryptable)?,
-        given_names: serde_json::from_str(
-            &given_names.ok_or(RelatedPersonError::Undecryptable)?,
-        )
-        .map_err(|_| RelatedPersonError::Undecryptable)?,
+        given_names: serde_json::from_str(&given_names.ok_or(RelatedPersonError::Undecryptable)?)
+            .map_err(|_| RelatedPersonError::Undecryptable)?,
         email,
         phone,
     })

@@ -57,7 +57,10 @@ impl fmt::Debug for SmtpConfig {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("tls", &self.tls)
-            .field("credentials", &self.credentials.as_ref().map(|_| "[redacted]"))
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|_| "[redacted]"),
+            )
             .field("from", &self.from.email.to_string())
             .field("timeout", &self.timeout)
             .finish()
@@ -162,17 +165,17 @@ pub enum SendOutcome {
 /// Sends `message` (formatted RFC 5322 bytes) to `envelope` through `config`'s server.
 pub async fn send(config: &SmtpConfig, envelope: &Envelope, message: &[u8]) -> SendOutcome {
     let phase_timeout = config.timeout.min(CONVERSATION_TIMEOUT_MAX / 3);
-    let mut connection =
-        match tokio::time::timeout(phase_timeout, prepare(config, envelope)).await {
-            Ok(Ok(connection)) => connection,
-            Ok(Err((step, err))) => return refused(step, &err),
-            Err(_) => {
-                return SendOutcome::Refused {
-                    transient: true,
-                    reason: "smtp timed out before the message was sent".to_owned(),
-                };
-            }
-        };
+    let mut connection = match tokio::time::timeout(phase_timeout, prepare(config, envelope)).await
+    {
+        Ok(Ok(connection)) => connection,
+        Ok(Err((step, err))) => return refused(step, &err),
+        Err(_) => {
+            return SendOutcome::Refused {
+                transient: true,
+                reason: "smtp timed out before the message was sent".to_owned(),
+            };
+        }
+    };
     let outcome = match tokio::time::timeout(phase_timeout, connection.message(message)).await {
         Ok(Ok(_)) => SendOutcome::Accepted,
         // A reply code to the message is a verdict: refused, nothing delivered.
@@ -278,8 +281,8 @@ mod tests {
 
     #[test]
     fn urls_give_tls_mode_port_and_credentials() {
-        let config = SmtpConfig::from_url("smtp://127.0.0.1:2525", "Tenet <r@clinic.example>")
-            .unwrap();
+        let config =
+            SmtpConfig::from_url("smtp://127.0.0.1:2525", "Tenet <r@clinic.example>").unwrap();
         assert_eq!(
             (config.host.as_str(), config.port, config.tls),
             ("127.0.0.1", 2525, SmtpTls::None)
@@ -290,10 +293,7 @@ mod tests {
             "r@clinic.example",
         )
         .unwrap();
-        assert_eq!(
-            (config.port, config.tls),
-            (587, SmtpTls::StartTls)
-        );
+        assert_eq!((config.port, config.tls), (587, SmtpTls::StartTls));
         assert_eq!(
             config.credentials,
             Some(("me@x".to_owned(), "p:ss".to_owned()))

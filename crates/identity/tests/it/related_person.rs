@@ -43,7 +43,12 @@ async fn a_contact_reads_back_as_written_sealed_at_rest_and_each_access_is_audit
         .fetch_one(&db.admin)
         .await
         .unwrap();
-    for canary in ["Zqxguardianfam", "Zqxguardiangiven", "zqx.guardian", "555 0199"] {
+    for canary in [
+        "Zqxguardianfam",
+        "Zqxguardiangiven",
+        "zqx.guardian",
+        "555 0199",
+    ] {
         assert!(!row.contains(canary), "{canary} stored in the clear");
         let hex: String = canary.bytes().map(|b| format!("{b:02x}")).collect();
         assert!(!row.contains(&hex), "{canary} stored as bytes");
@@ -64,9 +69,10 @@ async fn a_contact_reads_back_as_written_sealed_at_rest_and_each_access_is_audit
         .await
         .unwrap_err();
     assert!(matches!(stale, RelatedPersonError::VersionConflict));
-    let version = related_person::update(&mut tx, &keyring, person_id, &changed, Some(1), &access())
-        .await
-        .unwrap();
+    let version =
+        related_person::update(&mut tx, &keyring, person_id, &changed, Some(1), &access())
+            .await
+            .unwrap();
     assert_eq!(version, 2);
     let record = related_person::read(&mut tx, &keyring, person_id, &access())
         .await
@@ -94,7 +100,10 @@ async fn a_contact_reads_back_as_written_sealed_at_rest_and_each_access_is_audit
     assert_eq!(support::n_audit_events(&db, tenant_id).await, before + 4);
     // The record's Debug names no field.
     let printed = format!("{record:?}");
-    assert!(!printed.contains("Zqx") && !printed.contains("example.org"), "{printed}");
+    assert!(
+        !printed.contains("Zqx") && !printed.contains("example.org"),
+        "{printed}"
+    );
 }
 
 #[tokio::test]

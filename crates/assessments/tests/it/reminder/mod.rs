@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use assessments::reminder::{
-    self, AnswerLink, Channel, LinkIssuer, Personalisation, Preferences, QuietHours,
-    ReminderMailer, ReminderRow, ReminderSweep, Settings, SmtpConfig, Sweep,
+    self, Channel, Personalisation, Preferences, QuietHours, ReminderMailer, ReminderRow,
+    ReminderSweep, Settings, SmtpConfig, Sweep, TokenLinks,
 };
 use db::TenantTx;
 use db::testing::TestDb;
@@ -20,9 +20,7 @@ use identity::related_person::{self, Contact};
 use identity::vault::{self, Access, Demographics};
 use kernel::{PatientId, PersonId, TenantId};
 use platform::relay::admin::{NewSubscription, create_subscription};
-use platform::relay::{Handlers, HandlerError, Relay, RelayConfig};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
+use platform::relay::{Handlers, Relay, RelayConfig};
 use time::OffsetDateTime;
 use time::macros::datetime;
 use uuid::Uuid;
@@ -33,39 +31,6 @@ use webhook::Receiver;
 /// PHI canaries: they must never reach an email unless the tenant allows the first name.
 const GIVEN: &str = "Zqxgiven";
 const FAMILY: &str = "Zqxfamily";
-
-/// Issues real one-time tokens into `assessments.link_tokens` (only the SHA-256 of
-/// the secret is kept), as the context's link module does.
-struct TestLinks;
-
-impl LinkIssuer for TestLinks {
-    async fn issue(
-        &self,
-        tx: &mut TenantTx,
-        instance_id: Uuid,
-        expires_at: OffsetDateTime,
-    ) -> Result<AnswerLink, HandlerError> {
-        let id = Uuid::now_v7();
-        let mut secret = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut secret);
-        let secret = hex::encode(secret);
-        sqlx::query(
-            "INSERT INTO assessments.link_tokens (tenant_id, id, instance_id, secret_sha256, expires_at)
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(tx.tenant_id().as_uuid())
-        .bind(id)
-        .bind(instance_id)
-        .bind(Sha256::digest(secret.as_bytes()).to_vec())
-        .bind(expires_at)
-        .execute(&mut **tx)
-        .await?;
-        Ok(AnswerLink(format!(
-            "https://answer.example/a/at_{}.{id}.{secret}",
-            tx.tenant_id()
-        )))
-    }
-}
 
 struct World {
     db: TestDb,
@@ -88,7 +53,9 @@ async fn world() -> World {
         app: db.app.clone(),
         keyring: keyring.clone(),
         smtp: Arc::new(smtp_config),
-        links: TestLinks,
+        links: TokenLinks {
+            base_url: "https://answer.example/a/".to_owned(),
+        },
     };
     let mut config = RelayConfig::new("test-relay");
     config.backoff_base = Duration::from_millis(1);
@@ -165,7 +132,9 @@ impl World {
     async fn patient(&self, tenant_id: TenantId, email: &str) -> PatientId {
         let patient_id = PatientId::generate();
         let mut tx = self.tx(tenant_id).await;
-        clinical::patient::insert(&mut tx, patient_id).await.unwrap();
+        clinical::patient::insert(&mut tx, patient_id)
+            .await
+            .unwrap();
         let demographics = Demographics {
             family_name: FAMILY.to_owned(),
             given_names: vec![GIVEN.to_owned()],
@@ -181,7 +150,8 @@ impl World {
 
     /// An open instance of PHQ-9 (or PSC-17 for a guardian) for `patient_id`.
     async fn instance(&self, tenant_id: TenantId, patient_id: PatientId, spec: Spec) -> Uuid {
-        let (plan_id, enrollment_id, instance_id) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let (plan_id, enrollment_id, instance_id) =
+            (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let mut tx = self.tx(tenant_id).await;
         sqlx::query("INSERT INTO assessments.plans (tenant_id, id, name, definition) VALUES ($1, $2, $3, '{}')")
             .bind(tenant_id.as_uuid())
@@ -264,12 +234,14 @@ impl World {
     }
 
     async fn n_outbox_events(&self, tenant_id: TenantId) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM assessments.outbox WHERE tenant_id = $1 AND event_type = $2")
-            .bind(tenant_id.as_uuid())
-            .bind(reminder::REMINDER_DUE)
-            .fetch_one(&self.db.admin)
-            .await
-            .unwrap()
+        sqlx::query_scalar(
+            "SELECT count(*) FROM assessments.outbox WHERE tenant_id = $1 AND event_type = $2",
+        )
+        .bind(tenant_id.as_uuid())
+        .bind(reminder::REMINDER_DUE)
+        .fetch_one(&self.db.admin)
+        .await
+        .unwrap()
     }
 }
 
@@ -313,12 +285,18 @@ async fn an_opening_instance_is_reminded_once_per_channel_however_many_sweeps_ru
     let tenant_id = world.tenant("A", &no_quiet_hours()).await;
     world.subscribe(tenant_id).await;
     let patient_id = world.patient(tenant_id, "patient@example.org").await;
-    let instance_id = world.instance(tenant_id, patient_id, Spec::open_now()).await;
+    let instance_id = world
+        .instance(tenant_id, patient_id, Spec::open_now())
+        .await;
 
     // Two sweepers at once, on their own connections, then a third later.
     let now = OffsetDateTime::now_utc();
     let (a, b) = tokio::join!(world.sweep(tenant_id, now), world.sweep(tenant_id, now));
-    assert_eq!(a.n_created + b.n_created, 2, "one row per channel: {a:?} {b:?}");
+    assert_eq!(
+        a.n_created + b.n_created,
+        2,
+        "one row per channel: {a:?} {b:?}"
+    );
     assert_eq!(a.n_released + b.n_released, 2);
     world.relay_until_idle().await;
     let again = world.sweep(tenant_id, now + Duration::from_secs(60)).await;
@@ -329,9 +307,18 @@ async fn an_opening_instance_is_reminded_once_per_channel_however_many_sweeps_ru
     assert_eq!(mails.len(), 1, "{mails:?}");
     let mail = &mails[0];
     assert_eq!(mail.envelope_to, "patient@example.org");
-    assert!(mail.text.contains("Subject: You have a questionnaire to complete"));
-    assert!(mail.text.contains(&format!("at_{tenant_id}.")), "the one-time link is in the body");
-    assert!(mail.text.contains(&format!("Message-ID: <{}@tenet>", world.reminders(tenant_id, instance_id).await[0].id)));
+    assert!(
+        mail.text
+            .contains("Subject: You have a questionnaire to complete")
+    );
+    assert!(
+        mail.text.contains(&format!("at_{tenant_id}.")),
+        "the one-time link is in the body"
+    );
+    assert!(mail.text.contains(&format!(
+        "Message-ID: <{}@tenet>",
+        world.reminders(tenant_id, instance_id).await[0].id
+    )));
     // Nothing beyond the template: no name, no instrument, no clinic.
     for absent in [GIVEN, FAMILY, "PHQ", "phq", "psc"] {
         assert!(!mail.text.contains(absent), "{absent} in {}", mail.text);
@@ -344,7 +331,9 @@ async fn an_opening_instance_is_reminded_once_per_channel_however_many_sweeps_ru
     assert_eq!(webhook[0]["kind"], "opening");
     // Webhook bodies carry ids and codes only.
     for body in world.hooks.bodies.lock().unwrap().iter() {
-        assert!(!body.contains(GIVEN) && !body.contains("patient@example.org") && !body.contains("at_"));
+        assert!(
+            !body.contains(GIVEN) && !body.contains("patient@example.org") && !body.contains("at_")
+        );
     }
     assert_eq!(
         states(&world.reminders(tenant_id, instance_id).await),
@@ -360,11 +349,12 @@ async fn an_opening_instance_is_reminded_once_per_channel_however_many_sweeps_ru
     .unwrap();
     assert_eq!(n_reads, 1);
     // The link's token is stored as a hash only.
-    let n_links: i64 = sqlx::query_scalar("SELECT count(*) FROM assessments.link_tokens WHERE instance_id = $1")
-        .bind(instance_id)
-        .fetch_one(&world.db.admin)
-        .await
-        .unwrap();
+    let n_links: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM assessments.link_tokens WHERE instance_id = $1")
+            .bind(instance_id)
+            .fetch_one(&world.db.admin)
+            .await
+            .unwrap();
     assert_eq!(n_links, 1);
 }
 
@@ -388,8 +378,16 @@ async fn the_closing_reminder_goes_out_a_lead_time_before_the_window_closes() {
     world.sweep(tenant_id, now).await;
     world.relay_until_idle().await;
     // Five hours later the closing trigger (24 h before 30 h from now) is still 1 h off.
-    assert_eq!(world.sweep(tenant_id, now + Duration::from_secs(5 * 3600)).await.n_created, 0);
-    let report = world.sweep(tenant_id, now + Duration::from_secs(6 * 3600 + 60)).await;
+    assert_eq!(
+        world
+            .sweep(tenant_id, now + Duration::from_secs(5 * 3600))
+            .await
+            .n_created,
+        0
+    );
+    let report = world
+        .sweep(tenant_id, now + Duration::from_secs(6 * 3600 + 60))
+        .await;
     assert_eq!(report.n_created, 2, "the closing reminder on both channels");
     world.relay_until_idle().await;
 
@@ -397,9 +395,16 @@ async fn the_closing_reminder_goes_out_a_lead_time_before_the_window_closes() {
         .smtp
         .mails()
         .iter()
-        .map(|mail| mail.text.contains("Subject: Reminder: your questionnaire closes soon"))
+        .map(|mail| {
+            mail.text
+                .contains("Subject: Reminder: your questionnaire closes soon")
+        })
         .collect();
-    assert_eq!(subjects, [false, true], "the opening email, then the closing one");
+    assert_eq!(
+        subjects,
+        [false, true],
+        "the opening email, then the closing one"
+    );
     // No webhook subscription: the webhook reminders are skipped, with the reason.
     let rows = world.reminders(tenant_id, instance_id).await;
     assert_eq!(
@@ -411,7 +416,10 @@ async fn the_closing_reminder_goes_out_a_lead_time_before_the_window_closes() {
             ("closing", "webhook", "skipped"),
         ])
     );
-    assert_eq!(rows[1].skip_reason.as_deref(), Some("no_webhook_subscription"));
+    assert_eq!(
+        rows[1].skip_reason.as_deref(),
+        Some("no_webhook_subscription")
+    );
 }
 
 #[tokio::test]
@@ -437,10 +445,30 @@ async fn a_reminder_due_in_quiet_hours_waits_until_they_end_on_the_patients_cloc
     assert_eq!((report.n_created, report.n_released), (2, 0));
     let rows = world.reminders(tenant_id, instance_id).await;
     // 08:00 EDT: 12:00 UTC, seven and a half hours later (not nine and a half).
-    assert!(rows.iter().all(|row| row.state == "pending" && row.due_at == datetime!(2026-03-08 12:00 UTC)), "{rows:?}");
-    assert_eq!(world.sweep(tenant_id, datetime!(2026-03-08 11:59 UTC)).await.n_released, 0);
-    assert_eq!(world.n_outbox_events(tenant_id).await, 0, "nothing leaves during quiet hours");
-    assert_eq!(world.sweep(tenant_id, datetime!(2026-03-08 12:00 UTC)).await.n_released, 2);
+    assert!(
+        rows.iter()
+            .all(|row| row.state == "pending" && row.due_at == datetime!(2026-03-08 12:00 UTC)),
+        "{rows:?}"
+    );
+    assert_eq!(
+        world
+            .sweep(tenant_id, datetime!(2026-03-08 11:59 UTC))
+            .await
+            .n_released,
+        0
+    );
+    assert_eq!(
+        world.n_outbox_events(tenant_id).await,
+        0,
+        "nothing leaves during quiet hours"
+    );
+    assert_eq!(
+        world
+            .sweep(tenant_id, datetime!(2026-03-08 12:00 UTC))
+            .await
+            .n_released,
+        2
+    );
     assert_eq!(world.n_outbox_events(tenant_id).await, 2);
 
     // A patient's own quiet hours override the tenant's.
@@ -474,7 +502,11 @@ async fn a_reminder_due_in_quiet_hours_waits_until_they_end_on_the_patients_cloc
     world.sweep(tenant_id, opens_at).await;
     let rows = world.reminders(tenant_id, instance_id).await;
     // 23:00 EST is 04:00 UTC.
-    assert!(rows.iter().all(|row| row.due_at == datetime!(2026-03-08 04:00 UTC)), "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|row| row.due_at == datetime!(2026-03-08 04:00 UTC)),
+        "{rows:?}"
+    );
 }
 
 #[tokio::test]
@@ -495,17 +527,25 @@ async fn an_opted_out_channel_gets_nothing_while_the_other_still_goes() {
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    let instance_id = world.instance(tenant_id, patient_id, Spec::open_now()).await;
+    let instance_id = world
+        .instance(tenant_id, patient_id, Spec::open_now())
+        .await;
     world.sweep(tenant_id, OffsetDateTime::now_utc()).await;
     world.relay_until_idle().await;
 
     assert!(world.smtp.mails().is_empty());
     assert_eq!(world.hooks.reminders("webhook").len(), 1);
-    assert!(world.hooks.reminders("email").is_empty(), "no event for the opted-out channel");
+    assert!(
+        world.hooks.reminders("email").is_empty(),
+        "no event for the opted-out channel"
+    );
     let rows = world.reminders(tenant_id, instance_id).await;
     assert_eq!(
         states(&rows),
-        owned(&[("opening", "email", "skipped"), ("opening", "webhook", "sent")])
+        owned(&[
+            ("opening", "email", "skipped"),
+            ("opening", "webhook", "sent")
+        ])
     );
     assert_eq!(rows[0].skip_reason.as_deref(), Some("opted_out"));
 }
@@ -528,7 +568,9 @@ async fn backfilled_instances_are_never_reminded() {
         .await;
     let now = OffsetDateTime::now_utc();
     world.sweep(tenant_id, now).await;
-    world.sweep(tenant_id, now + Duration::from_secs(7 * 24 * 3600 - 3600)).await;
+    world
+        .sweep(tenant_id, now + Duration::from_secs(7 * 24 * 3600 - 3600))
+        .await;
     world.relay_until_idle().await;
     assert!(world.reminders(tenant_id, instance_id).await.is_empty());
     assert!(world.smtp.mails().is_empty());
@@ -581,9 +623,23 @@ async fn a_guardian_is_reminded_at_their_own_address_with_their_first_name_only_
     let mails = world.smtp.mails();
     assert_eq!(mails.len(), 1);
     assert_eq!(mails[0].envelope_to, "guardian@example.org");
-    assert!(mails[0].text.contains("Hello Zqxguardiangiven,"), "{}", mails[0].text);
-    for absent in ["Zqxguardianfamily", GIVEN, FAMILY, "child@example.org", "psc"] {
-        assert!(!mails[0].text.contains(absent), "{absent} in {}", mails[0].text);
+    assert!(
+        mails[0].text.contains("Hello Zqxguardiangiven,"),
+        "{}",
+        mails[0].text
+    );
+    for absent in [
+        "Zqxguardianfamily",
+        GIVEN,
+        FAMILY,
+        "child@example.org",
+        "psc",
+    ] {
+        assert!(
+            !mails[0].text.contains(absent),
+            "{absent} in {}",
+            mails[0].text
+        );
     }
     let n_reads: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM audit.events WHERE tenant_id = $1 AND action = 'related_person.read' AND purpose = 'reminder'",
@@ -600,7 +656,9 @@ async fn a_transient_refusal_is_retried_and_sends_one_email() {
     let world = world().await;
     let tenant_id = world.tenant("A", &no_quiet_hours()).await;
     let patient_id = world.patient(tenant_id, "patient@example.org").await;
-    let instance_id = world.instance(tenant_id, patient_id, Spec::open_now()).await;
+    let instance_id = world
+        .instance(tenant_id, patient_id, Spec::open_now())
+        .await;
     world.smtp.refuse_next("451 4.3.0 Try again later");
     world.sweep(tenant_id, OffsetDateTime::now_utc()).await;
     world.relay_until_idle().await;
@@ -615,8 +673,12 @@ async fn a_permanent_refusal_fails_the_reminder_without_naming_the_address() {
     let world = world().await;
     let tenant_id = world.tenant("A", &no_quiet_hours()).await;
     let patient_id = world.patient(tenant_id, "patient@example.org").await;
-    let instance_id = world.instance(tenant_id, patient_id, Spec::open_now()).await;
-    world.smtp.refuse_next("554 5.7.1 <patient@example.org> refused");
+    let instance_id = world
+        .instance(tenant_id, patient_id, Spec::open_now())
+        .await;
+    world
+        .smtp
+        .refuse_next("554 5.7.1 <patient@example.org> refused");
     world.sweep(tenant_id, OffsetDateTime::now_utc()).await;
     world.relay_until_idle().await;
 
@@ -624,7 +686,10 @@ async fn a_permanent_refusal_fails_the_reminder_without_naming_the_address() {
     let email = world.reminders(tenant_id, instance_id).await.remove(0);
     assert_eq!((email.state.as_str(), email.attempts), ("failed", 1));
     let error = email.last_error.unwrap();
-    assert!(error.contains("554") && !error.contains("example.org"), "{error}");
+    assert!(
+        error.contains("554") && !error.contains("example.org"),
+        "{error}"
+    );
     let findings = reminder::findings(&world.db.owner).await.unwrap();
     assert_eq!(findings.len(), 1);
     assert_eq!(findings[0].check, "reminder-failed");
@@ -635,7 +700,9 @@ async fn a_connection_lost_before_the_verdict_leaves_the_outcome_unknown_and_is_
     let world = world().await;
     let tenant_id = world.tenant("A", &no_quiet_hours()).await;
     let patient_id = world.patient(tenant_id, "patient@example.org").await;
-    let instance_id = world.instance(tenant_id, patient_id, Spec::open_now()).await;
+    let instance_id = world
+        .instance(tenant_id, patient_id, Spec::open_now())
+        .await;
     world.smtp.refuse_next("DROP");
     world.sweep(tenant_id, OffsetDateTime::now_utc()).await;
     world.relay_until_idle().await;
@@ -655,7 +722,9 @@ async fn a_reminder_left_sending_by_a_crash_is_never_sent_again_and_is_reported(
     let world = world().await;
     let tenant_id = world.tenant("A", &no_quiet_hours()).await;
     let patient_id = world.patient(tenant_id, "patient@example.org").await;
-    let instance_id = world.instance(tenant_id, patient_id, Spec::open_now()).await;
+    let instance_id = world
+        .instance(tenant_id, patient_id, Spec::open_now())
+        .await;
     world.sweep(tenant_id, OffsetDateTime::now_utc()).await;
     // A mailer claimed it, talked to the server, and died before recording the outcome.
     sqlx::query(
@@ -718,9 +787,15 @@ async fn the_sweep_runs_on_each_tenants_durable_schedule() {
     let world = world().await;
     let tenant_id = world.tenant("A", &no_quiet_hours()).await;
     let patient_id = world.patient(tenant_id, "patient@example.org").await;
-    let instance_id = world.instance(tenant_id, patient_id, Spec::open_now()).await;
+    let instance_id = world
+        .instance(tenant_id, patient_id, Spec::open_now())
+        .await;
     // `configure` made the schedule; a scheduler fires its next minute, a worker runs it.
-    let scheduler = Scheduler::new(world.db.owner.clone(), world.db.app.clone(), SchedulerConfig::new("s"));
+    let scheduler = Scheduler::new(
+        world.db.owner.clone(),
+        world.db.app.clone(),
+        SchedulerConfig::new("s"),
+    );
     let report = scheduler
         .tick(OffsetDateTime::now_utc() + Duration::from_secs(61))
         .await
@@ -739,5 +814,8 @@ async fn the_sweep_runs_on_each_tenants_durable_schedule() {
     assert!(worker.try_run_one().await.unwrap().is_some());
     world.relay_until_idle().await;
     assert_eq!(world.smtp.mails().len(), 1);
-    assert_eq!(world.reminders(tenant_id, instance_id).await[0].state, "sent");
+    assert_eq!(
+        world.reminders(tenant_id, instance_id).await[0].state,
+        "sent"
+    );
 }
