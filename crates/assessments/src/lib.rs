@@ -18,12 +18,16 @@
 //! and safe across daylight saving time; [`plan::instances`] combines the two for a
 //! period, past (backfill) or future, each instance with a stable key.
 //!
+//! [`mod@reminder`] tells respondents when an instance opens and before it closes,
+//! by email (SMTP) and webhook, through the outbox, at most once per slot and channel,
+//! outside quiet hours and never against an opt-out.
+//!
 //! Answers, scores, changes, birth dates and guardianship dates are health
 //! information: their `Debug` prints no values, and errors name items or plan
-//! fields, never answers. The modules above are pure: they never log, read a clock
-//! or touch a database.
+//! fields, never answers. The pure modules never log, read a clock or touch a
+//! database; the stores and jobs built on them take the tenant's transaction first.
 //!
-//! Persistence and automation are built on them, in the tenant's transaction:
+//! Persistence and automation, in the tenant's transaction:
 //! [`mod@plan_store`] (plans and their versions), [`mod@guardian`],
 //! [`mod@enrollment`], [`mod@materialize`] (due instances made by durable schedules,
 //! exactly once, with open/missed transitions and escalation), [`mod@batch`]
@@ -43,6 +47,7 @@ pub mod instrument;
 pub mod materialize;
 pub mod plan;
 pub mod plan_store;
+pub mod reminder;
 pub mod rules;
 pub mod scoring;
 
@@ -81,5 +86,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "assessments_automation",
         up: include_str!("../migrations/2026112603_assessments_automation.up.sql"),
         down: include_str!("../migrations/2026112603_assessments_automation.down.sql"),
+    },
+    Migration {
+        version: 2026112605,
+        context: "assessments",
+        name: "reminders",
+        up: include_str!("../migrations/2026112605_reminders.up.sql"),
+        down: include_str!("../migrations/2026112605_reminders.down.sql"),
     },
 ];

@@ -11,6 +11,7 @@ mod examples;
 mod plan;
 mod props;
 mod redaction;
+mod reminder;
 mod rules;
 
 use assessments::{Answers, Instrument, InstrumentCode, Respondent, Score, score};
