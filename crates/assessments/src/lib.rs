@@ -20,16 +20,25 @@
 //!
 //! Answers, scores, changes, birth dates and guardianship dates are health
 //! information: their `Debug` prints no values, and errors name items or plan
-//! fields, never answers. This crate must never log, read a clock or touch a
-//! database: persistence, enrolment and the scheduler are built on this API
-//! elsewhere.
+//! fields, never answers. The modules above are pure: they never log, read a clock
+//! or touch a database.
+//!
+//! On the database (schema `assessments`, always in the caller's tenant
+//! transaction, every access audited): [`mod@response`] checks, scores and stores a
+//! submitted questionnaire, completes its instance and records progress;
+//! [`mod@safety`] raises and lists urgent safety events; [`mod@link`] issues and
+//! redeems one-time links for patients and guardians. None of them puts an answer
+//! or a score into an event, an error or a log line.
 
 pub mod cadence;
 pub mod catalogue;
 pub mod change;
 pub mod instrument;
+pub mod link;
 pub mod plan;
+pub mod response;
 pub mod rules;
+pub mod safety;
 pub mod scoring;
 
 pub use cadence::{
