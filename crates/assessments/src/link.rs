@@ -30,7 +30,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::instrument::{Instrument, InstrumentCode};
-use crate::response::{self, Answerer, SubmitError, Submitted, Submission, Submitter, Unexpected};
+use crate::response::{self, Answerer, Submission, SubmitError, Submitted, Submitter, Unexpected};
 
 const PREFIX: &str = "at_";
 
@@ -178,28 +178,52 @@ pub struct LinkedInstance {
 /// Checks `claim` in `tx` (a transaction of the claimed tenant) and returns the
 /// instance it opens. With `lock`, the token row stays locked until the transaction
 /// ends, so two submissions of one link run one after the other.
-async fn check(tx: &mut TenantTx, claim: &LinkClaim, lock: bool) -> Result<LinkedInstance, LinkError> {
+async fn check(
+    tx: &mut TenantTx,
+    claim: &LinkClaim,
+    lock: bool,
+) -> Result<LinkedInstance, LinkError> {
     assert_eq!(
         tx.tenant_id(),
         claim.tenant_id,
         "BUG: a link checked in another tenant's transaction"
     );
-    let row: Option<(Vec<u8>, bool, bool, OffsetDateTime, Uuid, Uuid, String, i32, String, Option<Uuid>)> =
-        sqlx::query_as(&format!(
-            "SELECT t.secret_sha256, t.used_at IS NOT NULL, now() >= t.expires_at, t.expires_at,
+    let row: Option<(
+        Vec<u8>,
+        bool,
+        bool,
+        OffsetDateTime,
+        Uuid,
+        Uuid,
+        String,
+        i32,
+        String,
+        Option<Uuid>,
+    )> = sqlx::query_as(&format!(
+        "SELECT t.secret_sha256, t.used_at IS NOT NULL, now() >= t.expires_at, t.expires_at,
                     i.id, i.patient_id, i.instrument_code, i.instrument_version, i.respondent::text,
                     i.respondent_person_id
              FROM assessments.link_tokens t
              JOIN assessments.instances i ON i.tenant_id = t.tenant_id AND i.id = t.instance_id
              WHERE t.tenant_id = $1 AND t.id = $2 {}",
-            if lock { "FOR UPDATE OF t" } else { "" }
-        ))
-        .bind(claim.tenant_id.as_uuid())
-        .bind(claim.token_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    let Some((stored_hash, used, expired, expires_at, instance_id, patient_id, code, version, respondent, person_id)) =
-        row
+        if lock { "FOR UPDATE OF t" } else { "" }
+    ))
+    .bind(claim.tenant_id.as_uuid())
+    .bind(claim.token_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((
+        stored_hash,
+        used,
+        expired,
+        expires_at,
+        instance_id,
+        patient_id,
+        code,
+        version,
+        respondent,
+        person_id,
+    )) = row
     else {
         return Err(LinkError::Unknown);
     };
@@ -234,7 +258,8 @@ async fn check(tx: &mut TenantTx, claim: &LinkClaim, lock: bool) -> Result<Linke
 /// Opens the form of a link without spending it; records `assessment_link.open`.
 pub async fn open(tx: &mut TenantTx, claim: &LinkClaim) -> Result<LinkedInstance, LinkError> {
     let linked = check(tx, claim, false).await?;
-    let mut entry = AuditEntry::patient("assessment_link.open", linked.patient_id).purpose("treatment");
+    let mut entry =
+        AuditEntry::patient("assessment_link.open", linked.patient_id).purpose("treatment");
     entry.details = json!({ "link_id": linked.token_id, "instance_id": linked.instance_id });
     audit::append(tx, entry).await?;
     Ok(linked)
@@ -251,11 +276,13 @@ pub async fn submit(
     answers: Vec<(String, u8)>,
 ) -> Result<Submitted, LinkError> {
     let linked = check(tx, claim, true).await?;
-    sqlx::query("UPDATE assessments.link_tokens SET used_at = now() WHERE tenant_id = $1 AND id = $2")
-        .bind(claim.tenant_id.as_uuid())
-        .bind(claim.token_id)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "UPDATE assessments.link_tokens SET used_at = now() WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(claim.tenant_id.as_uuid())
+    .bind(claim.token_id)
+    .execute(&mut **tx)
+    .await?;
     let submitted = response::submit(
         tx,
         keyring,
@@ -290,7 +317,12 @@ mod tests {
         let claim = LinkClaim::parse(&token).unwrap();
         assert_eq!((*claim.tenant_id.as_uuid(), claim.token_id), (tenant, id));
         assert!(!format!("{claim:?}").contains(&URL_SAFE_NO_PAD.encode([9u8; 32])));
-        for bad in ["", "at_", &token.replace("at_", "tk_"), &token[..token.len() - 3]] {
+        for bad in [
+            "",
+            "at_",
+            &token.replace("at_", "tk_"),
+            &token[..token.len() - 3],
+        ] {
             assert!(LinkClaim::parse(bad).is_none(), "{bad:?} parsed");
         }
     }

@@ -325,8 +325,16 @@ impl ScoreRecord {
                 })
                 .collect(),
             provisional_diagnosis: score.provisional_diagnosis(),
-            flags: score.flags().iter().map(|flag| flag.as_str().to_owned()).collect(),
-            prorated_items: score.prorated_items().iter().map(|&item| item.to_owned()).collect(),
+            flags: score
+                .flags()
+                .iter()
+                .map(|flag| flag.as_str().to_owned())
+                .collect(),
+            prorated_items: score
+                .prorated_items()
+                .iter()
+                .map(|&item| item.to_owned())
+                .collect(),
             unanswered_items: score
                 .unanswered_items()
                 .iter()
@@ -373,16 +381,25 @@ async fn lock_instance(
     tx: &mut TenantTx,
     instance_id: Uuid,
 ) -> Result<Option<InstanceRow>, sqlx::Error> {
-    let row: Option<(Uuid, Uuid, String, i32, String, Option<Uuid>, String, bool, bool)> =
-        sqlx::query_as(
-            "SELECT patient_id, enrollment_id, instrument_code, instrument_version, respondent::text,
+    let row: Option<(
+        Uuid,
+        Uuid,
+        String,
+        i32,
+        String,
+        Option<Uuid>,
+        String,
+        bool,
+        bool,
+    )> = sqlx::query_as(
+        "SELECT patient_id, enrollment_id, instrument_code, instrument_version, respondent::text,
                     respondent_person_id, status::text, now() < opens_at, now() > closes_at
              FROM assessments.instances WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
-        )
-        .bind(tx.tenant_id().as_uuid())
-        .bind(instance_id)
-        .fetch_optional(&mut **tx)
-        .await?;
+    )
+    .bind(tx.tenant_id().as_uuid())
+    .bind(instance_id)
+    .fetch_optional(&mut **tx)
+    .await?;
     Ok(row.map(
         |(
             patient_id,
@@ -441,8 +458,16 @@ pub async fn submit(
             match instance.status.as_str() {
                 "completed" => return Err(SubmitError::AlreadyAnswered),
                 "missed" => return Err(SubmitError::Closed { status: "missed" }),
-                "cancelled" => return Err(SubmitError::Closed { status: "cancelled" }),
-                _ if instance.past_close => return Err(SubmitError::Closed { status: "past its window" }),
+                "cancelled" => {
+                    return Err(SubmitError::Closed {
+                        status: "cancelled",
+                    });
+                }
+                _ if instance.past_close => {
+                    return Err(SubmitError::Closed {
+                        status: "past its window",
+                    });
+                }
                 _ if instance.not_open_yet => return Err(SubmitError::NotOpenYet),
                 _ => {}
             }
@@ -456,13 +481,16 @@ pub async fn submit(
                     version,
                 });
             }
-            let instrument = Instrument::by_code(&code, version)
-                .ok_or(SubmitError::UnknownInstrument {
+            let instrument =
+                Instrument::by_code(&code, version).ok_or(SubmitError::UnknownInstrument {
                     instrument: code.clone(),
                     version,
                 })?;
             let expected = Answerer::from_sql(&instance.respondent, instance.respondent_person_id);
-            if submission.answerer.is_some_and(|answerer| answerer != expected) {
+            if submission
+                .answerer
+                .is_some_and(|answerer| answerer != expected)
+            {
                 return Err(SubmitError::RespondentMismatch {
                     expected: expected.as_sql(),
                 });
@@ -566,8 +594,8 @@ pub async fn submit(
         .await?;
     }
 
-    let mut audit_entry = AuditEntry::patient("assessment_response.create", patient_id)
-        .purpose("treatment");
+    let mut audit_entry =
+        AuditEntry::patient("assessment_response.create", patient_id).purpose("treatment");
     audit_entry.details = json!({
         "response_id": response_id,
         "instance_id": submission.instance_id,
@@ -762,7 +790,11 @@ async fn progress_of(
         Some(row) if row.0 != baseline_id => rescore(row).map(|score| (row.0, score)),
         _ => None,
     };
-    match progress(&baseline, previous.as_ref().map(|(_, score)| score), current) {
+    match progress(
+        &baseline,
+        previous.as_ref().map(|(_, score)| score),
+        current,
+    ) {
         Ok(progress) => Ok(Some(ProgressRecord::new(
             baseline_id,
             previous.map(|(id, _)| id),
@@ -822,13 +854,25 @@ type ResponseRow = (
     OffsetDateTime,
 );
 
-const SELECT_RESPONSE: &str = "SELECT id, patient_id, instance_id, instrument_code, instrument_version, respondent::text,
+const SELECT_RESPONSE: &str =
+    "SELECT id, patient_id, instance_id, instrument_code, instrument_version, respondent::text,
         respondent_person_id, submitted_by, answers, score, submitted_at
  FROM assessments.responses";
 
 fn stored(row: ResponseRow) -> Result<StoredResponse, Unexpected> {
-    let (id, patient_id, instance_id, instrument, version, respondent, person_id, submitted_by, answers, score, submitted_at) =
-        row;
+    let (
+        id,
+        patient_id,
+        instance_id,
+        instrument,
+        version,
+        respondent,
+        person_id,
+        submitted_by,
+        answers,
+        score,
+        submitted_at,
+    ) = row;
     let version = u16::try_from(version).expect("BUG: a stored instrument version is out of range");
     // In the instrument's order, as a form shows them.
     let order = InstrumentCode::parse(&instrument)
@@ -839,7 +883,9 @@ fn stored(row: ResponseRow) -> Result<StoredResponse, Unexpected> {
         .map(|object| {
             object
                 .iter()
-                .filter_map(|(item, value)| Some((item.clone(), u8::try_from(value.as_u64()?).ok()?)))
+                .filter_map(|(item, value)| {
+                    Some((item.clone(), u8::try_from(value.as_u64()?).ok()?))
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -873,15 +919,17 @@ pub async fn get(
     response_id: Uuid,
     purpose: &str,
 ) -> Result<Option<StoredResponse>, Unexpected> {
-    let row: Option<ResponseRow> =
-        sqlx::query_as(&format!("{SELECT_RESPONSE} WHERE tenant_id = $1 AND id = $2"))
-            .bind(tx.tenant_id().as_uuid())
-            .bind(response_id)
-            .fetch_optional(&mut **tx)
-            .await?;
+    let row: Option<ResponseRow> = sqlx::query_as(&format!(
+        "{SELECT_RESPONSE} WHERE tenant_id = $1 AND id = $2"
+    ))
+    .bind(tx.tenant_id().as_uuid())
+    .bind(response_id)
+    .fetch_optional(&mut **tx)
+    .await?;
     let Some(row) = row else { return Ok(None) };
     let response = stored(row)?;
-    let mut entry = AuditEntry::patient("assessment_response.read", response.patient_id).purpose(purpose);
+    let mut entry =
+        AuditEntry::patient("assessment_response.read", response.patient_id).purpose(purpose);
     entry.details = json!({ "response_id": response.id });
     audit::append(tx, entry).await?;
     Ok(Some(response))
@@ -960,7 +1008,8 @@ pub async fn history(
         });
     }
     let mut entry = AuditEntry::patient("assessment_scores.read", patient_id).purpose(purpose);
-    entry.details = json!({ "instrument": instrument.map(InstrumentCode::as_str), "n_points": points.len() });
+    entry.details =
+        json!({ "instrument": instrument.map(InstrumentCode::as_str), "n_points": points.len() });
     audit::append(tx, entry).await?;
     Ok(points)
 }

@@ -92,10 +92,13 @@ type Row = (
     Option<Uuid>,
 );
 
-const SELECT: &str = "SELECT id, patient_id, response_id, kind::text, raised_at, acknowledged_at, acknowledged_by
+const SELECT: &str =
+    "SELECT id, patient_id, response_id, kind::text, raised_at, acknowledged_at, acknowledged_by
  FROM assessments.safety_events";
 
-fn event((id, patient_id, response_id, kind, raised_at, acknowledged_at, acknowledged_by): Row) -> SafetyEvent {
+fn event(
+    (id, patient_id, response_id, kind, raised_at, acknowledged_at, acknowledged_by): Row,
+) -> SafetyEvent {
     SafetyEvent {
         id,
         patient_id: PatientId::new_unchecked(patient_id),
@@ -147,7 +150,8 @@ pub(crate) async fn raise(
     )
     .await?;
     let mut entry = AuditEntry::patient("assessment_safety.raise", patient_id).purpose("treatment");
-    entry.details = json!({ "safety_event_id": id, "response_id": response_id, "kind": kind.as_str() });
+    entry.details =
+        json!({ "safety_event_id": id, "response_id": response_id, "kind": kind.as_str() });
     audit::append(tx, entry).await?;
     Ok(id)
 }
