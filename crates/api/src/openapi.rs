@@ -6,7 +6,9 @@ use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{admin, audit_log, jobs, patients, sagas, schedules, webhooks};
+use crate::routes::{
+    admin, assessment_responses, audit_log, jobs, patients, sagas, schedules, webhooks,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +22,9 @@ use crate::routes::{admin, audit_log, jobs, patients, sagas, schedules, webhooks
         webhooks::create, webhooks::list, webhooks::read, webhooks::disable, webhooks::enable,
         schedules::create, schedules::list, schedules::read, schedules::update, schedules::enable, schedules::disable, schedules::remove,
         sagas::read,
+        assessment_responses::submit, assessment_responses::read, assessment_responses::scores,
+        assessment_responses::issue_link, assessment_responses::link_form, assessment_responses::link_submit,
+        assessment_responses::safety_events, assessment_responses::acknowledge,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerAuth),
@@ -31,6 +36,7 @@ use crate::routes::{admin, audit_log, jobs, patients, sagas, schedules, webhooks
         (name = "webhooks", description = "Webhook subscriptions to the tenant's events; a subscription's signing secret is shown once, when it is created"),
         (name = "schedules", description = "Recurring jobs on a cron in a time zone"),
         (name = "sagas", description = "Multi-step workflows with compensations: state and step log"),
+        (name = "assessments", description = "Measurement-based care: responses, score history, one-time links, safety events"),
     )
 )]
 struct ApiDoc;
@@ -46,6 +52,17 @@ impl Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some("A Tenet API key (`tk_…`) or an OIDC access token"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "link",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A one-time assessment link token (`at_…`), for the respondent's form only",
+                    ))
                     .build(),
             ),
         );

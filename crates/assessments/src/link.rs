@@ -164,6 +164,21 @@ pub async fn issue(tx: &mut TenantTx, instance_id: Uuid) -> Result<NewLink, Link
     })
 }
 
+/// The patient an instance is for, without disclosing anything (for access checks).
+pub async fn instance_patient(
+    tx: &mut TenantTx,
+    instance_id: Uuid,
+) -> Result<Option<PatientId>, sqlx::Error> {
+    let patient_id: Option<Uuid> = sqlx::query_scalar(
+        "SELECT patient_id FROM assessments.instances WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tx.tenant_id().as_uuid())
+    .bind(instance_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(patient_id.map(PatientId::new_unchecked))
+}
+
 /// What a valid link opens: the instance to answer. No PHI: ids and the instrument.
 #[derive(Debug, Clone)]
 pub struct LinkedInstance {

@@ -20,6 +20,7 @@ use std::fmt;
 use audit::AuditEntry;
 use db::TenantTx;
 use identity::keyring::Keyring;
+use identity::vault::Access;
 use kernel::{Actor, PatientId, Role};
 use platform::outbox::{Event, Outbox};
 use serde::{Deserialize, Serialize};
@@ -699,7 +700,7 @@ async fn guardian_has_access(
     if !rows.iter().any(|(id, _, _)| *id == person_id) {
         return Ok(false);
     }
-    let access = identity::vault::Access {
+    let access = Access {
         purpose: Some("treatment".to_owned()),
         break_glass: false,
     };
@@ -917,7 +918,7 @@ fn stored(row: ResponseRow) -> Result<StoredResponse, Unexpected> {
 pub async fn get(
     tx: &mut TenantTx,
     response_id: Uuid,
-    purpose: &str,
+    access: &Access,
 ) -> Result<Option<StoredResponse>, Unexpected> {
     let row: Option<ResponseRow> = sqlx::query_as(&format!(
         "{SELECT_RESPONSE} WHERE tenant_id = $1 AND id = $2"
@@ -928,8 +929,7 @@ pub async fn get(
     .await?;
     let Some(row) = row else { return Ok(None) };
     let response = stored(row)?;
-    let mut entry =
-        AuditEntry::patient("assessment_response.read", response.patient_id).purpose(purpose);
+    let mut entry = audit_entry("assessment_response.read", response.patient_id, access);
     entry.details = json!({ "response_id": response.id });
     audit::append(tx, entry).await?;
     Ok(Some(response))
@@ -978,7 +978,7 @@ pub async fn history(
     tx: &mut TenantTx,
     patient_id: PatientId,
     instrument: Option<&InstrumentCode>,
-    purpose: &str,
+    access: &Access,
 ) -> Result<Vec<ScorePoint>, Unexpected> {
     let rows: Vec<ResponseRow> = sqlx::query_as(&format!(
         "SELECT * FROM ({SELECT_RESPONSE}
@@ -1007,7 +1007,7 @@ pub async fn history(
             progress: response.score.progress,
         });
     }
-    let mut entry = AuditEntry::patient("assessment_scores.read", patient_id).purpose(purpose);
+    let mut entry = audit_entry("assessment_scores.read", patient_id, access);
     entry.details =
         json!({ "instrument": instrument.map(InstrumentCode::as_str), "n_points": points.len() });
     audit::append(tx, entry).await?;
@@ -1023,5 +1023,18 @@ pub(crate) fn violated_constraint(err: &sqlx::Error) -> Option<&str> {
             db_err.constraint()
         }
         _ => None,
+    }
+}
+
+/// An audit entry for a read on `access`'s basis (a purpose, or a break-glass reason).
+pub(crate) fn audit_entry(
+    action: &'static str,
+    patient_id: PatientId,
+    access: &Access,
+) -> AuditEntry {
+    let entry = AuditEntry::patient(action, patient_id).break_glass(access.break_glass);
+    match &access.purpose {
+        Some(purpose) => entry.purpose(purpose.clone()),
+        None => entry,
     }
 }

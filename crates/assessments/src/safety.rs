@@ -22,6 +22,7 @@ use std::fmt;
 
 use audit::AuditEntry;
 use db::TenantTx;
+use identity::vault::Access;
 use kernel::{PatientId, UserId};
 use platform::outbox::{Event, Outbox};
 use serde_json::json;
@@ -181,7 +182,7 @@ pub async fn list(
     tx: &mut TenantTx,
     scope: Scope,
     filter: Filter,
-    purpose: &str,
+    access: &Access,
 ) -> Result<Vec<SafetyEvent>, Unexpected> {
     let limit = filter.limit.clamp(1, LIST_LEN_MAX);
     let scan = match scope {
@@ -229,7 +230,7 @@ pub async fn list(
             audited.push(event.patient_id);
             audit::append(
                 tx,
-                AuditEntry::patient("assessment_safety.read", event.patient_id).purpose(purpose),
+                crate::response::audit_entry("assessment_safety.read", event.patient_id, access),
             )
             .await?;
         }
@@ -250,6 +251,28 @@ pub async fn patient_of(
     .fetch_optional(&mut **tx)
     .await?;
     Ok(patient_id.map(PatientId::new_unchecked))
+}
+
+/// One safety event of the transaction's tenant, read on `access`'s basis (audited);
+/// `None` when there is none.
+pub async fn get(
+    tx: &mut TenantTx,
+    event_id: Uuid,
+    access: &Access,
+) -> Result<Option<SafetyEvent>, Unexpected> {
+    let row: Option<Row> = sqlx::query_as(&format!("{SELECT} WHERE tenant_id = $1 AND id = $2"))
+        .bind(tx.tenant_id().as_uuid())
+        .bind(event_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let event = event(row);
+    audit::append(
+        tx,
+        crate::response::audit_entry("assessment_safety.read", event.patient_id, access),
+    )
+    .await?;
+    Ok(Some(event))
 }
 
 #[derive(Debug, thiserror::Error)]

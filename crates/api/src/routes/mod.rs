@@ -1,6 +1,7 @@
 //! The routes, one module per context, plus operations.
 
 pub mod admin;
+pub mod assessment_responses;
 pub mod audit_log;
 pub mod idempotency;
 pub mod jobs;
@@ -24,4 +25,5 @@ pub fn v1() -> Router<AppState> {
         .merge(webhooks::router())
         .merge(schedules::router())
         .merge(sagas::router())
+        .merge(assessment_responses::router())
 }

@@ -9,7 +9,7 @@ use assessments::{InstrumentCode, ScoreError};
 use kernel::{Actor, ActorKind, Role};
 use uuid::Uuid;
 
-use crate::world::{World, phq9, phq9_total, years_ago};
+use crate::world::{World, phq9, phq9_total, treatment, years_ago};
 
 #[tokio::test]
 async fn a_response_is_stored_with_its_instrument_version_and_score_and_completes_its_instance() {
@@ -65,7 +65,7 @@ async fn a_response_is_stored_with_its_instrument_version_and_score_and_complete
 
     // Read back (audited), answers in the instrument's order.
     let mut tx = world.tx(world.a).await;
-    let stored = response::get(&mut tx, submitted.response_id, "treatment")
+    let stored = response::get(&mut tx, submitted.response_id, &treatment())
         .await
         .unwrap()
         .unwrap();
@@ -374,7 +374,7 @@ async fn progress_flags_reliable_change_response_and_remission_across_a_series()
         &mut tx,
         patient_id,
         Some(&InstrumentCode::new_unchecked("phq-9")),
-        "treatment",
+        &treatment(),
     )
     .await
     .unwrap();
@@ -390,7 +390,7 @@ async fn progress_flags_reliable_change_response_and_remission_across_a_series()
         &mut tx,
         patient_id,
         Some(&InstrumentCode::new_unchecked("gad-7")),
-        "treatment",
+        &treatment(),
     )
     .await
     .unwrap();
@@ -415,7 +415,7 @@ async fn another_tenant_sees_no_response_score_or_instance() {
 
     let mut tx = world.tx(world.b).await;
     assert!(
-        response::get(&mut tx, submitted.response_id, "treatment")
+        response::get(&mut tx, submitted.response_id, &treatment())
             .await
             .unwrap()
             .is_none()
@@ -427,7 +427,7 @@ async fn another_tenant_sees_no_response_score_or_instance() {
             .is_none()
     );
     assert!(
-        response::history(&mut tx, patient_id, None, "treatment")
+        response::history(&mut tx, patient_id, None, &treatment())
             .await
             .unwrap()
             .is_empty()

@@ -6,7 +6,7 @@ use kernel::UserId;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::world::{CANARY, World};
+use crate::world::{CANARY, World, treatment};
 
 #[tokio::test]
 async fn a_positive_item_9_raises_a_safety_event_and_an_outbox_event_even_with_a_minimal_total() {
@@ -96,11 +96,11 @@ async fn the_care_team_lists_and_acknowledges_safety_events_of_its_own_tenant_on
     };
 
     let mut tx = world.tx(world.a).await;
-    let all = safety::list(&mut tx, Scope::Tenant, open, "treatment")
+    let all = safety::list(&mut tx, Scope::Tenant, open, &treatment())
         .await
         .unwrap();
     assert_eq!(all.len(), 2);
-    let mine = safety::list(&mut tx, Scope::CareTeamOf(user_id), open, "treatment")
+    let mine = safety::list(&mut tx, Scope::CareTeamOf(user_id), open, &treatment())
         .await
         .unwrap();
     assert_eq!(
@@ -112,7 +112,7 @@ async fn the_care_team_lists_and_acknowledges_safety_events_of_its_own_tenant_on
     // Tenant B sees none of it and cannot acknowledge it.
     let mut tx = world.tx(world.b).await;
     assert!(
-        safety::list(&mut tx, Scope::Tenant, open, "treatment")
+        safety::list(&mut tx, Scope::Tenant, open, &treatment())
             .await
             .unwrap()
             .is_empty()
@@ -135,7 +135,7 @@ async fn the_care_team_lists_and_acknowledges_safety_events_of_its_own_tenant_on
         matches!(err, AcknowledgeError::AlreadyAcknowledged),
         "{err:?}"
     );
-    let still_open = safety::list(&mut tx, Scope::Tenant, open, "treatment")
+    let still_open = safety::list(&mut tx, Scope::Tenant, open, &treatment())
         .await
         .unwrap();
     assert_eq!(still_open.len(), 1);
