@@ -190,6 +190,21 @@ pub struct LinkedInstance {
     pub expires_at: OffsetDateTime,
 }
 
+/// A token and the instance it opens.
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    secret_sha256: Vec<u8>,
+    used: bool,
+    expired: bool,
+    expires_at: OffsetDateTime,
+    instance_id: Uuid,
+    patient_id: Uuid,
+    instrument_code: String,
+    instrument_version: i32,
+    respondent: String,
+    respondent_person_id: Option<Uuid>,
+}
+
 /// Checks `claim` in `tx` (a transaction of the claimed tenant) and returns the
 /// instance it opens. With `lock`, the token row stays locked until the transaction
 /// ends, so two submissions of one link run one after the other.
@@ -203,42 +218,31 @@ async fn check(
         claim.tenant_id,
         "BUG: a link checked in another tenant's transaction"
     );
-    let row: Option<(
-        Vec<u8>,
-        bool,
-        bool,
-        OffsetDateTime,
-        Uuid,
-        Uuid,
-        String,
-        i32,
-        String,
-        Option<Uuid>,
-    )> = sqlx::query_as(&format!(
-        "SELECT t.secret_sha256, t.used_at IS NOT NULL, now() >= t.expires_at, t.expires_at,
-                    i.id, i.patient_id, i.instrument_code, i.instrument_version, i.respondent::text,
-                    i.respondent_person_id
-             FROM assessments.link_tokens t
-             JOIN assessments.instances i ON i.tenant_id = t.tenant_id AND i.id = t.instance_id
-             WHERE t.tenant_id = $1 AND t.id = $2 {}",
+    let row: Option<TokenRow> = sqlx::query_as(&format!(
+        "SELECT t.secret_sha256, t.used_at IS NOT NULL AS used, now() >= t.expires_at AS expired,
+                t.expires_at, i.id AS instance_id, i.patient_id, i.instrument_code,
+                i.instrument_version, i.respondent::text AS respondent, i.respondent_person_id
+         FROM assessments.link_tokens t
+         JOIN assessments.instances i ON i.tenant_id = t.tenant_id AND i.id = t.instance_id
+         WHERE t.tenant_id = $1 AND t.id = $2 {}",
         if lock { "FOR UPDATE OF t" } else { "" }
     ))
     .bind(claim.tenant_id.as_uuid())
     .bind(claim.token_id)
     .fetch_optional(&mut **tx)
     .await?;
-    let Some((
-        stored_hash,
+    let Some(TokenRow {
+        secret_sha256: stored_hash,
         used,
         expired,
         expires_at,
         instance_id,
         patient_id,
-        code,
-        version,
+        instrument_code: code,
+        instrument_version: version,
         respondent,
-        person_id,
-    )) = row
+        respondent_person_id: person_id,
+    }) = row
     else {
         return Err(LinkError::Unknown);
     };

@@ -366,6 +366,7 @@ pub struct Submitted {
 }
 
 /// The instance being answered, locked for the transaction.
+#[derive(sqlx::FromRow)]
 struct InstanceRow {
     patient_id: Uuid,
     enrollment_id: Uuid,
@@ -382,48 +383,16 @@ async fn lock_instance(
     tx: &mut TenantTx,
     instance_id: Uuid,
 ) -> Result<Option<InstanceRow>, sqlx::Error> {
-    let row: Option<(
-        Uuid,
-        Uuid,
-        String,
-        i32,
-        String,
-        Option<Uuid>,
-        String,
-        bool,
-        bool,
-    )> = sqlx::query_as(
-        "SELECT patient_id, enrollment_id, instrument_code, instrument_version, respondent::text,
-                    respondent_person_id, status::text, now() < opens_at, now() > closes_at
-             FROM assessments.instances WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+    sqlx::query_as(
+        "SELECT patient_id, enrollment_id, instrument_code, instrument_version,
+                respondent::text AS respondent, respondent_person_id, status::text AS status,
+                now() < opens_at AS not_open_yet, now() > closes_at AS past_close
+         FROM assessments.instances WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
     )
     .bind(tx.tenant_id().as_uuid())
     .bind(instance_id)
     .fetch_optional(&mut **tx)
-    .await?;
-    Ok(row.map(
-        |(
-            patient_id,
-            enrollment_id,
-            instrument_code,
-            instrument_version,
-            respondent,
-            respondent_person_id,
-            status,
-            not_open_yet,
-            past_close,
-        )| InstanceRow {
-            patient_id,
-            enrollment_id,
-            instrument_code,
-            instrument_version,
-            respondent,
-            respondent_person_id,
-            status,
-            not_open_yet,
-            past_close,
-        },
-    ))
+    .await
 }
 
 /// Checks, scores and stores `submission` for `submitter` in `tx`; see the module.

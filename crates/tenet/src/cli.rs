@@ -133,6 +133,12 @@ pub enum Command {
         #[command(subcommand)]
         command: CriticalRangesCommand,
     },
+    /// Measurement-based care: a patient's responses and scores, and urgent safety
+    /// events (each read audited as the operator's).
+    Assessments {
+        #[command(subcommand)]
+        command: AssessmentsCommand,
+    },
     /// Sagas: workflows of steps with compensations (across tenants, read only).
     Sagas {
         #[command(subcommand)]
@@ -626,6 +632,59 @@ pub enum SchedulesCommand {
         /// The schedule's tenant.
         #[arg(long)]
         tenant: uuid::Uuid,
+        id: uuid::Uuid,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AssessmentsCommand {
+    /// A patient's responses, oldest first: instrument, version, total, band, flags.
+    Responses {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        patient: uuid::Uuid,
+        /// Only this instrument (`phq-9`, `gad-7`, ...).
+        #[arg(long)]
+        instrument: Option<String>,
+    },
+    /// A patient's score history on one instrument, with change since the baseline
+    /// and the previous response, reliable change, response and remission.
+    Scores {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        patient: uuid::Uuid,
+        #[arg(long)]
+        instrument: String,
+    },
+    /// Urgent safety events (a self-harm answer).
+    Safety {
+        #[command(subcommand)]
+        command: SafetyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SafetyCommand {
+    /// Safety events, newest first: open ones unless --all.
+    List {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// Acknowledged ones too.
+        #[arg(long)]
+        all: bool,
+        /// At most this many (up to 200).
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Acknowledge a safety event on behalf of a user who has taken charge of it.
+    Ack {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// The user (a clinician) who has taken charge.
+        #[arg(long)]
+        user: uuid::Uuid,
         id: uuid::Uuid,
     },
 }

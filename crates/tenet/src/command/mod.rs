@@ -1,5 +1,6 @@
 //! One module per subcommand. Each prints for a human on stdout; logs go to stderr.
 
+mod assessment_responses;
 mod audit_log;
 mod check;
 mod critical_ranges;
@@ -57,6 +58,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Webhooks { command } => webhooks::run(global, command).await,
         Command::Schedules { command } => schedules::run(global, command).await,
         Command::Sagas { command } => sagas::run(global, command).await,
+        Command::Assessments { command } => assessment_responses::run(global, command).await,
         Command::CriticalRanges { command } => critical_ranges::run(global, command).await,
         Command::Ingest { command } => ingest::run(global, command).await,
         // No database: these read files and talk MLLP.

@@ -2,6 +2,7 @@
 //! a database of its own on the test cluster.
 //!
 //! - [`help`]: every subcommand explains itself.
+//! - [`assessments`]: a patient's scores and safety events, as the operator sees them.
 //! - [`principals`]: `tenant create`, `user create`, `apikey create`.
 //! - [`audit_log`]: `audit verify` on a clean log, and after each kind of tampering.
 //! - [`check`]: `tenet check` on the migrated schema and on a broken one.
@@ -25,6 +26,7 @@
 //! `TENET_APP_DATABASE_URL` (the service role), key files in a temporary directory
 //! and JSON logs; nothing from the environment of the test run leaks in.
 
+mod assessments;
 mod audit_log;
 mod check;
 mod events;
