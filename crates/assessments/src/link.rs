@@ -203,6 +203,7 @@ struct TokenRow {
     instrument_version: i32,
     respondent: String,
     respondent_person_id: Option<Uuid>,
+    answerable: bool,
 }
 
 /// Checks `claim` in `tx` (a transaction of the claimed tenant) and returns the
@@ -221,7 +222,8 @@ async fn check(
     let row: Option<TokenRow> = sqlx::query_as(&format!(
         "SELECT t.secret_sha256, t.used_at IS NOT NULL AS used, now() >= t.expires_at AS expired,
                 t.expires_at, i.id AS instance_id, i.patient_id, i.instrument_code,
-                i.instrument_version, i.respondent::text AS respondent, i.respondent_person_id
+                i.instrument_version, i.respondent::text AS respondent, i.respondent_person_id,
+                i.status IN ('scheduled', 'open') AS answerable
          FROM assessments.link_tokens t
          JOIN assessments.instances i ON i.tenant_id = t.tenant_id AND i.id = t.instance_id
          WHERE t.tenant_id = $1 AND t.id = $2 {}",
@@ -242,6 +244,7 @@ async fn check(
         instrument_version: version,
         respondent,
         respondent_person_id: person_id,
+        answerable,
     }) = row
     else {
         return Err(LinkError::Unknown);
@@ -254,6 +257,10 @@ async fn check(
     }
     if expired {
         return Err(LinkError::Expired);
+    }
+    // Answered by other means, missed or cancelled since the link was sent.
+    if !answerable {
+        return Err(LinkError::InstanceClosed);
     }
     let code = InstrumentCode::parse(&code).expect("BUG: an instance names an invalid instrument");
     let version = u16::try_from(version).expect("BUG: an instance's version is out of range");
@@ -272,6 +279,24 @@ async fn check(
         answerer,
         expires_at,
     })
+}
+
+/// Whether `claim` names a link of the transaction's tenant with the right secret,
+/// used or not (for answering a replayed request): [`LinkError::Unknown`] otherwise.
+pub async fn authenticate(tx: &mut TenantTx, claim: &LinkClaim) -> Result<(), LinkError> {
+    let stored_hash: Option<Vec<u8>> = sqlx::query_scalar(
+        "SELECT secret_sha256 FROM assessments.link_tokens WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(claim.tenant_id.as_uuid())
+    .bind(claim.token_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    match stored_hash {
+        Some(stored_hash) if bool::from(secret_hash(&claim.secret).ct_eq(&stored_hash[..])) => {
+            Ok(())
+        }
+        _ => Err(LinkError::Unknown),
+    }
 }
 
 /// Opens the form of a link without spending it; records `assessment_link.open`.

@@ -688,6 +688,45 @@ pub async fn link_form(
     )))
 }
 
+/// The longest `Idempotency-Key` a link submission accepts (the stored key adds the
+/// link's id in front).
+const LINK_KEY_LEN_MAX: usize = 200;
+
+/// Claims the request's `Idempotency-Key` in the link's own namespace: respondents
+/// share a tenant but not keys, so one respondent's key never answers (or refuses)
+/// another's request.
+async fn claim_for_link(
+    tx: &mut TenantTx,
+    headers: &HeaderMap,
+    claim: &LinkClaim,
+    body: &[u8],
+) -> Result<Idempotency, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(Idempotency::None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|key| {
+            !key.is_empty()
+                && key.len() <= LINK_KEY_LEN_MAX
+                && key.chars().all(|c| c.is_ascii_graphic())
+        })
+        .ok_or_else(|| {
+            ApiError::InvalidInput(format!(
+                "Idempotency-Key must be 1 to {LINK_KEY_LEN_MAX} visible ASCII characters"
+            ))
+        })?;
+    let scoped = format!("link:{}:{key}", claim.token_id.simple());
+    let hash = platform::idempotency::request_hash("POST", "/v1/assessment-link/responses", body);
+    match platform::idempotency::claim(tx, &scoped, &hash).await? {
+        platform::idempotency::Claim::Fresh => Ok(Idempotency::Fresh(scoped)),
+        platform::idempotency::Claim::Replay(outcome) => Ok(Idempotency::Replay(outcome)),
+        platform::idempotency::Claim::Mismatch => Err(ApiError::IdempotencyKeyReused),
+    }
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkAnswersInput {
@@ -720,10 +759,9 @@ pub async fn link_submit(
     body: JsonBody<LinkAnswersInput>,
 ) -> Result<Response, ApiError> {
     let mut tx = token.begin(&state).await?;
-    let path = "/v1/assessment-link/responses";
-    // The key is scoped by the link, so two respondents' keys never meet.
-    let scope = format!("{path}#{}", token.claim.token_id);
-    let idempotency = idempotency::claim(&mut tx, &headers, &scope, &body.bytes).await?;
+    // The secret first: a replay answers only the link's holder.
+    link::authenticate(&mut tx, &token.claim).await?;
+    let idempotency = claim_for_link(&mut tx, &headers, &token.claim, &body.bytes).await?;
     let response_id = if let Idempotency::Replay(outcome) = &idempotency {
         outcome.resource_id.ok_or(ApiError::NotFound)?
     } else {

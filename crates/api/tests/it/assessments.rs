@@ -397,20 +397,35 @@ async fn a_link_opens_a_form_without_phi_and_answers_once() {
     )
     .await
     .problem(StatusCode::UNPROCESSABLE_ENTITY);
-    let received = with_link(
-        &world,
-        Method::POST,
-        "/v1/assessment-link/responses",
-        &token,
-        Some(&answers([1; 9])),
-    )
-    .await
-    .ok(StatusCode::CREATED);
+    let keyed = |token: &str, body: &Value| {
+        request(Method::POST, "/v1/assessment-link/responses", Some(token))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("idempotency-key", "send-1")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let received = world
+        .send(keyed(&token, &answers([1; 9])))
+        .await
+        .ok(StatusCode::CREATED);
     assert_eq!(
         received.as_object().unwrap().len(),
         1,
         "no score for the respondent: {received}"
     );
+    // A retry of the same request (a lost answer) gets the same answer, not "used".
+    let again = world
+        .send(keyed(&token, &answers([1; 9])))
+        .await
+        .ok(StatusCode::CREATED);
+    assert_eq!(again, received);
+    // The replay needs the secret too.
+    let parts: Vec<&str> = token.split('.').collect();
+    let forged = format!("{}.{}.{}", parts[0], parts[1], "A".repeat(43));
+    world
+        .send(keyed(&forged, &answers([1; 9])))
+        .await
+        .problem(StatusCode::NOT_FOUND);
     with_link(
         &world,
         Method::POST,
@@ -431,8 +446,6 @@ async fn a_link_opens_a_form_without_phi_and_answers_once() {
     .problem(StatusCode::GONE);
 
     // Forged, garbled, another tenant's: all the same 404.
-    let parts: Vec<&str> = token.split('.').collect();
-    let forged = format!("{}.{}.{}", parts[0], parts[1], "A".repeat(43));
     let elsewhere = token.replace(
         &world.a.id.as_uuid().simple().to_string(),
         &world.b.id.as_uuid().simple().to_string(),

@@ -164,3 +164,37 @@ async fn expired_forged_and_other_tenants_links_are_refused_and_invalid_answers_
         LinkError::InstanceNotFound
     ));
 }
+
+#[tokio::test]
+async fn a_link_to_an_instance_answered_meanwhile_is_refused() {
+    let world = World::new().await;
+    let patient_id = world.adult().await;
+    let enrollment_id = world.enrol(world.a, patient_id).await;
+    let instance_id = world
+        .instance(
+            world.a,
+            enrollment_id,
+            patient_id,
+            "phq-9",
+            Answerer::Patient,
+        )
+        .await;
+    let new_link = world.issue_link(world.a, instance_id).await;
+    // The patient filled in the paper form at the visit; the clinician typed it in.
+    world
+        .submit(
+            &assessments::response::Submitter::Staff(world.clinician.clone()),
+            crate::world::phq9(patient_id, Some(instance_id), [1, 1, 1, 1, 1, 1, 1, 1, 0]),
+        )
+        .await
+        .unwrap();
+    let err = redeem(&world, &new_link.token, 0).await.unwrap_err();
+    assert!(matches!(err, LinkError::InstanceClosed), "{err:?}");
+    let claim = LinkClaim::parse(&new_link.token).unwrap();
+    let mut tx = world.tx(world.a).await;
+    assert!(matches!(
+        link::open(&mut tx, &claim).await.unwrap_err(),
+        LinkError::InstanceClosed
+    ));
+    assert_eq!(world.count("assessments.responses").await, 1);
+}
