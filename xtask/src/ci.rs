@@ -18,6 +18,10 @@ pub fn run_ci() -> anyhow::Result<()> {
         "Python hl7 package (the third-party MLLP client of the ingest tests)",
         ensure_python_hl7,
     )?;
+    step(
+        "Python aiosmtpd (the SMTP server of the reminder tests)",
+        ensure_python_aiosmtpd,
+    )?;
     step("cargo fmt --check", || {
         shell("cargo", &["fmt", "--all", "--", "--check"])
     })?;
@@ -162,6 +166,33 @@ pub fn ensure_python_hl7() -> anyhow::Result<()> {
     apt_install("python3-hl7")?;
     if !installed() {
         bail!("installing python3-hl7 failed: mllp_send is not on PATH");
+    }
+    Ok(())
+}
+
+/// The reminder tests send email to a real SMTP server: Python's `aiosmtpd`, run by
+/// whichever of `python3` on PATH and the system's `/usr/bin/python3` has it.
+pub fn ensure_python_aiosmtpd() -> anyhow::Result<()> {
+    let installed = || {
+        ["python3", "/usr/bin/python3"].into_iter().any(|python| {
+            std::process::Command::new(python)
+                .args(["-c", "import aiosmtpd"])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success())
+        })
+    };
+    if installed() {
+        return Ok(());
+    }
+    if !Path::new("/usr/bin/apt-get").exists() {
+        bail!(
+            "the Python aiosmtpd package is missing and this is not a Debian-like system: install it"
+        );
+    }
+    apt_install("python3-aiosmtpd")?;
+    if !installed() {
+        bail!("installing python3-aiosmtpd failed: no python3 imports aiosmtpd");
     }
     Ok(())
 }

@@ -18,10 +18,14 @@
 //! and safe across daylight saving time; [`plan::instances`] combines the two for a
 //! period, past (backfill) or future, each instance with a stable key.
 //!
+//! [`mod@reminder`] tells respondents when an instance opens and before it closes,
+//! by email (SMTP) and webhook, through the outbox, at most once per slot and channel,
+//! outside quiet hours and never against an opt-out.
+//!
 //! Answers, scores, changes, birth dates and guardianship dates are health
 //! information: their `Debug` prints no values, and errors name items or plan
-//! fields, never answers. The modules above are pure: they never log, read a clock
-//! or touch a database.
+//! fields, never answers. The pure modules never log, read a clock or touch a
+//! database; the stores and jobs built on them take the tenant's transaction first.
 //!
 //! On the database (schema `assessments`, always in the caller's tenant
 //! transaction, every access audited): [`mod@response`] checks, scores and stores a
@@ -36,6 +40,7 @@ pub mod change;
 pub mod instrument;
 pub mod link;
 pub mod plan;
+pub mod reminder;
 pub mod response;
 pub mod rules;
 pub mod safety;
@@ -62,10 +67,19 @@ pub use scoring::{Answers, ItemKey, Score, ScoreError, SubscaleScore, score};
 use db::Migration;
 
 /// The assessments context's migrations: schema `assessments`.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 2026112601,
-    context: "assessments",
-    name: "assessments",
-    up: include_str!("../migrations/2026112601_assessments.up.sql"),
-    down: include_str!("../migrations/2026112601_assessments.down.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 2026112601,
+        context: "assessments",
+        name: "assessments",
+        up: include_str!("../migrations/2026112601_assessments.up.sql"),
+        down: include_str!("../migrations/2026112601_assessments.down.sql"),
+    },
+    Migration {
+        version: 2026112605,
+        context: "assessments",
+        name: "reminders",
+        up: include_str!("../migrations/2026112605_reminders.up.sql"),
+        down: include_str!("../migrations/2026112605_reminders.down.sql"),
+    },
+];

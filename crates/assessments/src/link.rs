@@ -134,6 +134,22 @@ pub async fn issue(tx: &mut TenantTx, instance_id: Uuid) -> Result<NewLink, Link
     if !answerable {
         return Err(LinkError::InstanceClosed);
     }
+    let new_link = mint(tx, instance_id, closes_at).await?;
+    let patient_id = PatientId::new_unchecked(patient_id);
+    let mut entry = AuditEntry::patient("assessment_link.issue", patient_id).purpose("treatment");
+    entry.details = json!({ "link_id": new_link.id, "instance_id": instance_id });
+    audit::append(tx, entry).await?;
+    Ok(new_link)
+}
+
+/// Makes a link token for `instance_id` that expires at `expires_at`: the row with
+/// the secret's hash, and the token. No checks and no audit event: for callers that
+/// have checked the instance themselves ([`issue`], reminders).
+pub async fn mint(
+    tx: &mut TenantTx,
+    instance_id: Uuid,
+    expires_at: OffsetDateTime,
+) -> Result<NewLink, sqlx::Error> {
     let id = Uuid::now_v7();
     let secret: [u8; 32] = rand::random();
     sqlx::query(
@@ -144,13 +160,9 @@ pub async fn issue(tx: &mut TenantTx, instance_id: Uuid) -> Result<NewLink, Link
     .bind(id)
     .bind(instance_id)
     .bind(&secret_hash(&secret)[..])
-    .bind(closes_at)
+    .bind(expires_at)
     .execute(&mut **tx)
     .await?;
-    let patient_id = PatientId::new_unchecked(patient_id);
-    let mut entry = AuditEntry::patient("assessment_link.issue", patient_id).purpose("treatment");
-    entry.details = json!({ "link_id": id, "instance_id": instance_id });
-    audit::append(tx, entry).await?;
     let token = format!(
         "{PREFIX}{}.{}.{}",
         tx.tenant_id().as_uuid().simple(),
@@ -160,7 +172,7 @@ pub async fn issue(tx: &mut TenantTx, instance_id: Uuid) -> Result<NewLink, Link
     Ok(NewLink {
         id,
         token,
-        expires_at: closes_at,
+        expires_at,
     })
 }
 

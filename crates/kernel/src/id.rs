@@ -117,6 +117,12 @@ typed_id!(
     SagaId,
     "saga"
 );
+typed_id!(
+    /// A related person of one tenant — a patient's parent or guardian — whose name
+    /// and contact details live in the identity vault. The id carries no PHI.
+    PersonId,
+    "person"
+);
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,8 @@ pub mod role;
 
 pub use actor::{Actor, ActorKind};
 pub use id::{
-    ApiKeyId, AuditEventId, JobId, PatientId, RequestId, SagaId, ScheduleId, TenantId, UserId,
+    ApiKeyId, AuditEventId, JobId, PatientId, PersonId, RequestId, SagaId, ScheduleId, TenantId,
+    UserId,
 };
 pub use phi::Phi;
 pub use role::Role;

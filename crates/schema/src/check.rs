@@ -30,7 +30,11 @@ pub const CONTEXT_SCHEMAS: &[&str] = &[
 
 /// The PHI vault: the only tables whose columns may be named like PHI (their values
 /// are ciphertext and keyed hashes). Written `schema.table`.
-pub const VAULT_TABLES: &[&str] = &["identity.patient_phi", "identity.patient_identifier_index"];
+pub const VAULT_TABLES: &[&str] = &[
+    "identity.patient_phi",
+    "identity.patient_identifier_index",
+    "identity.related_person_phi",
+];
 
 /// The append-only, hash-chained audit tables. Written `schema.table`.
 pub const APPEND_ONLY_TABLES: &[&str] = &["audit.events", "audit.checkpoints"];

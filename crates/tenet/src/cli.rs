@@ -139,6 +139,12 @@ pub enum Command {
         #[command(subcommand)]
         command: AssessmentsCommand,
     },
+    /// Assessment reminders: a tenant's quiet hours, lead time, channels and
+    /// personalisation; a patient's opt-outs; an instance's reminders.
+    Reminders {
+        #[command(subcommand)]
+        command: RemindersCommand,
+    },
     /// Sagas: workflows of steps with compensations (across tenants, read only).
     Sagas {
         #[command(subcommand)]
@@ -275,6 +281,19 @@ pub struct ServeArgs {
     /// The JetStream stream events go to (created if missing, capturing `tenet.>`).
     #[arg(long, env = "TENET_NATS_STREAM", default_value = "TENET_EVENTS")]
     pub nats_stream: String,
+    /// Send assessment reminders by email through this SMTP server:
+    /// `smtp://host:25` (plain, for a local relay), `smtp+starttls://user:pass@host:587`
+    /// (STARTTLS required) or `smtps://user:pass@host:465`. Without it reminders go by
+    /// webhook only.
+    #[arg(long, env = "TENET_SMTP_URL", requires_all = ["smtp_from", "reminder_link_base"])]
+    pub smtp_url: Option<String>,
+    /// The sender of reminder emails: `Clinic reminders <reminders@clinic.example>`.
+    #[arg(long, env = "TENET_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+    /// Where respondents answer a questionnaire; a reminder's one-time token is
+    /// appended: `https://answer.clinic.example/a/`.
+    #[arg(long, env = "TENET_REMINDER_LINK_BASE")]
+    pub reminder_link_base: Option<String>,
     /// Let tenants register webhooks to loopback, private and link-local addresses
     /// (for development only: in production it lets a tenant reach internal services).
     #[arg(long, env = "TENET_WEBHOOK_ALLOW_PRIVATE_HOSTS")]
@@ -720,6 +739,53 @@ pub enum CriticalRangesCommand {
         system: String,
         #[arg(long)]
         code: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RemindersCommand {
+    /// Set the tenant's reminder settings (and start its reminder sweep, every minute).
+    Configure {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// Quiet hours on the patient's wall clock, `HH:MM-HH:MM` (`21:00-08:00`);
+        /// `00:00-00:00` for none. A reminder due inside them waits for their end.
+        #[arg(long, default_value = "21:00-08:00")]
+        quiet_hours: String,
+        /// The closing reminder goes out this many hours before an instance closes.
+        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(0..=672))]
+        closing_lead_hours: u32,
+        /// The channels reminders go by: `email`, `webhook`, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "email,webhook")]
+        channels: Vec<String>,
+        /// Greet the respondent by first name (otherwise a reminder names nobody).
+        #[arg(long)]
+        first_name: bool,
+    },
+    /// Show the tenant's reminder settings.
+    Show {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+    },
+    /// Set a patient's opt-outs (replacing the previous ones) and quiet hours.
+    Preferences {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        patient: uuid::Uuid,
+        /// Channels never used for reminders about this patient: `email`, `webhook`.
+        #[arg(long, value_delimiter = ',')]
+        opt_out: Vec<String>,
+        /// The patient's own quiet hours, `HH:MM-HH:MM`, instead of the tenant's.
+        #[arg(long)]
+        quiet_hours: Option<String>,
+    },
+    /// An instance's reminders: kind, channel, state, due time, attempts, reason.
+    List {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        instance: uuid::Uuid,
     },
 }
 

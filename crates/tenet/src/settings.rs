@@ -145,3 +145,21 @@ pub fn checkpoint_key(global: &Global) -> anyhow::Result<audit::CheckpointKey> {
     }
     Ok(audit::CheckpointKey::load_or_create(&path)?)
 }
+
+/// The SMTP server reminders are sent through, if one is configured: its URL and
+/// sender checked now, so a mistake stops the start instead of every email.
+pub fn smtp(
+    args: &crate::cli::ServeArgs,
+) -> anyhow::Result<Option<assessments::reminder::SmtpConfig>> {
+    let (Some(url), Some(from)) = (&args.smtp_url, &args.smtp_from) else {
+        return Ok(None);
+    };
+    let link_base = args.reminder_link_base.as_deref().unwrap_or("");
+    if !link_base.starts_with("https://") && !link_base.starts_with("http://") {
+        bail!("--reminder-link-base must be an http(s) URL where respondents answer");
+    }
+    // The URL may hold a password: the error names the rule, never the value.
+    let config = assessments::reminder::SmtpConfig::from_url(url, from)
+        .map_err(|err| anyhow::anyhow!("--smtp-url/--smtp-from: {err}"))?;
+    Ok(Some(config))
+}

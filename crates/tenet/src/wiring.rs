@@ -60,6 +60,7 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
     }
     listeners::check_tenants(&app, &mllp_specs).await?;
     let keyring = Keyring::new(settings::master_key(global)?);
+    let smtp = settings::smtp(args)?.map(Arc::new);
     let checkpoint_key = Arc::new(settings::checkpoint_key(global)?);
     let oidc = args.oidc_issuer.as_ref().map(|issuer| {
         let mut config = oidc::OidcConfig::new(issuer.clone(), args.oidc_audience.clone());
@@ -78,7 +79,7 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
         Arc::new(Worker::new(
             owner.clone(),
             app.clone(),
-            job_registry(&keyring),
+            job_registry(&keyring, smtp.is_some()),
             config,
         ))
     });
@@ -90,9 +91,14 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
             nats
         });
         Some(Arc::new(
-            Relay::new(owner.clone(), app.clone(), event_handlers(), config)
-                .await
-                .context("starting the outbox relay")?,
+            Relay::new(
+                owner.clone(),
+                app.clone(),
+                event_handlers(&app, &keyring, smtp.clone(), args),
+                config,
+            )
+            .await
+            .context("starting the outbox relay")?,
         ))
     } else {
         None
@@ -106,7 +112,7 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
         ))
     });
     let metrics = api::metrics::Metrics::new();
-    let jobs = job_registry(&keyring);
+    let jobs = job_registry(&keyring, smtp.is_some());
     // HL7 v2 over MLLP: every listener bound before anything is served, so a taken
     // port fails the start. One committer groups the commits of every listener.
     let mllp = if mllp_specs.is_empty() {
@@ -355,13 +361,40 @@ async fn partition_loop(owner: PgPool, retention: Retention, mut shutdown: watch
 
 /// The in-process event handlers this binary runs. Contexts add theirs here as they
 /// gain them.
-pub fn event_handlers() -> Handlers {
-    Handlers::new()
+pub fn event_handlers(
+    app: &PgPool,
+    keyring: &Keyring,
+    smtp: Option<Arc<assessments::reminder::SmtpConfig>>,
+    args: &ServeArgs,
+) -> Handlers {
+    let mut handlers = Handlers::new();
+    if let Some(smtp) = smtp {
+        // Reminder emails carry a one-time answer link.
+        handlers = handlers.register(assessments::reminder::ReminderMailer {
+            app: app.clone(),
+            keyring: keyring.clone(),
+            smtp,
+            links: assessments::reminder::TokenLinks {
+                base_url: args.reminder_link_base.clone().unwrap_or_default(),
+            },
+        });
+    }
+    handlers
 }
 
 /// The job kinds this binary runs. Contexts add theirs here as they gain jobs.
-pub fn job_registry(keyring: &Keyring) -> Registry {
+/// `email_reminders`: whether an SMTP server is configured, so reminders may go by email.
+pub fn job_registry(keyring: &Keyring, email_reminders: bool) -> Registry {
+    use assessments::reminder::{Channel, ReminderSweep, Sweep};
+    let available = if email_reminders {
+        vec![Channel::Email, Channel::Webhook]
+    } else {
+        vec![Channel::Webhook]
+    };
     Registry::new()
+        .register(ReminderSweep {
+            sweep: Sweep { available },
+        })
         .register(Noop)
         .register(ingest::process::Process {
             keyring: keyring.clone(),

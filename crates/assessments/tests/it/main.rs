@@ -12,6 +12,7 @@ mod links;
 mod plan;
 mod props;
 mod redaction;
+mod reminder;
 mod responses;
 mod rules;
 mod safety;

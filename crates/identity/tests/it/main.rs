@@ -2,5 +2,6 @@
 //! isolation at the SQL level, and the PHI vault's encryption and audit.
 
 mod isolation;
+mod related_person;
 mod support;
 mod vault;

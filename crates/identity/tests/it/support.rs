@@ -64,7 +64,7 @@ pub async fn patient(
 pub async fn context_tables(db: &TestDb) -> Vec<String> {
     sqlx::query_scalar(
         "SELECT table_schema || '.' || table_name FROM information_schema.tables
-         WHERE table_schema IN ('identity', 'clinical', 'audit', 'platform') AND table_type = 'BASE TABLE'
+         WHERE table_schema IN ('identity', 'clinical', 'audit', 'platform', 'assessments') AND table_type = 'BASE TABLE'
          ORDER BY 1",
     )
     .fetch_all(&db.admin)

@@ -1,6 +1,7 @@
 //! `tenet check`: the live schema against invariants I1 and I8, and the work in
 //! flight against "known end states" (nothing neither done nor on its way), HL7
-//! messages left in the default partition included.
+//! messages left in the default partition and reminder emails whose outcome is
+//! unknown included.
 
 use std::process::ExitCode;
 
@@ -15,6 +16,7 @@ pub async fn run(global: &Global, json: bool, config: &HealthConfig) -> anyhow::
         let mut findings = health::run(owner, config).await?;
         findings.extend(ingest::health::findings(owner, config.overdue_after).await?);
         findings.extend(ingest::partitions::findings(owner).await?);
+        findings.extend(assessments::reminder::findings(owner).await?);
         findings.sort();
         if json {
             say(serde_json::to_string_pretty(&serde_json::json!({

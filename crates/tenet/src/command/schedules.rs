@@ -40,9 +40,10 @@ pub async fn run(global: &Global, command: SchedulesCommand) -> anyhow::Result<E
             // every slot.
             // Read for kinds and versions only: it never runs a job, so the key it is
             // built with is never used.
-            let registry = crate::wiring::job_registry(&identity::keyring::Keyring::new(
-                identity::keyring::MasterKey::generate(),
-            ));
+            let registry = crate::wiring::job_registry(
+                &identity::keyring::Keyring::new(identity::keyring::MasterKey::generate()),
+                false,
+            );
             let Some(version) = args_version.or_else(|| registry.version(&kind)) else {
                 tell(format!(
                     "no job kind is named {kind}; known kinds: {}",

@@ -19,6 +19,7 @@
 //! - [`listeners`]: `serve --role mllp --mllp-config FILE` runs each listener of the
 //!   file for its tenant and reports it on `/metrics`; configuration mistakes stop
 //!   the start.
+//! - [`reminders`]: `reminders configure|show|preferences|list`, and `serve` refusing a bad SMTP URL.
 //! - [`jobs`]: worker processes killed with SIGKILL mid-job, a database crash-restart
 //!   under load, `jobs probe` and `deadletters`.
 //!
@@ -40,6 +41,7 @@ mod listeners;
 mod migrate;
 mod principals;
 mod processing;
+mod reminders;
 
 use std::path::PathBuf;
 use std::process::Output;

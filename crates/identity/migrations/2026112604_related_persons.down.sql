@@ -1,0 +1,1 @@
+DROP TABLE identity.related_person_phi;
