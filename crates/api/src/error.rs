@@ -33,6 +33,8 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("conflict: {0}")]
     Conflict(String),
+    #[error("gone: {0}")]
+    Gone(&'static str),
     #[error("service unavailable")]
     Unavailable,
     #[error("unexpected error")]
@@ -104,6 +106,7 @@ impl ApiError {
                 Some("this Idempotency-Key was used for a different request".into()),
             ),
             Self::Conflict(detail) => (StatusCode::CONFLICT, "conflict", "Conflict", Some(detail.clone())),
+            Self::Gone(why) => (StatusCode::GONE, "gone", "Gone", Some((*why).into())),
             Self::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

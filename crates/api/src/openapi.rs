@@ -6,7 +6,10 @@ use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{admin, assessments, audit_log, jobs, patients, sagas, schedules, webhooks};
+use crate::routes::{
+    admin, assessment_responses, assessments, audit_log, jobs, patients, sagas, schedules,
+    webhooks,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +26,9 @@ use crate::routes::{admin, assessments, audit_log, jobs, patients, sagas, schedu
         assessments::create_plan, assessments::list_plans, assessments::read_plan, assessments::update_plan, assessments::retire_plan,
         assessments::enroll, assessments::read_enrollment, assessments::stop_enrollment, assessments::enroll_batch,
         assessments::add_guardian, assessments::end_guardian, assessments::run_backfill, assessments::due_list,
+        assessment_responses::submit, assessment_responses::read, assessment_responses::scores,
+        assessment_responses::issue_link, assessment_responses::link_form, assessment_responses::link_submit,
+        assessment_responses::safety_events, assessment_responses::acknowledge,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerAuth),
@@ -34,7 +40,7 @@ use crate::routes::{admin, assessments, audit_log, jobs, patients, sagas, schedu
         (name = "webhooks", description = "Webhook subscriptions to the tenant's events; a subscription's signing secret is shown once, when it is created"),
         (name = "schedules", description = "Recurring jobs on a cron in a time zone"),
         (name = "sagas", description = "Multi-step workflows with compensations: state and step log"),
-        (name = "assessments", description = "Measurement plans, enrolments (one or a batch), guardianships, backfills and the clinician's due lists"),
+        (name = "assessments", description = "Measurement-based care: plans, enrolments (one or a batch), guardianships, backfills, the clinician's due lists; responses, score history, one-time links, safety events"),
     )
 )]
 struct ApiDoc;
@@ -50,6 +56,17 @@ impl Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some("A Tenet API key (`tk_…`) or an OIDC access token"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "link",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A one-time assessment link token (`at_…`), for the respondent's form only",
+                    ))
                     .build(),
             ),
         );

@@ -33,6 +33,12 @@
 //! exactly once, with open/missed transitions and escalation), [`mod@batch`]
 //! (resumable batch enrolment), [`mod@backfill`] (past slots, resumable) and
 //! [`mod@due`] (the due and overdue lists). They take `now` as a parameter.
+//! On the database (schema `assessments`, always in the caller's tenant
+//! transaction, every access audited): [`mod@response`] checks, scores and stores a
+//! submitted questionnaire, completes its instance and records progress;
+//! [`mod@safety`] raises and lists urgent safety events; [`mod@link`] issues and
+//! redeems one-time links for patients and guardians. None of them puts an answer
+//! or a score into an event, an error or a log line.
 
 pub mod backfill;
 pub mod batch;
@@ -45,10 +51,13 @@ pub mod guardian;
 pub mod instant;
 pub mod instrument;
 pub mod materialize;
+pub mod link;
 pub mod plan;
 pub mod plan_store;
 pub mod reminder;
+pub mod response;
 pub mod rules;
+pub mod safety;
 pub mod scoring;
 
 pub use cadence::{

@@ -779,11 +779,9 @@ pub trait LinkIssuer: Send + Sync + 'static {
     ) -> impl Future<Output = Result<AnswerLink, HandlerError>> + Send;
 }
 
-/// One-time link tokens as `assessments.link_tokens` defines them: the token is
-/// `at_<tenant>.<id>.<secret>` (the secret 32 random bytes, hex), only the secret's
-/// SHA-256 is stored, and the link is `base_url` followed by the token. The context's
-/// link module, which also redeems tokens, is the one to issue them; this is what
-/// reminders use until it is wired in (`tenet serve` connects whichever it is).
+/// One-time link tokens made by [`crate::link::mint`] (`at_<tenant>.<id>.<secret>`,
+/// only the secret's SHA-256 stored; [`crate::link`] redeems them): the link is
+/// `base_url` followed by the token.
 #[derive(Debug, Clone)]
 pub struct TokenLinks {
     /// Where respondents answer, ending where the token goes:
@@ -798,28 +796,8 @@ impl LinkIssuer for TokenLinks {
         instance_id: Uuid,
         expires_at: OffsetDateTime,
     ) -> Result<AnswerLink, HandlerError> {
-        use rand::RngCore;
-        use sha2::Digest;
-        let id = Uuid::now_v7();
-        let mut secret = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut secret);
-        let secret = hex::encode(secret);
-        sqlx::query(
-            "INSERT INTO assessments.link_tokens (tenant_id, id, instance_id, secret_sha256, expires_at)
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(tx.tenant_id().as_uuid())
-        .bind(id)
-        .bind(instance_id)
-        .bind(sha2::Sha256::digest(secret.as_bytes()).to_vec())
-        .bind(expires_at)
-        .execute(&mut **tx)
-        .await?;
-        Ok(AnswerLink(format!(
-            "{}at_{}.{id}.{secret}",
-            self.base_url,
-            tx.tenant_id()
-        )))
+        let link = crate::link::mint(tx, instance_id, expires_at).await?;
+        Ok(AnswerLink(format!("{}{}", self.base_url, link.token)))
     }
 }
 

@@ -128,7 +128,7 @@ pub enum Command {
         command: SchedulesCommand,
     },
     /// Measurement-based care: plans, enrolments (one, a file, a care team),
-    /// guardians, backfills and the due lists.
+    /// guardians, backfills, the due lists; responses, scores and safety events.
     Assessments {
         #[command(subcommand)]
         command: AssessmentsCommand,
@@ -656,6 +656,59 @@ pub enum SchedulesCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum AssessmentCareCommand {
+    /// A patient's responses, oldest first: instrument, version, total, band, flags.
+    Responses {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        patient: uuid::Uuid,
+        /// Only this instrument (`phq-9`, `gad-7`, ...).
+        #[arg(long)]
+        instrument: Option<String>,
+    },
+    /// A patient's score history on one instrument, with change since the baseline
+    /// and the previous response, reliable change, response and remission.
+    Scores {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        patient: uuid::Uuid,
+        #[arg(long)]
+        instrument: String,
+    },
+    /// Urgent safety events (a self-harm answer).
+    Safety {
+        #[command(subcommand)]
+        command: SafetyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SafetyCommand {
+    /// Safety events, newest first: open ones unless --all.
+    List {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// Acknowledged ones too.
+        #[arg(long)]
+        all: bool,
+        /// At most this many (up to 200).
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Acknowledge a safety event on behalf of a user who has taken charge of it.
+    Ack {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// The user (a clinician) who has taken charge.
+        #[arg(long)]
+        user: uuid::Uuid,
+        id: uuid::Uuid,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum CriticalRangesCommand {
     /// Set (or replace) a code's critical range: a value below --low or above --high
     /// is critical.
@@ -997,6 +1050,9 @@ pub enum AssessmentsCommand {
         #[arg(long)]
         tenant: uuid::Uuid,
     },
+    /// A patient's responses, scores and urgent safety events.
+    #[command(flatten)]
+    Care(AssessmentCareCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod assessments;
+pub mod assessment_responses;
 pub mod audit_log;
 pub mod idempotency;
 pub mod jobs;
@@ -26,4 +27,5 @@ pub fn v1() -> Router<AppState> {
         .merge(schedules::router())
         .merge(sagas::router())
         .merge(assessments::router())
+        .merge(assessment_responses::router())
 }

@@ -285,13 +285,13 @@ fn view(patient: &clinical::patient::Patient, record: vault::Record) -> PatientV
     }
 }
 
-fn parse_patient_id(text: &str) -> Result<PatientId, ApiError> {
+pub(crate) fn parse_patient_id(text: &str) -> Result<PatientId, ApiError> {
     // A malformed id names no patient: the same 404 as an unknown one.
     text.parse().map_err(|_| ApiError::NotFound)
 }
 
 /// The purpose of use recorded for a role's routine access.
-fn routine_purpose(role: Role) -> &'static str {
+pub(crate) fn routine_purpose(role: Role) -> &'static str {
     match role {
         Role::Clinician | Role::CareCoordinator => "treatment",
         Role::Admin | Role::Integration | Role::Auditor => "operations",
@@ -300,7 +300,7 @@ fn routine_purpose(role: Role) -> &'static str {
 
 /// Decides on what basis `actor` may access the patient: role, care team or an
 /// active break-glass grant. Another tenant's patient is not found.
-async fn access_for(
+pub(crate) async fn access_for(
     tx: &mut TenantTx,
     actor: &Actor,
     patient_id: PatientId,
@@ -362,7 +362,7 @@ async fn read_view(
     Ok(view(&patient, record))
 }
 
-fn created(location: String, body: impl Serialize) -> Response {
+pub(crate) fn created(location: String, body: impl Serialize) -> Response {
     let mut response = (StatusCode::CREATED, Json(body)).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);

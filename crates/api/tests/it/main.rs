@@ -15,10 +15,13 @@
 //! - [`jobs`]: a tenant's admins see and handle its own jobs and dead letters only.
 //! - [`automation`]: a tenant's admins manage its own webhook subscriptions (whose URLs
 //!   may not reach private hosts), schedules and sagas only.
+//! - [`assessment_responses`]: responses, score history, one-time links and safety events:
+//!   care-team scoping, tenants apart, links once, no answers or tokens in logs.
 //! - [`operations`]: health, readiness, metrics and the OpenAPI document.
 //!
 //! Shared fixtures live in [`support`]: two tenants with a principal per role.
 
+mod assessment_responses;
 mod assessments;
 mod audit_trail;
 mod authentication;

@@ -88,3 +88,57 @@ async fn a_created_patient_view_keeps_its_shape() {
         ".updated_at" => "[timestamp]",
     });
 }
+
+#[tokio::test]
+async fn a_scored_response_and_its_score_history_keep_their_shape() {
+    let world = World::new().await;
+    let clinician = &world.a.clinician.token;
+    let patient_id = world
+        .create_patient(clinician, &patient("Doe", "MRN-1"))
+        .await;
+    let answers = |values: [u8; 9]| {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, value)| json!({ "item": (i + 1).to_string(), "value": value }))
+            .collect::<Vec<_>>()
+    };
+    let body = |values| json!({ "patient_id": patient_id, "instrument": "phq-9", "respondent": "patient", "answers": answers(values) });
+    world
+        .post(
+            "/v1/assessments/responses",
+            clinician,
+            &body([3, 3, 3, 3, 2, 2, 2, 2, 0]),
+        )
+        .await
+        .ok(StatusCode::CREATED);
+    let view = world
+        .post(
+            "/v1/assessments/responses",
+            clinician,
+            &body([1, 1, 1, 1, 0, 0, 0, 0, 1]),
+        )
+        .await
+        .ok(StatusCode::CREATED);
+    insta::assert_json_snapshot!("scored_response_view", view, {
+        ".id" => "[id]",
+        ".patient_id" => "[id]",
+        ".submitted_by" => "[actor]",
+        ".submitted_at" => "[timestamp]",
+        ".safety_event_id" => "[id]",
+        ".score.progress.baseline_response_id" => "[id]",
+    });
+    let history = world
+        .get(
+            &format!("/v1/patients/{patient_id}/assessments/scores?instrument=phq-9"),
+            clinician,
+        )
+        .await
+        .ok(StatusCode::OK);
+    insta::assert_json_snapshot!("score_history", history, {
+        ".patient_id" => "[id]",
+        ".points[].response_id" => "[id]",
+        ".points[].at" => "[timestamp]",
+        ".points[].progress.baseline_response_id" => "[id]",
+    });
+}

@@ -1,18 +1,23 @@
 //! The integration tests of the `assessments` crate: the catalogue's consistency,
 //! worked examples from the manuals, property tests of scoring and change, plans,
 //! their cadence and family rules, and the redaction of answers, scores and patient
-//! facts — all through the public API.
+//! facts — all through the public API; and on a real PostgreSQL, responses
+//! ([`responses`]), one-time links ([`links`]) and safety events ([`safety`]).
 
 mod automation;
 mod cadence;
 mod catalogue;
 mod change;
 mod examples;
+mod links;
 mod plan;
 mod props;
 mod redaction;
 mod reminder;
+mod responses;
 mod rules;
+mod safety;
+mod world;
 
 use assessments::{Answers, Instrument, InstrumentCode, Respondent, Score, score};
 

@@ -65,7 +65,14 @@ pub async fn run(global: &Global, command: AssessmentsCommand) -> anyhow::Result
         }
         _ => None,
     };
+    let command = match command {
+        AssessmentsCommand::Care(command) => {
+            return super::assessment_responses::run(global, command).await;
+        }
+        command => command,
+    };
     super::with_pools(global, async |_owner, app| match command {
+        AssessmentsCommand::Care(_) => unreachable!("handled above"),
         AssessmentsCommand::Plans { command } => plans(app, command).await,
         AssessmentsCommand::Enroll {
             tenant,

@@ -1,5 +1,6 @@
 //! One module per subcommand. Each prints for a human on stdout; logs go to stderr.
 
+mod assessment_responses;
 mod assessments;
 mod audit_log;
 mod check;

@@ -130,6 +130,23 @@ const SUBCOMMANDS: &[(&[&str], &[&str])] = &[
     ),
     (&["ingest", "show"], &["<ID>", "--raw", "--purpose"]),
     (&["ingest", "retention"], &["--days", "--dry-run"]),
+    (&["assessments"], &["responses", "scores", "safety"]),
+    (
+        &["assessments", "responses"],
+        &["--tenant", "--patient", "--instrument"],
+    ),
+    (
+        &["assessments", "scores"],
+        &["--tenant", "--patient", "--instrument"],
+    ),
+    (
+        &["assessments", "safety", "list"],
+        &["--tenant", "--all", "--limit"],
+    ),
+    (
+        &["assessments", "safety", "ack"],
+        &["--tenant", "--user", "<ID>"],
+    ),
     (&["hl7"], &["parse", "send"]),
     (&["hl7", "parse"], &["<FILE>", "--json"]),
     (&["hl7", "send"], &["--to", "--timeout-secs", "<FILES>"]),

@@ -3,6 +3,7 @@
 //!
 //! - [`help`]: every subcommand explains itself.
 //! - [`assessments`]: plans, a batch enrolment killed mid-file and resumed, the due list.
+//! - [`assessment_responses`]: a patient's scores and safety events, as the operator sees them.
 //! - [`principals`]: `tenant create`, `user create`, `apikey create`.
 //! - [`audit_log`]: `audit verify` on a clean log, and after each kind of tampering.
 //! - [`check`]: `tenet check` on the migrated schema and on a broken one.
@@ -27,6 +28,7 @@
 //! `TENET_APP_DATABASE_URL` (the service role), key files in a temporary directory
 //! and JSON logs; nothing from the environment of the test run leaks in.
 
+mod assessment_responses;
 mod assessments;
 mod audit_log;
 mod check;

@@ -312,7 +312,8 @@ async fn an_opening_instance_is_reminded_once_per_channel_however_many_sweeps_ru
             .contains("Subject: You have a questionnaire to complete")
     );
     assert!(
-        mail.text.contains(&format!("at_{tenant_id}.")),
+        mail.text
+            .contains(&format!("at_{}.", tenant_id.as_uuid().simple())),
         "the one-time link is in the body"
     );
     assert!(mail.text.contains(&format!(
