@@ -372,16 +372,14 @@ async fn commit_group(
     pendings: &[Pending],
 ) -> Result<Vec<Stored>, sqlx::Error> {
     let messages: Vec<&NewMessage> = pendings.iter().map(|p| &p.message).collect();
-    let mut tx = TenantTx::begin_as(pool, tenant_id, "system:ingest", None).await?;
+    // The ACK promises durability: never acknowledge on an asynchronous commit
+    // (`synchronous_commit` on, set with BEGIN in one round trip).
+    let mut tx = TenantTx::begin_as_durable(pool, tenant_id, "system:ingest").await?;
     let data_key = keyring.active_key(&mut tx).await.map_err(|err| match err {
         KeyringError::Database(err) => err,
         // No PHI in it: a key id or "no data key" at most.
         other => sqlx::Error::Protocol(format!("the tenant's data key: {other}")),
     })?;
-    // The ACK promises durability: never acknowledge on an asynchronous commit.
-    sqlx::query("SET LOCAL synchronous_commit = on")
-        .execute(&mut *tx)
-        .await?;
     let col = |f: fn(&NewMessage) -> Option<String>| -> Vec<Option<String>> {
         messages.iter().map(|m| f(m)).collect()
     };

@@ -740,3 +740,51 @@ async fn the_partitioning_migration_keeps_existing_messages_and_their_duplicates
     assert_eq!(visible(&db.app, tenant_id, "true").await, 3);
     assert_check_clean(&db).await;
 }
+
+#[tokio::test]
+async fn raw_messages_stay_in_the_row_in_every_partition_including_ones_made_later() {
+    let ingest = setup(CommitterConfig::default()).await;
+    let earlier = days_ago(10);
+    create_partition(&ingest.db, earlier).await;
+    let storage: Vec<(String, String)> = sqlx::query_as(
+        "SELECT c.relname::text, a.attstorage::text FROM pg_inherits i \
+         JOIN pg_class c ON c.oid = i.inhrelid \
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'raw_sealed' \
+         WHERE i.inhparent = 'ingest.messages'::regclass ORDER BY 1",
+    )
+    .fetch_all(&ingest.db.admin)
+    .await
+    .unwrap();
+    assert!(storage.len() >= 3, "{storage:?}");
+    assert!(
+        storage.iter().all(|(_, storage)| storage == "m"),
+        "{storage:?}"
+    );
+    // A message of a few KB (the sealed bytes do not compress) is written in the row,
+    // not to the partition's TOAST table.
+    let mut sent = message(earlier, "BIG1", "AA");
+    let mut raw = sent.raw.to_vec();
+    raw.extend(
+        std::iter::repeat_n(b"OBX|1|NM|1^X||42|mg|||||F\r".as_slice(), 200)
+            .flatten()
+            .copied(),
+    );
+    assert!(raw.len() > 5000);
+    sent.raw = Bytes::from(raw);
+    assert_eq!(
+        ingest
+            .committer
+            .store(ingest.tenant_id, sent)
+            .await
+            .unwrap(),
+        Stored::New
+    );
+    let toast_bytes: i64 = sqlx::query_scalar(
+        "SELECT pg_relation_size(reltoastrelid) FROM pg_class WHERE oid = $1::regclass",
+    )
+    .bind(format!("ingest.{}", partition_name(earlier)))
+    .fetch_one(&ingest.db.admin)
+    .await
+    .unwrap();
+    assert_eq!(toast_bytes, 0);
+}
