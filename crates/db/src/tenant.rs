@@ -39,7 +39,18 @@ impl TenantTx {
         actor_name: &str,
         request_id: Option<RequestId>,
     ) -> Result<Self, sqlx::Error> {
-        Self::begin_inner(pool, tenant_id, actor_name, request_id, None).await
+        Self::begin_inner(pool, tenant_id, actor_name, request_id, None, false).await
+    }
+
+    /// Like [`TenantTx::begin_as`], with `synchronous_commit` on for this transaction
+    /// whatever the server's default, set in the same round trip: for a commit that is
+    /// promised to someone outside as soon as it returns (an HL7 ACK, invariant I4).
+    pub async fn begin_as_durable(
+        pool: &PgPool,
+        tenant_id: TenantId,
+        actor_name: &str,
+    ) -> Result<Self, sqlx::Error> {
+        Self::begin_inner(pool, tenant_id, actor_name, None, None, true).await
     }
 
     /// Like [`TenantTx::begin_as`], with every statement and every lock wait of the
@@ -53,7 +64,7 @@ impl TenantTx {
         actor_name: &str,
         timeout: std::time::Duration,
     ) -> Result<Self, sqlx::Error> {
-        Self::begin_inner(pool, tenant_id, actor_name, None, Some(timeout)).await
+        Self::begin_inner(pool, tenant_id, actor_name, None, Some(timeout), false).await
     }
 
     async fn begin_inner(
@@ -62,6 +73,7 @@ impl TenantTx {
         actor_name: &str,
         request_id: Option<RequestId>,
         timeout: Option<std::time::Duration>,
+        durable: bool,
     ) -> Result<Self, sqlx::Error> {
         // BEGIN and the settings travel in one round trip (a simple-protocol batch).
         // The values are spliced, not bound: ids are UUIDs we format, the timeout a
@@ -73,9 +85,14 @@ impl TenantTx {
                 ", set_config('statement_timeout', '{ms}', true), set_config('lock_timeout', '{ms}', true)"
             )
         });
+        let durable = if durable {
+            ", set_config('synchronous_commit', 'on', true)"
+        } else {
+            ""
+        };
         let statement = format!(
             "BEGIN; SELECT set_config('tenet.tenant_id', '{tenant_id}', true), \
-             set_config('tenet.actor', {}, true), set_config('tenet.request_id', '{}', true){bounds}",
+             set_config('tenet.actor', {}, true), set_config('tenet.request_id', '{}', true){bounds}{durable}",
             quote_literal(actor_name),
             request_id.map(|id| id.to_string()).unwrap_or_default(),
         );

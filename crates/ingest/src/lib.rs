@@ -4,7 +4,8 @@
 //!   and answers it with an ACK, which is written to the socket only after the
 //!   message is committed (invariant I4).
 //! - [`store`] commits messages from every connection in groups: one transaction per
-//!   tenant per group, so a burst of messages costs a few commits, not one each.
+//!   tenant per group, several groups committing at once, so a burst of messages costs
+//!   a few commits, not one each, and a lone message is written at once.
 //!   A duplicate (same MSH-3, MSH-4 and MSH-10) is stored once and answered with the
 //!   first message's ACK code (invariant I6), found in `ingest.message_keys`.
 //! - [`partitions`] keeps `ingest.messages` in daily partitions: made ahead, and
@@ -61,5 +62,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "processing",
         up: include_str!("../migrations/2026112504_processing.up.sql"),
         down: include_str!("../migrations/2026112504_processing.down.sql"),
+    },
+    Migration {
+        version: 2026112606,
+        context: "ingest",
+        name: "raw_inline",
+        up: include_str!("../migrations/2026112606_raw_inline.up.sql"),
+        down: include_str!("../migrations/2026112606_raw_inline.down.sql"),
     },
 ];

@@ -1,9 +1,16 @@
-//! Grouped commits: many connections hand their messages to one [`Committer`], which
-//! stores whatever arrived within a short window in one transaction per tenant and
-//! only then answers each sender.
+//! Group commit: many connections hand their messages to one [`Committer`], which
+//! stores them in groups, one transaction per tenant per group, and only then answers
+//! each sender.
+//!
+//! The pipeline: up to [`CommitterConfig::commits_in_flight`] groups commit at once,
+//! each on its own pooled connection. A group starts as soon as a commit slot is free
+//! and a message waits, and takes every message waiting then (up to
+//! [`CommitterConfig::group_max`]); there is no timed wait, so a lone message is
+//! written at once, and messages that arrive while every slot is busy wait in the
+//! queue and form the next group together.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use db::TenantTx;
@@ -12,8 +19,8 @@ use identity::keyring::{DataKey, Keyring, KeyringError};
 use kernel::TenantId;
 use sqlx::PgPool;
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::{JoinHandle, JoinSet};
 use uuid::Uuid;
 
 use crate::process::{Process, ProcessArgs};
@@ -22,11 +29,18 @@ use platform::jobs::JobSpec;
 /// The job queue processing runs on.
 pub const PROCESS_QUEUE: &str = "ingest";
 
-/// How a group is formed.
+/// The default most groups committing at once.
+pub const COMMITS_IN_FLIGHT_DEFAULT: usize = 4;
+
+/// The most groups that may be configured to commit at once.
+pub const COMMITS_IN_FLIGHT_MAX: usize = 64;
+
+/// How groups are formed and committed.
 #[derive(Clone, Debug)]
 pub struct CommitterConfig {
-    /// After the first message of a group, how long to wait for more.
-    pub window: Duration,
+    /// The most groups committing at once, each in its own transaction on its own
+    /// pooled connection.
+    pub commits_in_flight: usize,
     /// The most messages in one group.
     pub group_max: usize,
     /// How many messages may wait for the committer before senders block.
@@ -36,7 +50,7 @@ pub struct CommitterConfig {
 impl Default for CommitterConfig {
     fn default() -> Self {
         Self {
-            window: Duration::from_millis(2),
+            commits_in_flight: COMMITS_IN_FLIGHT_DEFAULT,
             group_max: 128,
             queue_max: 1024,
         }
@@ -239,6 +253,10 @@ impl Committer {
             "BUG: a commit group enqueues a job per message: group_max is at most {}",
             platform::jobs::ENQUEUE_MANY_MAX
         );
+        assert!(
+            config.commits_in_flight <= COMMITS_IN_FLIGHT_MAX,
+            "BUG: commits_in_flight is at most {COMMITS_IN_FLIGHT_MAX}"
+        );
         let (tx, rx) = mpsc::channel(config.queue_max.max(1));
         let task = tokio::spawn(run(pool, keyring, config, rx));
         (CommitterHandle { tx }, task)
@@ -252,50 +270,77 @@ async fn run(
     mut rx: mpsc::Receiver<Pending>,
 ) {
     let group_max = config.group_max.max(1);
-    while let Some(first) = rx.recv().await {
+    let slots = Arc::new(Semaphore::new(config.commits_in_flight.max(1)));
+    let mut commits = JoinSet::new();
+    loop {
+        // A free slot first, then the messages: while every slot is committing,
+        // arrivals wait in the queue and the next group takes them all at once.
+        let slot = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("BUG: the committer's semaphore is never closed");
+        let Some(first) = rx.recv().await else {
+            break;
+        };
         let mut group = vec![first];
-        let deadline = tokio::time::Instant::now() + config.window;
         while group.len() < group_max {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(next)) => group.push(next),
-                Ok(None) | Err(_) => break,
+            match rx.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
             }
         }
-        let mut by_tenant: HashMap<TenantId, Vec<Pending>> = HashMap::new();
-        for pending in group {
-            by_tenant
-                .entry(pending.tenant_id)
-                .or_default()
-                .push(pending);
-        }
-        for (tenant_id, pendings) in by_tenant {
-            let n = pendings.len();
-            match commit_group(&pool, &keyring, tenant_id, &pendings).await {
-                Ok(outcomes) => {
-                    for (pending, outcome) in pendings.into_iter().zip(outcomes) {
-                        let _ = pending.reply.send(Ok(outcome));
-                    }
+        // Reap finished commits so the set does not grow.
+        while commits.try_join_next().is_some() {}
+        let (pool, keyring) = (pool.clone(), keyring.clone());
+        commits.spawn(async move {
+            commit_and_answer(&pool, &keyring, group).await;
+            drop(slot);
+        });
+    }
+    // Every handle is gone and the queue is empty: finish the groups in flight.
+    while commits.join_next().await.is_some() {}
+}
+
+/// Commits one group, in one transaction per tenant, and answers each sender.
+///
+/// Groups commit concurrently, so a message may meet another with its key in another
+/// group's open transaction: its insert into `ingest.message_keys` waits for that
+/// transaction, then does nothing if it committed (a duplicate, answered with the
+/// committed row's ACK code, read by a later statement that sees it) or inserts if it
+/// rolled back. Each connection has one message in flight, so a sender's messages
+/// still commit in the order it sent them.
+async fn commit_and_answer(pool: &PgPool, keyring: &Keyring, group: Vec<Pending>) {
+    let mut by_tenant: HashMap<TenantId, Vec<Pending>> = HashMap::new();
+    for pending in group {
+        by_tenant
+            .entry(pending.tenant_id)
+            .or_default()
+            .push(pending);
+    }
+    for (tenant_id, pendings) in by_tenant {
+        let n = pendings.len();
+        match commit_group(pool, keyring, tenant_id, &pendings).await {
+            Ok(outcomes) => {
+                for (pending, outcome) in pendings.into_iter().zip(outcomes) {
+                    let _ = pending.reply.send(Ok(outcome));
                 }
-                Err(error) if n > 1 => {
-                    // One bad message must not fail its neighbours forever (they
-                    // would be resent into the same fate): commit each alone.
-                    tracing::warn!(%tenant_id, messages = n, %error, "committing a group of HL7 messages failed; committing them one by one");
-                    for pending in pendings {
-                        let outcome = commit_group(
-                            &pool,
-                            &keyring,
-                            tenant_id,
-                            std::slice::from_ref(&pending),
-                        )
-                        .await
-                        .map(|mut outcomes| outcomes.remove(0));
-                        answer(pending, tenant_id, outcome);
-                    }
+            }
+            Err(error) if n > 1 => {
+                // One bad message must not fail its neighbours forever (they would
+                // be resent into the same fate): commit each alone.
+                tracing::warn!(%tenant_id, messages = n, %error, "committing a group of HL7 messages failed; committing them one by one");
+                for pending in pendings {
+                    let outcome =
+                        commit_group(pool, keyring, tenant_id, std::slice::from_ref(&pending))
+                            .await
+                            .map(|mut outcomes| outcomes.remove(0));
+                    answer(pending, tenant_id, outcome);
                 }
-                Err(error) => {
-                    if let Some(pending) = pendings.into_iter().next() {
-                        answer(pending, tenant_id, Err(error));
-                    }
+            }
+            Err(error) => {
+                if let Some(pending) = pendings.into_iter().next() {
+                    answer(pending, tenant_id, Err(error));
                 }
             }
         }
@@ -327,24 +372,26 @@ async fn commit_group(
     pendings: &[Pending],
 ) -> Result<Vec<Stored>, sqlx::Error> {
     let messages: Vec<&NewMessage> = pendings.iter().map(|p| &p.message).collect();
-    let mut tx = TenantTx::begin_as(pool, tenant_id, "system:ingest", None).await?;
+    // The ACK promises durability: never acknowledge on an asynchronous commit
+    // (`synchronous_commit` on, set with BEGIN in one round trip).
+    let mut tx = TenantTx::begin_as_durable(pool, tenant_id, "system:ingest").await?;
     let data_key = keyring.active_key(&mut tx).await.map_err(|err| match err {
         KeyringError::Database(err) => err,
         // No PHI in it: a key id or "no data key" at most.
         other => sqlx::Error::Protocol(format!("the tenant's data key: {other}")),
     })?;
-    // The ACK promises durability: never acknowledge on an asynchronous commit.
-    sqlx::query("SET LOCAL synchronous_commit = on")
-        .execute(&mut *tx)
-        .await?;
     let col = |f: fn(&NewMessage) -> Option<String>| -> Vec<Option<String>> {
         messages.iter().map(|m| f(m)).collect()
     };
     // One statement stores the group: the keys of the messages that have one go into
-    // `ingest.message_keys`, where a key already there (stored earlier, or by an
-    // earlier message of this group: rows are inserted in the group's order) is a
-    // conflict and skipped; then every message whose key was new, and every message
-    // without a key, goes into `ingest.messages`.
+    // `ingest.message_keys`, where a key already there (stored earlier, by another
+    // group's transaction, or by an earlier message of this group) is a conflict and
+    // skipped; then every message whose key was new, and every message without a key,
+    // goes into `ingest.messages`. Keys are inserted in key order (one key's messages
+    // in the group's order, so the first of them is stored): every group takes the
+    // keys' index entries in the same order, so two groups committing at once never
+    // wait on each other's keys in a cycle (a deadlock). A key held by another open
+    // transaction makes this insert wait for it to end.
     let inserted: Vec<Uuid> = sqlx::query_scalar(
         "WITH keys AS ( \
              INSERT INTO ingest.message_keys (tenant_id, sending_application, sending_facility, \
@@ -355,7 +402,7 @@ async fn commit_group(
                  AS k(id, received_at, application, facility, control_id, ack_code, n) \
              WHERE k.application IS NOT NULL AND k.facility IS NOT NULL \
                  AND k.control_id IS NOT NULL \
-             ORDER BY k.n \
+             ORDER BY k.application, k.facility, k.control_id, k.n \
              ON CONFLICT DO NOTHING \
              RETURNING message_id \
          ) \
@@ -442,9 +489,12 @@ async fn commit_group(
     .fetch_all(&mut *tx)
     .await?;
     let inserted: HashSet<Uuid> = inserted.into_iter().collect();
-    // Duplicates (of a message stored earlier, or earlier in this group) are answered
-    // with that message's ACK code, read for the whole group at once; the keys this
-    // transaction just wrote are visible to it.
+    // Duplicates (of a message stored earlier, by a group that committed while this
+    // one waited on its key, or earlier in this group) are answered with that
+    // message's ACK code, read for the whole group at once. This is a statement of its
+    // own: under READ COMMITTED its snapshot is taken after the insert above finished
+    // waiting, so it sees the key another transaction committed meanwhile (the
+    // insert's own snapshot does not), and the keys this transaction just wrote.
     let duplicates: Vec<(&str, &str, &str)> = messages
         .iter()
         .filter(|m| !inserted.contains(&m.id))

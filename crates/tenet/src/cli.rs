@@ -312,6 +312,12 @@ pub struct ServeArgs {
     /// The tenant every message received on `--mllp` belongs to.
     #[arg(long, env = "TENET_MLLP_TENANT", requires = "mllp")]
     pub mllp_tenant: Option<uuid::Uuid>,
+    /// How many groups of received HL7 messages commit at once (group commit), each
+    /// in its own transaction on a connection of the service role's pool
+    /// (`--db-connections`). A message arriving while a slot is free is written at
+    /// once; messages arriving while every slot is busy form the next group together.
+    #[arg(long, env = "TENET_MLLP_COMMITS_IN_FLIGHT", default_value_t = ingest::store::COMMITS_IN_FLIGHT_DEFAULT as u16, value_parser = clap::value_parser!(u16).range(1..=ingest::store::COMMITS_IN_FLIGHT_MAX as i64))]
+    pub mllp_commits_in_flight: u16,
     /// Keep received HL7 messages this many days (0: forever). Whole days older than
     /// that are dropped, hourly, with their de-duplication keys: a resend is
     /// recognised as a duplicate within this window only.

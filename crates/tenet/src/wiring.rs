@@ -45,6 +45,13 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
         }
         _ => {}
     }
+    if !mllp_specs.is_empty() && u32::from(args.mllp_commits_in_flight) > args.db_connections {
+        bail!(
+            "--mllp-commits-in-flight {} needs as many connections: --db-connections is {}",
+            args.mllp_commits_in_flight,
+            args.db_connections
+        );
+    }
     let (owner, app) = database
         .config
         .connect(args.db_connections)
@@ -118,8 +125,12 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
     let mllp = if mllp_specs.is_empty() {
         None
     } else {
+        let committer_config = CommitterConfig {
+            commits_in_flight: usize::from(args.mllp_commits_in_flight),
+            ..CommitterConfig::default()
+        };
         let (committer, committer_task) =
-            Committer::spawn(app.clone(), keyring.clone(), CommitterConfig::default());
+            Committer::spawn(app.clone(), keyring.clone(), committer_config);
         let mut bound = Vec::with_capacity(mllp_specs.len());
         for spec in mllp_specs {
             let config = &spec.config;

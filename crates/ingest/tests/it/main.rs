@@ -3,8 +3,10 @@
 //! tenant isolation. [`partitions`]: daily partitions, the default partition,
 //! retention, and reading a raw message (audited). [`refusals`]: refusals that leave
 //! their neighbours untouched. [`transport`]: TLS with client certificates, the
-//! connection limit, the idle timeout and the listener's counters.
+//! connection limit, the idle timeout and the listener's counters. [`group_commit`]:
+//! several groups committing at once, meeting on the same keys.
 
+mod group_commit;
 mod partitions;
 mod transport;
 

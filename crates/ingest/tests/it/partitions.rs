@@ -21,15 +21,15 @@ use uuid::Uuid;
 
 const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
-struct Ingest {
-    db: TestDb,
-    tenant_id: TenantId,
-    keyring: Keyring,
-    committer: CommitterHandle,
+pub(crate) struct Ingest {
+    pub(crate) db: TestDb,
+    pub(crate) tenant_id: TenantId,
+    pub(crate) keyring: Keyring,
+    pub(crate) committer: CommitterHandle,
 }
 
 /// A tenant with its data key, a committer, and today's partitions.
-async fn setup(config: CommitterConfig) -> Ingest {
+pub(crate) async fn setup(config: CommitterConfig) -> Ingest {
     let db = TestDb::migrated(&schema::migrator()).await;
     partitions::ensure(&db.owner, LOCK_TIMEOUT).await.unwrap();
     let keyring = Keyring::new(MasterKey::generate());
@@ -69,7 +69,7 @@ fn partition_name(at: OffsetDateTime) -> String {
 
 /// A parsed ADT from LAB^HOSP with MSH-10 `control_id`, received at `at`, with an id
 /// from the same instant (as the listener makes them), answered `ack`.
-fn message(at: OffsetDateTime, control_id: &str, ack: &str) -> NewMessage {
+pub(crate) fn message(at: OffsetDateTime, control_id: &str, ack: &str) -> NewMessage {
     let nanos = at.nanosecond();
     let id = Uuid::new_v7(uuid::Timestamp::from_unix(
         uuid::NoContext,
@@ -134,7 +134,7 @@ async fn partition_exists(db: &TestDb, name: &str) -> bool {
 }
 
 /// How many of its messages the tenant sees with `filter`, as the service role.
-async fn visible(pool: &PgPool, tenant_id: TenantId, filter: &str) -> i64 {
+pub(crate) async fn visible(pool: &PgPool, tenant_id: TenantId, filter: &str) -> i64 {
     let mut tx = TenantTx::begin_as(pool, tenant_id, "system", None)
         .await
         .unwrap();
@@ -202,51 +202,105 @@ async fn a_resend_days_later_is_a_duplicate_across_partitions_answered_like_the_
 #[tokio::test]
 async fn duplicates_within_one_group_are_stored_once_and_answered_like_the_first_of_them() {
     let ingest = setup(CommitterConfig {
-        window: Duration::from_millis(500),
+        commits_in_flight: 1,
         group_max: 3,
         queue_max: 16,
     })
     .await;
     let now = OffsetDateTime::now_utc();
+    // One group commits at a time: while a first message waits on a lock of the
+    // table, the three below queue, and then form the next group together.
+    let mut lock = ingest.db.admin.begin().await.unwrap();
+    sqlx::query("LOCK TABLE ingest.messages IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let blocked = {
+        let committer = ingest.committer.clone();
+        let tenant_id = ingest.tenant_id;
+        let message = message(now, "G0", "AA");
+        tokio::spawn(async move { committer.store(tenant_id, message).await.unwrap() })
+    };
+    lock_waits_until(&ingest.db, 1).await;
     let sent = [
         message(now, "G1", "AA"),
         message(now, "G1", "CA"),
         message(now, "G2", "AA"),
     ];
-    let stores = sent.clone().map(|message| {
+    let mut stores = Vec::new();
+    for message in sent.clone() {
         let committer = ingest.committer.clone();
         let tenant_id = ingest.tenant_id;
-        tokio::spawn(async move { committer.store(tenant_id, message).await.unwrap() })
-    });
+        stores.push(tokio::spawn(async move {
+            committer.store(tenant_id, message).await.unwrap()
+        }));
+        // In this order: the first G1 is the first of the group.
+        let queued = stores.len();
+        let backlog = ingest.committer.backlog();
+        wait_until(|| backlog.get() == queued).await;
+    }
+    lock.commit().await.unwrap();
+    assert_eq!(blocked.await.unwrap(), Stored::New);
     let mut outcomes = Vec::new();
     for store in stores {
         outcomes.push(store.await.unwrap());
     }
-    // Whichever of the two G1 arrived first is stored; the other gets its answer.
-    let stored: Vec<usize> = (0..2).filter(|&i| outcomes[i] == Stored::New).collect();
-    assert_eq!(stored.len(), 1, "{outcomes:?}");
-    let (first, second) = (stored[0], 1 - stored[0]);
+    assert_eq!(outcomes[0], Stored::New, "the first of the group is stored");
     assert_eq!(
-        outcomes[second],
+        outcomes[1],
         Stored::Duplicate {
-            ack_code: sent[first].ack_code
+            ack_code: sent[0].ack_code
         }
     );
     assert_eq!(outcomes[2], Stored::New);
     let transactions: i64 = sqlx::query_scalar(
-        "SELECT count(DISTINCT xmin::text) FROM ingest.messages WHERE tenant_id = $1",
+        "SELECT count(DISTINCT xmin::text) FROM ingest.messages WHERE tenant_id = $1 AND control_id <> 'G0'",
     )
     .bind(ingest.tenant_id.as_uuid())
     .fetch_one(&ingest.db.admin)
     .await
     .unwrap();
     assert_eq!(transactions, 1, "the three were one group");
-    assert_eq!(visible(&ingest.db.app, ingest.tenant_id, "true").await, 2);
+    assert_eq!(visible(&ingest.db.app, ingest.tenant_id, "true").await, 3);
     let n_keys: i64 = sqlx::query_scalar("SELECT count(*) FROM ingest.message_keys")
         .fetch_one(&ingest.db.admin)
         .await
         .unwrap();
-    assert_eq!(n_keys, 2);
+    assert_eq!(n_keys, 3);
+}
+
+/// Waits (at most 10 s) until `n` sessions of the test's database wait on a lock.
+pub(crate) async fn lock_waits_until(db: &TestDb, n: i64) {
+    let started = std::time::Instant::now();
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&db.admin)
+        .await
+        .unwrap();
+        if waiting >= n {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{waiting} sessions wait on a lock, not {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits (at most 10 s) until `done` holds.
+pub(crate) async fn wait_until(mut done: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not done within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 #[tokio::test]
@@ -685,4 +739,52 @@ async fn the_partitioning_migration_keeps_existing_messages_and_their_duplicates
     assert_eq!(all.up(&db.owner).await.unwrap(), n_later);
     assert_eq!(visible(&db.app, tenant_id, "true").await, 3);
     assert_check_clean(&db).await;
+}
+
+#[tokio::test]
+async fn raw_messages_stay_in_the_row_in_every_partition_including_ones_made_later() {
+    let ingest = setup(CommitterConfig::default()).await;
+    let earlier = days_ago(10);
+    create_partition(&ingest.db, earlier).await;
+    let storage: Vec<(String, String)> = sqlx::query_as(
+        "SELECT c.relname::text, a.attstorage::text FROM pg_inherits i \
+         JOIN pg_class c ON c.oid = i.inhrelid \
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'raw_sealed' \
+         WHERE i.inhparent = 'ingest.messages'::regclass ORDER BY 1",
+    )
+    .fetch_all(&ingest.db.admin)
+    .await
+    .unwrap();
+    assert!(storage.len() >= 3, "{storage:?}");
+    assert!(
+        storage.iter().all(|(_, storage)| storage == "m"),
+        "{storage:?}"
+    );
+    // A message of a few KB (the sealed bytes do not compress) is written in the row,
+    // not to the partition's TOAST table.
+    let mut sent = message(earlier, "BIG1", "AA");
+    let mut raw = sent.raw.to_vec();
+    raw.extend(
+        std::iter::repeat_n(b"OBX|1|NM|1^X||42|mg|||||F\r".as_slice(), 200)
+            .flatten()
+            .copied(),
+    );
+    assert!(raw.len() > 5000);
+    sent.raw = Bytes::from(raw);
+    assert_eq!(
+        ingest
+            .committer
+            .store(ingest.tenant_id, sent)
+            .await
+            .unwrap(),
+        Stored::New
+    );
+    let toast_bytes: i64 = sqlx::query_scalar(
+        "SELECT pg_relation_size(reltoastrelid) FROM pg_class WHERE oid = $1::regclass",
+    )
+    .bind(format!("ingest.{}", partition_name(earlier)))
+    .fetch_one(&ingest.db.admin)
+    .await
+    .unwrap();
+    assert_eq!(toast_bytes, 0);
 }

@@ -383,8 +383,10 @@ async fn the_counters_follow_real_traffic_by_ack_code_latency_and_refused_frames
 #[tokio::test]
 async fn messages_behind_a_blocked_commit_show_as_in_flight_and_in_the_committer_backlog() {
     let db = TestDb::migrated(&schema::migrator()).await;
-    // Groups of one: the committer takes one message and the others queue.
+    // Groups of one, one at a time: the committer takes one message and the others
+    // queue.
     let committer_config = CommitterConfig {
+        commits_in_flight: 1,
         group_max: 1,
         ..CommitterConfig::default()
     };

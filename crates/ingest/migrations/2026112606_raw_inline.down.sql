@@ -1,0 +1,1 @@
+ALTER TABLE ingest.messages ALTER COLUMN raw_sealed SET STORAGE EXTENDED;

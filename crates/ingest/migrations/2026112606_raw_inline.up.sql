@@ -1,0 +1,11 @@
+-- The sealed raw message stays in the row (issue 5, store path): an AES-GCM
+-- ciphertext does not compress, and a typical message (a few KB) fits a heap page,
+-- so moving it out of line to TOAST cost a second table and index write per message
+-- for nothing. STORAGE MAIN keeps it inline and moves it to TOAST only when the row
+-- would not fit a page otherwise (a message of more than about 8 KB).
+--
+-- Set on the parent, it reaches every existing partition (the default one too), and
+-- `ingest.create_partition` makes new partitions `LIKE ingest.messages INCLUDING
+-- STORAGE`, so partitions made later are the same. Rows already stored keep their
+-- layout; only new rows are written inline.
+ALTER TABLE ingest.messages ALTER COLUMN raw_sealed SET STORAGE MAIN;
