@@ -6,7 +6,7 @@ use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{admin, audit_log, jobs, patients, sagas, schedules, webhooks};
+use crate::routes::{admin, audit_log, jobs, notes, patients, sagas, schedules, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,9 @@ use crate::routes::{admin, audit_log, jobs, patients, sagas, schedules, webhooks
         webhooks::create, webhooks::list, webhooks::read, webhooks::disable, webhooks::enable,
         schedules::create, schedules::list, schedules::read, schedules::update, schedules::enable, schedules::disable, schedules::remove,
         sagas::read,
+        notes::create_v2, notes::read_v2, notes::edit_v2, notes::sign_v2, notes::cosign_v2, notes::amend_v2, notes::list,
+        notes::create_v1, notes::read_v1, notes::edit_v1, notes::sign_v1, notes::cosign_v1, notes::amend_v1,
+        notes::late, notes::configure, notes::add_supervisor,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerAuth),
@@ -31,6 +34,8 @@ use crate::routes::{admin, audit_log, jobs, patients, sagas, schedules, webhooks
         (name = "webhooks", description = "Webhook subscriptions to the tenant's events; a subscription's signing secret is shown once, when it is created"),
         (name = "schedules", description = "Recurring jobs on a cron in a time zone"),
         (name = "sagas", description = "Multi-step workflows with compensations: state and step log"),
+        (name = "notes", description = "Progress notes (v2: structured sections): drafts, signatures, co-signatures, amendments; a signed note never changes"),
+        (name = "notes-v1", description = "Deprecated: progress notes with one text body; responses carry Deprecation, Sunset and Link headers. Use /v2"),
     )
 )]
 struct ApiDoc;

@@ -154,3 +154,18 @@ pub async fn late(tx: &mut TenantTx, now: OffsetDateTime) -> Result<Vec<LateNote
         })
         .collect())
 }
+
+/// The patient a note is about, without reading its content: what an API checks
+/// access against before opening the note. `None` if the tenant has no such note.
+pub async fn patient_of(
+    tx: &mut TenantTx,
+    note_id: NoteId,
+) -> Result<Option<PatientId>, sqlx::Error> {
+    let patient_id: Option<Uuid> =
+        sqlx::query_scalar("SELECT patient_id FROM notes.notes WHERE tenant_id = $1 AND id = $2")
+            .bind(tx.tenant_id().as_uuid())
+            .bind(note_id.as_uuid())
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(patient_id.map(PatientId::new_unchecked))
+}

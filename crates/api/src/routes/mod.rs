@@ -4,6 +4,7 @@ pub mod admin;
 pub mod audit_log;
 pub mod idempotency;
 pub mod jobs;
+pub mod notes;
 pub mod ops;
 pub mod patients;
 pub mod sagas;
@@ -24,4 +25,10 @@ pub fn v1() -> Router<AppState> {
         .merge(webhooks::router())
         .merge(schedules::router())
         .merge(sagas::router())
+        .merge(notes::v1_router())
+}
+
+/// Every `/v2` route: representations that changed shape (notes' `sections`).
+pub fn v2() -> Router<AppState> {
+    Router::new().merge(notes::v2_router())
 }

@@ -300,7 +300,7 @@ fn routine_purpose(role: Role) -> &'static str {
 
 /// Decides on what basis `actor` may access the patient: role, care team or an
 /// active break-glass grant. Another tenant's patient is not found.
-async fn access_for(
+pub(crate) async fn access_for(
     tx: &mut TenantTx,
     actor: &Actor,
     patient_id: PatientId,

@@ -14,6 +14,7 @@
 //! - [`jobs`]: a tenant's admins see and handle its own jobs and dead letters only.
 //! - [`automation`]: a tenant's admins manage its own webhook subscriptions (whose URLs
 //!   may not reach private hosts), schedules and sagas only.
+//! - [`notes`]: progress notes in v1 and v2, signing, amendments, co-signing.
 //! - [`operations`]: health, readiness, metrics and the OpenAPI document.
 //!
 //! Shared fixtures live in [`support`]: two tenants with a principal per role.
@@ -25,6 +26,7 @@ mod bad_input;
 mod cross_tenant;
 mod idempotency;
 mod jobs;
+mod notes;
 mod operations;
 mod permissions;
 mod phi_canary;
