@@ -169,3 +169,24 @@ pub async fn patient_of(
             .await?;
     Ok(patient_id.map(PatientId::new_unchecked))
 }
+
+/// A note's metadata and its amendments' (oldest first), without content; `None` if
+/// the tenant has no such note.
+pub async fn chain(
+    tx: &mut TenantTx,
+    note_id: NoteId,
+) -> Result<Option<(Summary, Vec<Summary>)>, sqlx::Error> {
+    let rows: Vec<SummaryRow> = sqlx::query_as(&format!(
+        "{SUMMARY} WHERE tenant_id = $1 AND (id = $2 OR amends_id = $2)
+         ORDER BY amends_id IS NOT NULL, created_at, id"
+    ))
+    .bind(tx.tenant_id().as_uuid())
+    .bind(note_id.as_uuid())
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut summaries = rows.into_iter().map(summary);
+    Ok(summaries
+        .next()
+        .filter(|note| note.id == note_id)
+        .map(|note| (note, summaries.collect())))
+}
