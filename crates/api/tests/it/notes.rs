@@ -511,3 +511,47 @@ async fn note_text_never_reaches_logs_error_bodies_or_plaintext_storage() {
     .unwrap();
     assert_eq!(stored, 0);
 }
+
+#[tokio::test]
+async fn a_retried_create_returns_the_same_note_and_a_draft_cannot_be_amended() {
+    let world = World::new().await;
+    let patient_id = patient_of_clinician(&world).await;
+    let uri = format!("/v2/patients/{patient_id}/notes");
+    let body = json!({ "template": "birp", "sections": { "behavior": "b" } });
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let request = json_request(Method::POST, &uri, Some(&world.a.clinician.token), &body);
+        let (mut parts, request_body) = request.into_parts();
+        parts
+            .headers
+            .insert("idempotency-key", "note-retry-1".parse().unwrap());
+        let created = world
+            .send(axum::http::Request::from_parts(parts, request_body))
+            .await
+            .ok(StatusCode::CREATED);
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids[0], ids[1]);
+    let listed = world
+        .get(&uri, &world.a.clinician.token)
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(listed["notes"].as_array().unwrap().len(), 1);
+    world
+        .post(
+            &format!("/v2/notes/{}/amendments", ids[0]),
+            &world.a.clinician.token,
+            &json!({ "sections": { "behavior": "c" }, "reason": "r" }),
+        )
+        .await
+        .problem(StatusCode::CONFLICT);
+    // Signing needs every required section of the template.
+    world
+        .post(
+            &format!("/v2/notes/{}/sign", ids[0]),
+            &world.a.clinician.token,
+            &json!({}),
+        )
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+}
