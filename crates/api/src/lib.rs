@@ -1,7 +1,8 @@
 //! Tenet's HTTP JSON API: the only crate that knows HTTP.
 //!
 //! - [`router`] builds the axum router: routes per context under `/v1`, operations
-//!   endpoints, request ids, metrics, body limits.
+//!   endpoints, request ids, metrics, body limits; `/v2` where a representation
+//!   changed shape (notes), with the deprecated `/v1` shape still served.
 //! - [`auth`] turns a bearer credential into an [`kernel::Actor`], and permission
 //!   into types: a handler that takes [`auth::PhiReader`] cannot run for an auditor.
 //! - [`error`] maps every domain error, exhaustively, to RFC 9457 problem JSON.
@@ -72,6 +73,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::ops::router())
         .nest("/v1", routes::v1())
+        .nest("/v2", routes::v2())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LEN_MAX))

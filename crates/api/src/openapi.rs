@@ -7,8 +7,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::routes::{
-    admin, assessment_responses, assessments, audit_log, jobs, patients, sagas, schedules,
-    webhooks,
+    admin, assessment_responses, assessments, audit_log, jobs, notes, patients, sagas,
+    schedules, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -29,6 +29,9 @@ use crate::routes::{
         assessment_responses::submit, assessment_responses::read, assessment_responses::scores,
         assessment_responses::issue_link, assessment_responses::link_form, assessment_responses::link_submit,
         assessment_responses::safety_events, assessment_responses::acknowledge,
+        notes::create_v2, notes::read_v2, notes::edit_v2, notes::sign_v2, notes::cosign_v2, notes::amend_v2, notes::list,
+        notes::create_v1, notes::read_v1, notes::edit_v1, notes::sign_v1, notes::cosign_v1, notes::amend_v1,
+        notes::late, notes::configure, notes::add_supervisor,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerAuth),
@@ -41,6 +44,8 @@ use crate::routes::{
         (name = "schedules", description = "Recurring jobs on a cron in a time zone"),
         (name = "sagas", description = "Multi-step workflows with compensations: state and step log"),
         (name = "assessments", description = "Measurement-based care: plans, enrolments (one or a batch), guardianships, backfills, the clinician's due lists; responses, score history, one-time links, safety events"),
+        (name = "notes", description = "Progress notes (v2: structured sections): drafts, signatures, co-signatures, amendments; a signed note never changes"),
+        (name = "notes-v1", description = "Deprecated: progress notes with one text body; responses carry Deprecation, Sunset and Link headers. Use /v2"),
     )
 )]
 struct ApiDoc;

@@ -16,16 +16,18 @@ pub enum Outbox {
     Audit,
     Platform,
     Assessments,
+    Notes,
 }
 
 impl Outbox {
     /// Every outbox, in the order the relay visits them.
-    pub const ALL: [Outbox; 5] = [
+    pub const ALL: [Outbox; 6] = [
         Outbox::Identity,
         Outbox::Clinical,
         Outbox::Audit,
         Outbox::Platform,
         Outbox::Assessments,
+        Outbox::Notes,
     ];
 
     /// The schema that owns this outbox, which is also the context's name.
@@ -36,6 +38,7 @@ impl Outbox {
             Outbox::Audit => "audit",
             Outbox::Platform => "platform",
             Outbox::Assessments => "assessments",
+            Outbox::Notes => "notes",
         }
     }
 
@@ -64,6 +67,7 @@ impl Outbox {
             Outbox::Audit => insert!("audit"),
             Outbox::Platform => insert!("platform"),
             Outbox::Assessments => insert!("assessments"),
+            Outbox::Notes => insert!("notes"),
         }
     }
 }

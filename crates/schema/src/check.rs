@@ -26,6 +26,7 @@ pub const CONTEXT_SCHEMAS: &[&str] = &[
     "platform",
     "ingest",
     "assessments",
+    "notes",
 ];
 
 /// The PHI vault: the only tables whose columns may be named like PHI (their values

@@ -16,13 +16,14 @@ pub mod check;
 /// because [`db::Migrator::new`] sorts by version (and panics on a duplicate version,
 /// a wiring mistake caught at start-up).
 pub fn migrator() -> db::Migrator {
-    let contexts: [&[db::Migration]; 6] = [
+    let contexts: [&[db::Migration]; 7] = [
         platform::MIGRATIONS,
         identity::MIGRATIONS,
         clinical::MIGRATIONS,
         audit::MIGRATIONS,
         ingest::MIGRATIONS,
         assessments::MIGRATIONS,
+        notes::MIGRATIONS,
     ];
     db::Migrator::new(contexts.concat())
 }

@@ -145,6 +145,12 @@ pub enum Command {
         #[command(subcommand)]
         command: RemindersCommand,
     },
+    /// Progress notes of a tenant, without their content: a patient's list, one
+    /// note's signatures and amendment chain, and the notes signed late.
+    Notes {
+        #[command(subcommand)]
+        command: NotesCommand,
+    },
     /// Sagas: workflows of steps with compensations (across tenants, read only).
     Sagas {
         #[command(subcommand)]
@@ -792,6 +798,31 @@ pub enum RemindersCommand {
         tenant: uuid::Uuid,
         #[arg(long)]
         instance: uuid::Uuid,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotesCommand {
+    /// A patient's notes and amendments, newest care first (recorded in the audit log).
+    List {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        patient: uuid::Uuid,
+    },
+    /// One note's status, signature, co-signature and amendment chain; never its text
+    /// (read that through the API, audited).
+    Show {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        note: uuid::Uuid,
+    },
+    /// Notes past the tenant's signing deadline: unsigned, or awaiting a required
+    /// co-signature. Exits non-zero when there is any.
+    Late {
+        #[arg(long)]
+        tenant: uuid::Uuid,
     },
 }
 

@@ -6,6 +6,7 @@ pub mod assessment_responses;
 pub mod audit_log;
 pub mod idempotency;
 pub mod jobs;
+pub mod notes;
 pub mod ops;
 pub mod patients;
 pub mod sagas;
@@ -28,4 +29,10 @@ pub fn v1() -> Router<AppState> {
         .merge(sagas::router())
         .merge(assessments::router())
         .merge(assessment_responses::router())
+        .merge(notes::v1_router())
+}
+
+/// Every `/v2` route: representations that changed shape (notes' `sections`).
+pub fn v2() -> Router<AppState> {
+    Router::new().merge(notes::v2_router())
 }

@@ -17,6 +17,7 @@
 //!   may not reach private hosts), schedules and sagas only.
 //! - [`assessment_responses`]: responses, score history, one-time links and safety events:
 //!   care-team scoping, tenants apart, links once, no answers or tokens in logs.
+//! - [`notes`]: progress notes in v1 and v2, signing, amendments, co-signing.
 //! - [`operations`]: health, readiness, metrics and the OpenAPI document.
 //!
 //! Shared fixtures live in [`support`]: two tenants with a principal per role.
@@ -30,6 +31,7 @@ mod bad_input;
 mod cross_tenant;
 mod idempotency;
 mod jobs;
+mod notes;
 mod operations;
 mod permissions;
 mod phi_canary;

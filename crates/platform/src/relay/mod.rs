@@ -403,6 +403,7 @@ const fn pending_sql(outbox: Outbox) -> &'static str {
         Outbox::Audit => pending!("audit"),
         Outbox::Platform => pending!("platform"),
         Outbox::Assessments => pending!("assessments"),
+        Outbox::Notes => pending!("notes"),
     }
 }
 
@@ -424,6 +425,7 @@ const fn mark_delivered_sql(outbox: Outbox) -> &'static str {
         Outbox::Audit => mark!("audit"),
         Outbox::Platform => mark!("platform"),
         Outbox::Assessments => mark!("assessments"),
+        Outbox::Notes => mark!("notes"),
     }
 }
 

@@ -12,6 +12,7 @@ mod ingest;
 mod jobs;
 mod keys;
 mod migrate;
+mod notes;
 mod principals;
 mod reminders;
 mod sagas;
@@ -63,6 +64,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Assessments { command } => assessments::run(global, command).await,
         Command::CriticalRanges { command } => critical_ranges::run(global, command).await,
         Command::Reminders { command } => reminders::run(global, command).await,
+        Command::Notes { command } => notes::run(global, command).await,
         Command::Ingest { command } => ingest::run(global, command).await,
         // No database: these read files and talk MLLP.
         Command::Hl7 { command } => hl7::run(command).await,

@@ -41,6 +41,7 @@ mod jobs;
 mod keys;
 mod listeners;
 mod migrate;
+mod notes;
 mod principals;
 mod processing;
 mod reminders;

@@ -1,0 +1,100 @@
+//! `tenet notes list|show|late` print a tenant's notes as metadata: statuses, the
+//! amendment chain, the late list — and never a note's text.
+
+use identity::keyring::{Keyring, MasterKey};
+use kernel::{PatientId, TenantId, UserId};
+use notes::note::{self, NewNote};
+use notes::{Content, Template};
+use time::{Duration, OffsetDateTime};
+
+use crate::{Tenet, single_line};
+
+const CANARY: &str = "Zqxclicanary";
+
+fn content(plan: &str) -> Content {
+    Content::from_sections([
+        ("subjective", CANARY),
+        ("objective", "o"),
+        ("assessment", "a"),
+        ("plan", plan),
+    ])
+}
+
+#[tokio::test]
+async fn notes_list_show_and_late_print_metadata_and_the_amendment_chain_only() {
+    let tenet = Tenet::new().await;
+    let tenant =
+        single_line(tenet.run(&["tenant", "create", "North Clinic"]).await.ok()).to_owned();
+    let tenant_id = TenantId::new_unchecked(tenant.parse().unwrap());
+    let keyring = Keyring::new(MasterKey::from_file(&tenet.master_key_path()).unwrap());
+    let author_id = UserId::generate();
+    let patient_id = PatientId::generate();
+    let mut tx = db::TenantTx::begin_as(&tenet.db.app, tenant_id, "user:test", None)
+        .await
+        .unwrap();
+    let new = |plan: &str, service_at| NewNote {
+        patient_id,
+        author_id,
+        template: Template::find("soap", 1).unwrap(),
+        encounter_id: None,
+        appointment_id: None,
+        service_at: Some(service_at),
+        content: content(plan),
+    };
+    let now = OffsetDateTime::now_utc();
+    let signed = note::create(&mut tx, &keyring, new("p", now))
+        .await
+        .unwrap()
+        .sign(&mut tx, author_id)
+        .await
+        .unwrap();
+    let amendment = signed
+        .amend(
+            &mut tx,
+            &keyring,
+            author_id,
+            content("p2").with_reason("typo"),
+        )
+        .await
+        .unwrap();
+    let late = note::create(&mut tx, &keyring, new("late", now - Duration::days(10)))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let listed = tenet
+        .run(&[
+            "notes",
+            "list",
+            "--tenant",
+            &tenant,
+            "--patient",
+            &patient_id.to_string(),
+        ])
+        .await;
+    assert_eq!(listed.ok().lines().count(), 3, "{listed}");
+    let shown = tenet
+        .run(&[
+            "notes",
+            "show",
+            "--tenant",
+            &tenant,
+            "--note",
+            &signed.id().to_string(),
+        ])
+        .await;
+    let shown = shown.ok();
+    assert!(shown.contains("complete"), "{shown}");
+    assert!(
+        shown.contains(&format!("amended by {}", amendment.id())),
+        "{shown}"
+    );
+    let overdue = tenet.run(&["notes", "late", "--tenant", &tenant]).await;
+    let overdue_out = overdue.failed();
+    assert!(overdue_out.contains(&late.id().to_string()), "{overdue}");
+    assert!(!overdue_out.contains(&signed.id().to_string()), "{overdue}");
+    for run in [&listed, &overdue] {
+        assert!(!run.to_string().contains(CANARY), "{run}");
+    }
+    assert!(!shown.contains(CANARY));
+}
