@@ -1,8 +1,8 @@
 //! The routes, one module per context, plus operations.
 
 pub mod admin;
-pub mod assessments;
 pub mod assessment_responses;
+pub mod assessments;
 pub mod audit_log;
 pub mod idempotency;
 pub mod jobs;
