@@ -55,6 +55,10 @@ CREATE TABLE assessments.guardians (
     PRIMARY KEY (tenant_id, patient_id, person_id, since),
     CHECK (until IS NULL OR until > since)
 );
+-- One relationship in force per guardian: adding it again while it is open is a
+-- no-op, and ending it ends it.
+CREATE UNIQUE INDEX guardians_one_open ON assessments.guardians (tenant_id, patient_id, person_id)
+    WHERE until IS NULL;
 
 -- A patient on a plan. One active enrolment per patient and plan. `anchor_at` is
 -- where the cadence counts from; `time_zone` (IANA) is the patient's wall clock for

@@ -31,8 +31,9 @@ pub enum GuardianError {
     Unexpected(#[from] sqlx::Error),
 }
 
-/// Records that `person_id` is the patient's guardian from `since` on. Adding the same
-/// relationship again is a no-op.
+/// Records that `person_id` is the patient's guardian from `since` on. Adding a
+/// relationship that is still in force (whatever its start) is a no-op: there is at
+/// most one open relationship per guardian (`guardians_one_open`), so [`end`] ends it.
 pub async fn add(
     tx: &mut TenantTx,
     patient_id: PatientId,

@@ -781,11 +781,13 @@ pub trait LinkIssuer: Send + Sync + 'static {
 
 /// One-time link tokens made by [`crate::link::mint`] (`at_<tenant>.<id>.<secret>`,
 /// only the secret's SHA-256 stored; [`crate::link`] redeems them): the link is
-/// `base_url` followed by the token.
+/// `base_url`, then `#` (unless the base already ends its path with one), then the
+/// token: the token travels in the URL's fragment, which browsers never send to a
+/// server, so it stays out of web-server, proxy and CDN access logs (I2).
 #[derive(Debug, Clone)]
 pub struct TokenLinks {
-    /// Where respondents answer, ending where the token goes:
-    /// `https://answer.clinic.example/a/`.
+    /// Where respondents answer: `https://answer.clinic.example/a/` (the token
+    /// follows in the fragment: `…/a/#at_…`).
     pub base_url: String,
 }
 
@@ -797,7 +799,15 @@ impl LinkIssuer for TokenLinks {
         expires_at: OffsetDateTime,
     ) -> Result<AnswerLink, HandlerError> {
         let link = crate::link::mint(tx, instance_id, expires_at).await?;
-        Ok(AnswerLink(format!("{}{}", self.base_url, link.token)))
+        let separator = if self.base_url.ends_with('#') {
+            ""
+        } else {
+            "#"
+        };
+        Ok(AnswerLink(format!(
+            "{}{separator}{}",
+            self.base_url, link.token
+        )))
     }
 }
 

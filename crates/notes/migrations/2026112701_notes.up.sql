@@ -86,9 +86,26 @@ BEGIN
         RAISE EXCEPTION 'signed notes cannot be truncated'
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
+    -- A note is born a draft: a row written already signed would carry a signature
+    -- nobody gave.
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.status <> 'draft' OR NEW.cosigned_by IS NOT NULL THEN
+            RAISE EXCEPTION 'a note is written as a draft and signed afterwards'
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        RETURN NEW;
+    END IF;
     IF OLD.status <> 'signed' THEN
         IF TG_OP = 'DELETE' THEN
             RETURN OLD;
+        END IF;
+        -- Even a draft keeps whose, by whom and what it amends.
+        IF (NEW.tenant_id, NEW.id, NEW.patient_id, NEW.author_id, NEW.kind, NEW.amends_id, NEW.created_at)
+           IS DISTINCT FROM
+           (OLD.tenant_id, OLD.id, OLD.patient_id, OLD.author_id, OLD.kind, OLD.amends_id, OLD.created_at)
+        THEN
+            RAISE EXCEPTION 'note %: its patient, author and what it amends never change', OLD.id
+                USING ERRCODE = 'object_not_in_prerequisite_state';
         END IF;
         RETURN NEW;
     END IF;
@@ -114,7 +131,7 @@ BEGIN
     RETURN NEW;
 END
 $$;
-CREATE TRIGGER notes_signed_immutable BEFORE UPDATE OR DELETE ON notes.notes
+CREATE TRIGGER notes_signed_immutable BEFORE INSERT OR UPDATE OR DELETE ON notes.notes
     FOR EACH ROW EXECUTE FUNCTION notes.refuse_signed_change();
 CREATE TRIGGER notes_no_truncate BEFORE TRUNCATE ON notes.notes
     FOR EACH STATEMENT EXECUTE FUNCTION notes.refuse_signed_change();

@@ -155,8 +155,15 @@ pub fn smtp(
         return Ok(None);
     };
     let link_base = args.reminder_link_base.as_deref().unwrap_or("");
-    if !link_base.starts_with("https://") && !link_base.starts_with("http://") {
-        bail!("--reminder-link-base must be an http(s) URL where respondents answer");
+    // A link carries a one-time bearer token: never over cleartext, except to this
+    // machine (a development answer page).
+    let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|prefix| link_base.starts_with(prefix));
+    if !link_base.starts_with("https://") && !local {
+        bail!(
+            "--reminder-link-base must be an https URL where respondents answer (http only for localhost)"
+        );
     }
     // The URL may hold a password: the error names the rule, never the value.
     let config = assessments::reminder::SmtpConfig::from_url(url, from)

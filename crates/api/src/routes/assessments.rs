@@ -20,7 +20,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use kernel::{PatientId, UserId};
+use kernel::{Actor, PatientId, Role, UserId};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 use super::admin::created;
 use super::idempotency::{self, Idempotency};
+use super::patients::access_for;
 use crate::auth::{PhiAccess, Session, TenantAdmin};
 use crate::body::JsonBody;
 use crate::{ApiError, AppState};
@@ -371,7 +372,8 @@ pub async fn enroll(
     body: JsonBody<EnrollmentInput>,
 ) -> Result<Response, ApiError> {
     let input = body.value;
-    let Session { mut tx, .. } = credential.open(&state).await?;
+    let Session { mut tx, actor } = credential.open(&state).await?;
+    access_for(&mut tx, &actor, PatientId::new_unchecked(input.patient_id)).await?;
     let path = "/v1/assessments/enrollments";
     let idempotency = idempotency::claim(&mut tx, &headers, path, &body.bytes).await?;
     if let Idempotency::Replay(outcome) = &idempotency {
@@ -419,10 +421,11 @@ pub async fn read_enrollment(
     credential: PhiAccess,
     Path(id): Path<Uuid>,
 ) -> Result<Json<EnrollmentView>, ApiError> {
-    let Session { mut tx, .. } = credential.open(&state).await?;
+    let Session { mut tx, actor } = credential.open(&state).await?;
     let view = enrollment::get(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound)?;
+    access_for(&mut tx, &actor, PatientId::new_unchecked(view.patient_id)).await?;
     tx.commit().await?;
     Ok(Json(view.into()))
 }
@@ -437,7 +440,16 @@ pub async fn stop_enrollment(
     credential: PhiAccess,
     Path(id): Path<Uuid>,
 ) -> Result<Json<EnrollmentView>, ApiError> {
-    let Session { mut tx, .. } = credential.open(&state).await?;
+    let Session { mut tx, actor } = credential.open(&state).await?;
+    let enrolled = enrollment::get(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    access_for(
+        &mut tx,
+        &actor,
+        PatientId::new_unchecked(enrolled.patient_id),
+    )
+    .await?;
     enrollment::stop(&mut tx, id, OffsetDateTime::now_utc()).await?;
     let view = enrollment::get(&mut tx, id)
         .await?
@@ -538,6 +550,12 @@ pub async fn enroll_batch(
     }
     let Session { actor, tx } = credential.open(&state).await?;
     tx.commit().await?;
+    // Rows name any patient of the tenant: a tenant-wide act, not a care team's.
+    if !matches!(actor.role, Role::Admin | Role::Integration) {
+        return Err(ApiError::Forbidden(
+            "batch enrolment is for admins and integrations",
+        ));
+    }
     let defaults = Defaults {
         time_zone: input.time_zone.unwrap_or_else(|| "UTC".to_owned()),
         clinician_id: input.clinician_id.map(UserId::new_unchecked),
@@ -599,7 +617,8 @@ pub async fn add_guardian(
 ) -> Result<StatusCode, ApiError> {
     let input = body.value;
     let since = civil_date(&input.date)?;
-    let Session { mut tx, .. } = credential.open(&state).await?;
+    let Session { mut tx, actor } = credential.open(&state).await?;
+    access_for(&mut tx, &actor, PatientId::new_unchecked(input.patient_id)).await?;
     guardian::add(
         &mut tx,
         PatientId::new_unchecked(input.patient_id),
@@ -623,7 +642,8 @@ pub async fn end_guardian(
 ) -> Result<StatusCode, ApiError> {
     let input = body.value;
     let until = civil_date(&input.date)?;
-    let Session { mut tx, .. } = credential.open(&state).await?;
+    let Session { mut tx, actor } = credential.open(&state).await?;
+    access_for(&mut tx, &actor, PatientId::new_unchecked(input.patient_id)).await?;
     guardian::end(
         &mut tx,
         PatientId::new_unchecked(input.patient_id),
@@ -770,15 +790,22 @@ pub async fn due_list(
             until: now + time::Duration::days(days),
         }
     };
-    let Session { mut tx, .. } = credential.open(&state).await?;
-    let items = due::list(
-        &mut tx,
-        UserId::new_unchecked(query.clinician),
-        which,
-        now,
-        query.limit.unwrap_or(100),
-    )
-    .await?;
+    let Session { mut tx, actor } = credential.open(&state).await?;
+    let clinician = UserId::new_unchecked(query.clinician);
+    own_due_list(&actor, clinician)?;
+    let items = due::list(&mut tx, clinician, which, now, query.limit.unwrap_or(100)).await?;
     tx.commit().await?;
     Ok(Json(items.into_iter().map(DueItemView::from).collect()))
+}
+
+/// A clinical role reads its own due list only; admins and integrations any
+/// clinician's (the list names patients, so it is scoped like a patient record).
+fn own_due_list(actor: &Actor, clinician: UserId) -> Result<(), ApiError> {
+    match actor.role {
+        Role::Admin | Role::Integration => Ok(()),
+        _ if actor.user_id == Some(clinician) => Ok(()),
+        _ => Err(ApiError::Forbidden(
+            "a clinical role reads its own due list only",
+        )),
+    }
 }

@@ -168,10 +168,19 @@ async fn plans_and_enrolments_are_the_tenants_own_and_bad_input_is_a_problem_nam
         "patient_id\n{patient_id}\n{other}\n{}\nJane Doe\n",
         uuid::Uuid::now_v7()
     );
-    let batch = world
+    // Rows may name any patient of the tenant: batches are an admin's.
+    world
         .post(
             "/v1/assessments/enrollments/batch",
             &a.clinician.token,
+            &json!({ "plan_id": plan_id, "csv": csv, "time_zone": "Europe/Rome" }),
+        )
+        .await
+        .problem(StatusCode::FORBIDDEN);
+    let batch = world
+        .post(
+            "/v1/assessments/enrollments/batch",
+            &a.admin.token,
             &json!({ "plan_id": plan_id, "csv": csv, "time_zone": "Europe/Rome" }),
         )
         .await
@@ -194,6 +203,14 @@ async fn plans_and_enrolments_are_the_tenants_own_and_bad_input_is_a_problem_nam
         .await
         .ok(StatusCode::OK);
     assert_eq!(due, json!([]));
+    // A clinician reads their own due list, not a colleague's.
+    world
+        .get(
+            &format!("/v1/assessments/due?clinician={}", uuid::Uuid::now_v7()),
+            &a.clinician.token,
+        )
+        .await
+        .problem(StatusCode::FORBIDDEN);
     world
         .get(
             &format!(

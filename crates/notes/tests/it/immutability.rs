@@ -117,6 +117,29 @@ async fn a_draft_can_still_be_changed_so_the_trigger_refuses_only_signed_notes()
 }
 
 #[tokio::test]
+async fn a_note_is_never_written_already_signed_and_a_draft_keeps_its_patient() {
+    let world = world().await;
+    let tenant_id = world.tenant("Clinic").await;
+    let draft = world.draft(tenant_id, UserId::generate(), None).await;
+    let note_id = draft.id().into_uuid();
+    for sql in [
+        // A signed copy of the draft, signature and hash made up.
+        "INSERT INTO notes.notes (tenant_id, id, patient_id, author_id, template_code, template_version,
+             data_key_id, body_sealed, service_at, status, signed_by, signed_at, content_sha256)
+         SELECT tenant_id, gen_random_uuid(), patient_id, author_id, template_code, template_version,
+             data_key_id, body_sealed, service_at, 'signed', author_id, now(), sha256('forged')
+         FROM notes.notes WHERE tenant_id = $1 AND id = $2",
+        "UPDATE notes.notes SET patient_id = gen_random_uuid() WHERE tenant_id = $1 AND id = $2",
+        "UPDATE notes.notes SET author_id = gen_random_uuid() WHERE tenant_id = $1 AND id = $2",
+    ] {
+        assert!(
+            try_sql(&world.db.app, tenant_id, note_id, sql).await.is_err(),
+            "refused as the service role: {sql}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_cosignature_is_written_once_and_then_frozen_too() {
     let world = world().await;
     let tenant_id = world.tenant("Clinic").await;

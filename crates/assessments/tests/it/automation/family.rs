@@ -177,3 +177,35 @@ async fn ending_a_guardianship_withdraws_that_guardians_scheduled_instances() {
         "the father's k:1 was withdrawn; k:0 was already open"
     );
 }
+
+#[tokio::test]
+async fn a_guardianship_recorded_twice_is_ended_once_and_for_all() {
+    let world = World::new().await;
+    let patient_id = world.patient(Some(date(2022, 6, 1))).await;
+    let guardian_id = add_guardian(&world, patient_id, date(2024, 1, 1)).await;
+    // Recorded again from a later day while still in force: no second relationship.
+    let mut tx = world.tx().await;
+    guardian::add(
+        &mut tx,
+        patient_id,
+        guardian_id,
+        assessments::instant::date_to_jiff(date(2024, 6, 1)),
+    )
+    .await
+    .unwrap();
+    guardian::end(
+        &mut tx,
+        patient_id,
+        guardian_id,
+        assessments::instant::date_to_jiff(date(2025, 1, 1)),
+    )
+    .await
+    .unwrap();
+    let guardians = guardian::of_patient(&mut tx, patient_id).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(guardians.len(), 1, "one relationship, not two");
+    assert!(
+        guardians.iter().all(|g| g.until.is_some()),
+        "no relationship left in force: the guardian has no access after the end"
+    );
+}

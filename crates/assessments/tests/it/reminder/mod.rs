@@ -312,9 +312,11 @@ async fn an_opening_instance_is_reminded_once_per_channel_however_many_sweeps_ru
             .contains("Subject: You have a questionnaire to complete")
     );
     assert!(
-        mail.text
-            .contains(&format!("at_{}.", tenant_id.as_uuid().simple())),
-        "the one-time link is in the body"
+        mail.text.contains(&format!(
+            "https://answer.example/a/#at_{}.",
+            tenant_id.as_uuid().simple()
+        )),
+        "the one-time link is in the body, its token in the URL's fragment"
     );
     assert!(mail.text.contains(&format!(
         "Message-ID: <{}@tenet>",
