@@ -14,50 +14,48 @@ use uuid::Uuid;
 
 use crate::support::{Client, Reply, World, patient, request};
 
-/// An enrolment and an open instance of `instrument` for the patient, as the
-/// scheduler would have made them (written as the superuser: making them is another
-/// part's business).
+/// An enrolment (through the context's plan store and enrolment) and an open
+/// instance of `instrument` for the patient, as the scheduler would have made it
+/// (written as the superuser: the materialiser's timing is another part's business).
 async fn open_instance(
     world: &World,
     tenant_id: TenantId,
     patient_id: Uuid,
     instrument: &str,
 ) -> Uuid {
-    let definition = json!({
-        "rules": [{ "instrument": instrument, "respondent": "patient" }],
+    let definition: assessments::PlanDefinition = serde_json::from_value(json!({
+        "rules": [{ "when": { "age_from": 18 }, "instrument": instrument, "respondent": "patient" }],
         "cadence": { "every_days": 28 },
         "window": { "before_days": 3, "after_days": 7 },
-    });
-    let (plan_id, enrollment_id, instance_id) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-    let admin = &world.db.admin;
-    sqlx::query(
-        "INSERT INTO assessments.plans (tenant_id, id, name, definition) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(tenant_id.as_uuid())
-    .bind(plan_id)
-    .bind(plan_id.to_string())
-    .bind(&definition)
-    .execute(admin)
-    .await
+    }))
     .unwrap();
-    sqlx::query("INSERT INTO assessments.plan_versions (tenant_id, plan_id, version, definition) VALUES ($1, $2, 1, $3)")
-        .bind(tenant_id.as_uuid())
-        .bind(plan_id)
-        .bind(&definition)
-        .execute(admin)
+    let now = time::OffsetDateTime::now_utc();
+    let mut tx = db::TenantTx::begin_as(&world.db.app, tenant_id, "system:test", None)
         .await
         .unwrap();
-    sqlx::query(
-        "INSERT INTO assessments.enrollments (tenant_id, id, plan_id, plan_version, patient_id, time_zone, anchor_at)
-         VALUES ($1, $2, $3, 1, $4, 'UTC', now())",
+    let plan = assessments::plan_store::create(
+        &mut tx,
+        &Uuid::now_v7().to_string(),
+        &definition,
+        None,
+        now,
     )
-    .bind(tenant_id.as_uuid())
-    .bind(enrollment_id)
-    .bind(plan_id)
-    .bind(patient_id)
-    .execute(admin)
     .await
     .unwrap();
+    let new = assessments::enrollment::NewEnrollment {
+        plan_id: plan.id,
+        patient_id: kernel::PatientId::new_unchecked(patient_id),
+        clinician_id: None,
+        time_zone: "UTC".to_owned(),
+        anchor_at: None,
+    };
+    let enrollment_id = assessments::enrollment::enroll(&mut tx, &new, now)
+        .await
+        .unwrap()
+        .enrollment_id();
+    tx.commit().await.unwrap();
+    let instance_id = Uuid::now_v7();
+    let admin = &world.db.admin;
     sqlx::query(
         "INSERT INTO assessments.instances
              (tenant_id, id, enrollment_id, patient_id, instrument_code, instrument_version, respondent,

@@ -2,7 +2,6 @@
 //! expired, forged and other tenants' tokens are refused.
 
 use assessments::link::{self, LinkClaim, LinkError};
-use assessments::response::Answerer;
 use kernel::TenantId;
 use uuid::Uuid;
 
@@ -23,17 +22,7 @@ async fn redeem(world: &World, token: &str, value: u8) -> Result<Uuid, LinkError
 #[tokio::test]
 async fn a_link_opens_its_form_and_answers_its_instance_once() {
     let world = World::new().await;
-    let patient_id = world.adult().await;
-    let enrollment_id = world.enrol(world.a, patient_id).await;
-    let instance_id = world
-        .instance(
-            world.a,
-            enrollment_id,
-            patient_id,
-            "phq-9",
-            Answerer::Patient,
-        )
-        .await;
+    let (_, instance_id) = world.adult_phq9_instance().await;
     let new_link = world.issue_link(world.a, instance_id).await;
     assert!(new_link.token.starts_with("at_"));
     // Only the secret's hash is stored.
@@ -71,17 +60,7 @@ async fn a_link_opens_its_form_and_answers_its_instance_once() {
 #[tokio::test]
 async fn expired_forged_and_other_tenants_links_are_refused_and_invalid_answers_do_not_spend_one() {
     let world = World::new().await;
-    let patient_id = world.adult().await;
-    let enrollment_id = world.enrol(world.a, patient_id).await;
-    let instance_id = world
-        .instance(
-            world.a,
-            enrollment_id,
-            patient_id,
-            "phq-9",
-            Answerer::Patient,
-        )
-        .await;
+    let (_, instance_id) = world.adult_phq9_instance().await;
     let new_link = world.issue_link(world.a, instance_id).await;
 
     // Invalid answers: refused, and the link still works afterwards.
@@ -168,17 +147,7 @@ async fn expired_forged_and_other_tenants_links_are_refused_and_invalid_answers_
 #[tokio::test]
 async fn a_link_to_an_instance_answered_meanwhile_is_refused() {
     let world = World::new().await;
-    let patient_id = world.adult().await;
-    let enrollment_id = world.enrol(world.a, patient_id).await;
-    let instance_id = world
-        .instance(
-            world.a,
-            enrollment_id,
-            patient_id,
-            "phq-9",
-            Answerer::Patient,
-        )
-        .await;
+    let (patient_id, instance_id) = world.adult_phq9_instance().await;
     let new_link = world.issue_link(world.a, instance_id).await;
     // The patient filled in the paper form at the visit; the clinician typed it in.
     world

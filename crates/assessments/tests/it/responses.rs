@@ -14,17 +14,7 @@ use crate::world::{World, phq9, phq9_total, treatment, years_ago};
 #[tokio::test]
 async fn a_response_is_stored_with_its_instrument_version_and_score_and_completes_its_instance() {
     let world = World::new().await;
-    let patient_id = world.adult().await;
-    let enrollment_id = world.enrol(world.a, patient_id).await;
-    let instance_id = world
-        .instance(
-            world.a,
-            enrollment_id,
-            patient_id,
-            "phq-9",
-            Answerer::Patient,
-        )
-        .await;
+    let (patient_id, instance_id) = world.adult_phq9_instance().await;
 
     let submitted = world
         .submit(
@@ -400,17 +390,7 @@ async fn progress_flags_reliable_change_response_and_remission_across_a_series()
 #[tokio::test]
 async fn another_tenant_sees_no_response_score_or_instance() {
     let world = World::new().await;
-    let patient_id = world.adult().await;
-    let enrollment_id = world.enrol(world.a, patient_id).await;
-    let instance_id = world
-        .instance(
-            world.a,
-            enrollment_id,
-            patient_id,
-            "phq-9",
-            Answerer::Patient,
-        )
-        .await;
+    let (patient_id, instance_id) = world.adult_phq9_instance().await;
     let submitted = world.phq9(patient_id, [3, 3, 3, 3, 3, 3, 3, 3, 1]).await;
 
     let mut tx = world.tx(world.b).await;

@@ -2,9 +2,10 @@
 //! enrolment and instance rows the scheduler would have made (written directly: this
 //! crate's tests are about answering them, not making them).
 
-use assessments::InstrumentCode;
+use assessments::enrollment::{self, NewEnrollment};
 use assessments::link::{self, NewLink};
 use assessments::response::{self, Answerer, Submission, SubmitError, Submitted, Submitter};
+use assessments::{InstrumentCode, PlanDefinition, plan_store};
 use db::TenantTx;
 use db::testing::TestDb;
 use identity::keyring::{Keyring, MasterKey};
@@ -93,44 +94,52 @@ impl World {
         self.patient(self.a, Some(years_ago(40, 0))).await
     }
 
-    /// Enrols the patient in a fresh plan (default guardian access until 18).
+    /// Enrols the patient in a fresh plan (default guardian access until 18), through
+    /// the context's own plan store and enrolment.
     pub async fn enrol(&self, tenant_id: TenantId, patient_id: PatientId) -> Uuid {
-        let mut tx = self.tx(tenant_id).await;
-        let plan_id = Uuid::now_v7();
-        let definition = json!({
-            "rules": [{ "instrument": "phq-9", "respondent": "patient" }],
+        let definition: PlanDefinition = serde_json::from_value(json!({
+            "rules": [{ "when": { "age_from": 18 }, "instrument": "phq-9", "respondent": "patient" }],
             "cadence": { "every_days": 28 },
             "window": { "before_days": 3, "after_days": 7 },
-        });
-        sqlx::query("INSERT INTO assessments.plans (tenant_id, id, name, definition) VALUES ($1, $2, $3, $4)")
-            .bind(tenant_id.as_uuid())
-            .bind(plan_id)
-            .bind(format!("plan {plan_id}"))
-            .bind(&definition)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        sqlx::query("INSERT INTO assessments.plan_versions (tenant_id, plan_id, version, definition) VALUES ($1, $2, 1, $3)")
-            .bind(tenant_id.as_uuid())
-            .bind(plan_id)
-            .bind(&definition)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        let enrollment_id = Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO assessments.enrollments (tenant_id, id, plan_id, plan_version, patient_id, time_zone, anchor_at)
-             VALUES ($1, $2, $3, 1, $4, 'Europe/Paris', now())",
+        }))
+        .unwrap();
+        let now = OffsetDateTime::now_utc();
+        let mut tx = self.tx(tenant_id).await;
+        let plan = plan_store::create(
+            &mut tx,
+            &format!("plan {}", Uuid::now_v7()),
+            &definition,
+            None,
+            now,
         )
-        .bind(tenant_id.as_uuid())
-        .bind(enrollment_id)
-        .bind(plan_id)
-        .bind(patient_id.as_uuid())
-        .execute(&mut *tx)
         .await
         .unwrap();
+        let new = NewEnrollment {
+            plan_id: plan.id,
+            patient_id,
+            clinician_id: None,
+            time_zone: "Europe/Paris".to_owned(),
+            anchor_at: None,
+        };
+        let enrolled = enrollment::enroll(&mut tx, &new, now).await.unwrap();
         tx.commit().await.unwrap();
-        enrollment_id
+        enrolled.enrollment_id()
+    }
+
+    /// An adult patient of tenant A, enrolled, with an open PHQ-9 instance of their own.
+    pub async fn adult_phq9_instance(&self) -> (PatientId, Uuid) {
+        let patient_id = self.adult().await;
+        let enrollment_id = self.enrol(self.a, patient_id).await;
+        let instance_id = self
+            .instance(
+                self.a,
+                enrollment_id,
+                patient_id,
+                "phq-9",
+                Answerer::Patient,
+            )
+            .await;
+        (patient_id, instance_id)
     }
 
     /// An open instance (window from an hour ago to a week ahead).

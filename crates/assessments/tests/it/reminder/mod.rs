@@ -9,6 +9,9 @@ mod webhook;
 use std::sync::Arc;
 use std::time::Duration;
 
+use assessments::enrollment::{self, NewEnrollment};
+use assessments::plan::examples::family_mood;
+use assessments::plan_store;
 use assessments::reminder::{
     self, Channel, Personalisation, Preferences, QuietHours, ReminderMailer, ReminderRow,
     ReminderSweep, Settings, SmtpConfig, Sweep, TokenLinks,
@@ -150,29 +153,31 @@ impl World {
 
     /// An open instance of PHQ-9 (or PSC-17 for a guardian) for `patient_id`.
     async fn instance(&self, tenant_id: TenantId, patient_id: PatientId, spec: Spec) -> Uuid {
-        let (plan_id, enrollment_id, instance_id) =
-            (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let instance_id = Uuid::now_v7();
         let mut tx = self.tx(tenant_id).await;
-        sqlx::query("INSERT INTO assessments.plans (tenant_id, id, name, definition) VALUES ($1, $2, $3, '{}')")
-            .bind(tenant_id.as_uuid())
-            .bind(plan_id)
-            .bind(format!("plan {plan_id}"))
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        sqlx::query(
-            "INSERT INTO assessments.enrollments (tenant_id, id, plan_id, plan_version, patient_id, time_zone, anchor_at)
-             VALUES ($1, $2, $3, 1, $4, $5, $6)",
+        // The plan and enrolment through the context's own store (PSC-17 from each
+        // guardian of a child, PHQ-9 from an adult); the instance as the materialiser
+        // would make it, at the time the test needs.
+        let plan = plan_store::create(
+            &mut tx,
+            &format!("plan {instance_id}"),
+            &family_mood(),
+            None,
+            spec.opens_at,
         )
-        .bind(tenant_id.as_uuid())
-        .bind(enrollment_id)
-        .bind(plan_id)
-        .bind(patient_id.as_uuid())
-        .bind(spec.time_zone)
-        .bind(spec.opens_at)
-        .execute(&mut *tx)
         .await
         .unwrap();
+        let new = NewEnrollment {
+            plan_id: plan.id,
+            patient_id,
+            clinician_id: None,
+            time_zone: spec.time_zone.to_owned(),
+            anchor_at: Some(spec.opens_at),
+        };
+        let enrollment_id = enrollment::enroll(&mut tx, &new, spec.opens_at)
+            .await
+            .unwrap()
+            .enrollment_id();
         let (respondent, code) = match spec.guardian {
             Some(_) => ("guardian", "psc-17"),
             None => ("patient", "phq-9"),
@@ -793,7 +798,8 @@ async fn the_sweep_runs_on_each_tenants_durable_schedule() {
     let instance_id = world
         .instance(tenant_id, patient_id, Spec::open_now())
         .await;
-    // `configure` made the schedule; a scheduler fires its next minute, a worker runs it.
+    // `configure` made the reminder schedule (and the tenant's first plan its
+    // materialiser schedule); a scheduler fires both next minute, a worker runs the sweep.
     let scheduler = Scheduler::new(
         world.db.owner.clone(),
         world.db.app.clone(),
@@ -803,7 +809,7 @@ async fn the_sweep_runs_on_each_tenants_durable_schedule() {
         .tick(OffsetDateTime::now_utc() + Duration::from_secs(61))
         .await
         .unwrap();
-    assert_eq!(report.n_fired, 1, "{report:?}");
+    assert_eq!((report.n_schedules, report.n_fired), (2, 2), "{report:?}");
     let worker = Worker::new(
         world.db.owner.clone(),
         world.db.app.clone(),
