@@ -21,6 +21,12 @@
 //!    plan's grace (or the tenant's default), or missed: `escalated_at` and an
 //!    `assessment.overdue` event (ids and codes only) for the care team.
 //!
+//! Each enrolment is evaluated under its own savepoint: one whose patient record
+//! cannot be read (no identity record, a field that no longer decrypts) is rolled
+//! back alone, counted in [`Report::n_failed`] and looked at again after
+//! [`FAILED_RECHECK`], so one bad record never stalls the tenant's other
+//! enrolments. Database errors still fail the run, which the job retries.
+//!
 //! A backfilled instance is never escalated. `now` is a parameter everywhere
 //! ([`run_due`]), so tests step the clock like the scheduler's `tick(now)`.
 //!
@@ -59,6 +65,9 @@ pub const CREATE_AHEAD: SignedDuration = SignedDuration::from_hours(24);
 /// How often an enrolment whose plan counts sessions is looked at again at the
 /// latest: a finished encounter can bring its next slot forward.
 pub const SESSIONS_RECHECK: SignedDuration = SignedDuration::from_hours(1);
+/// How long an enrolment whose evaluation failed on its patient's record waits
+/// before it is tried again.
+pub const FAILED_RECHECK: SignedDuration = SignedDuration::from_hours(1);
 /// The overdue grace when neither the plan nor the tenant's schedule sets one.
 pub const OVERDUE_GRACE_HOURS_DEFAULT: u32 = 48;
 /// The tenant's schedule that fires [`Materialize`].
@@ -77,6 +86,9 @@ pub struct Report {
     pub n_opened: u64,
     pub n_missed: u64,
     pub n_escalated: usize,
+    /// Enrolments skipped because their patient's record could not be read; each
+    /// is retried after [`FAILED_RECHECK`].
+    pub n_failed: usize,
     /// Some work was left for the next run.
     pub more: bool,
 }
@@ -165,6 +177,7 @@ impl JobKind for Materialize {
             n_opened = report.n_opened,
             n_missed = report.n_missed,
             n_escalated = report.n_escalated,
+            n_failed = report.n_failed,
             "assessments materialised"
         );
         Ok(())
@@ -221,10 +234,63 @@ pub async fn evaluate_due(
         ..Report::default()
     };
     for enrollment in claimed {
-        evaluate_one(tx, keyring, &enrollment, now, &mut report).await?;
-        report.n_evaluated += 1;
+        sqlx::query("SAVEPOINT materialize_enrollment")
+            .execute(&mut **tx)
+            .await?;
+        let mut counted = report;
+        match evaluate_one(tx, keyring, &enrollment, now, &mut counted).await {
+            Ok(()) => {
+                sqlx::query("RELEASE SAVEPOINT materialize_enrollment")
+                    .execute(&mut **tx)
+                    .await?;
+                report = counted;
+                report.n_evaluated += 1;
+            }
+            Err(err) if err.is_the_patients_record() => {
+                sqlx::query("ROLLBACK TO SAVEPOINT materialize_enrollment")
+                    .execute(&mut **tx)
+                    .await?;
+                // Ids and the error's kind only: its message names no value.
+                tracing::warn!(
+                    enrollment_id = %enrollment.id,
+                    error = %err,
+                    "an enrolment was skipped; it is tried again later"
+                );
+                let retry_at = to_jiff(now)
+                    .saturating_add(FAILED_RECHECK)
+                    .expect("BUG: an hour fits");
+                sqlx::query(
+                    "UPDATE assessments.enrollments SET next_evaluation_at = $3, updated_at = now()
+                     WHERE tenant_id = $1 AND id = $2",
+                )
+                .bind(tx.tenant_id().as_uuid())
+                .bind(enrollment.id)
+                .bind(to_time(retry_at))
+                .execute(&mut **tx)
+                .await?;
+                report.n_failed += 1;
+            }
+            Err(err) => return Err(err),
+        }
     }
     Ok(report)
+}
+
+impl MaterializeError {
+    /// The evaluation failed on this one patient's record, not on the database or
+    /// the audit log: skipping it leaves the others' work intact.
+    fn is_the_patients_record(&self) -> bool {
+        use identity::keyring::KeyringError;
+        use identity::vault::VaultError;
+        matches!(
+            self,
+            Self::Vault(
+                VaultError::NotFound
+                    | VaultError::Undecryptable
+                    | VaultError::Keyring(KeyringError::Corrupt { .. })
+            )
+        )
+    }
 }
 
 /// The respondent as the SQL enum spells it.

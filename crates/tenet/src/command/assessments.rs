@@ -356,6 +356,7 @@ pub async fn run(global: &Global, command: AssessmentsCommand) -> anyhow::Result
                 total.n_opened += report.n_opened;
                 total.n_missed += report.n_missed;
                 total.n_escalated += report.n_escalated;
+                total.n_failed += report.n_failed;
                 if !report.more {
                     break;
                 }
@@ -364,6 +365,12 @@ pub async fn run(global: &Global, command: AssessmentsCommand) -> anyhow::Result
                 "{} enrolment(s) evaluated, {} instance(s) created, {} opened, {} missed, {} escalated",
                 total.n_evaluated, total.n_created, total.n_opened, total.n_missed, total.n_escalated
             ));
+            if total.n_failed > 0 {
+                say(format!(
+                    "{} enrolment(s) skipped: their patient's record could not be read (see the log); each is tried again in an hour",
+                    total.n_failed
+                ));
+            }
             Ok(ExitCode::SUCCESS)
         }
     })

@@ -261,3 +261,43 @@ async fn the_durable_schedule_fires_the_materialise_job_which_makes_the_instance
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].instrument_code, "phq-9");
 }
+
+#[tokio::test]
+async fn a_patient_record_that_no_longer_decrypts_skips_its_enrolment_and_not_the_others() {
+    let world = World::new().await;
+    let plan = world.plan("monthly", &monthly_phq9(365)).await;
+    let enrolled = at("2030-01-06T12:00:00Z");
+    let anchor = at("2030-01-07T10:00:00Z");
+    let broken_patient = world.patient(adult()).await;
+    let healthy_patient = world.patient(adult()).await;
+    let broken = world
+        .enroll(plan.id, broken_patient, "UTC", anchor, enrolled)
+        .await;
+    let healthy = world
+        .enroll(plan.id, healthy_patient, "UTC", anchor, enrolled)
+        .await;
+    // The broken patient's birth date now carries another patient's ciphertext: the
+    // vault's associated data (tenant, patient, field) makes it undecryptable.
+    sqlx::query(
+        "UPDATE identity.patient_phi SET birth_date =
+             (SELECT birth_date FROM identity.patient_phi WHERE patient_id = $2)
+         WHERE patient_id = $1",
+    )
+    .bind(broken_patient.as_uuid())
+    .bind(healthy_patient.as_uuid())
+    .execute(&world.db.admin)
+    .await
+    .unwrap();
+
+    let report = world.materialize_at(enrolled).await;
+    assert_eq!((report.n_evaluated, report.n_failed), (1, 1));
+    assert_eq!(report.n_created, 1, "the healthy enrolment got its instance");
+    assert_eq!(world.instances(healthy).await.len(), 1);
+    assert!(world.instances(broken).await.is_empty());
+
+    // The skipped enrolment waits an hour, then is tried (and skipped) again.
+    let report = world.materialize_at(at("2030-01-06T12:30:00Z")).await;
+    assert_eq!((report.n_evaluated, report.n_failed), (0, 0));
+    let report = world.materialize_at(at("2030-01-06T13:00:00Z")).await;
+    assert_eq!(report.n_failed, 1);
+}
