@@ -34,8 +34,10 @@ use crate::response::Unexpected;
 
 /// The most events one listing returns.
 pub const LIST_LEN_MAX: i64 = 200;
-/// The most events a care-team listing looks through to fill a page.
-const SCAN_LEN_MAX: i64 = 2000;
+/// The most patients of one care team a listing filters on.
+const CARE_TEAM_PATIENTS_MAX: usize = 50_000;
+/// The page in which a care team's patient ids are read: clinical's largest.
+const CARE_TEAM_PAGE_LEN: i64 = clinical::patient::PAGE_LEN_MAX;
 
 /// What kind of danger a response signalled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,45 +187,26 @@ pub async fn list(
     access: &Access,
 ) -> Result<Vec<SafetyEvent>, Unexpected> {
     let limit = filter.limit.clamp(1, LIST_LEN_MAX);
-    let scan = match scope {
-        Scope::Tenant => limit,
-        Scope::CareTeamOf(_) => SCAN_LEN_MAX,
+    // A care-team listing filters in the query, on the ids clinical reports for the
+    // user, so a page is full however many other patients' events are newer.
+    let patient_ids: Option<Vec<Uuid>> = match scope {
+        Scope::Tenant => None,
+        Scope::CareTeamOf(user_id) => Some(care_team_patients(tx, user_id).await?),
     };
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "{SELECT} WHERE tenant_id = $1 AND (NOT $2 OR acknowledged_at IS NULL)
            AND ($3::uuid IS NULL OR patient_id = $3)
+           AND ($5::uuid[] IS NULL OR patient_id = ANY($5))
          ORDER BY raised_at DESC, id DESC LIMIT $4"
     ))
     .bind(tx.tenant_id().as_uuid())
     .bind(filter.open_only)
     .bind(filter.patient_id.map(PatientId::into_uuid))
-    .bind(scan)
+    .bind(limit)
+    .bind(patient_ids)
     .fetch_all(&mut **tx)
     .await?;
-    let mut events = Vec::new();
-    let mut members: Vec<(PatientId, bool)> = Vec::new();
-    for row in rows {
-        if events.len() as i64 >= limit {
-            break;
-        }
-        let event = event(row);
-        if let Scope::CareTeamOf(user_id) = scope {
-            let known = members.iter().find(|(id, _)| *id == event.patient_id);
-            let member = match known {
-                Some((_, member)) => *member,
-                None => {
-                    let member =
-                        clinical::care_team::is_member(tx, event.patient_id, user_id).await?;
-                    members.push((event.patient_id, member));
-                    member
-                }
-            };
-            if !member {
-                continue;
-            }
-        }
-        events.push(event);
-    }
+    let events: Vec<SafetyEvent> = rows.into_iter().map(event).collect();
     let mut audited: Vec<PatientId> = Vec::new();
     for event in &events {
         if !audited.contains(&event.patient_id) {
@@ -332,4 +315,20 @@ pub async fn acknowledge(
     entry.details = json!({ "safety_event_id": event.id });
     audit::append(tx, entry).await?;
     Ok(event)
+}
+
+/// The ids of the patients `user_id` cares for, up to [`CARE_TEAM_PATIENTS_MAX`].
+async fn care_team_patients(tx: &mut TenantTx, user_id: UserId) -> Result<Vec<Uuid>, Unexpected> {
+    let mut ids = Vec::new();
+    let mut after = None;
+    loop {
+        let page =
+            clinical::care_team::patient_ids_of(tx, user_id, after, CARE_TEAM_PAGE_LEN).await?;
+        let full = page.len() as i64 >= CARE_TEAM_PAGE_LEN;
+        after = page.last().copied();
+        ids.extend(page.into_iter().map(PatientId::into_uuid));
+        if !full || ids.len() >= CARE_TEAM_PATIENTS_MAX {
+            return Ok(ids);
+        }
+    }
 }

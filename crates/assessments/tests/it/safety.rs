@@ -148,3 +148,58 @@ async fn the_care_team_lists_and_acknowledges_safety_events_of_its_own_tenant_on
     .unwrap();
     assert_eq!(n, 1);
 }
+
+#[tokio::test]
+async fn a_care_team_page_finds_its_patients_event_behind_thousands_of_newer_events_of_others() {
+    let world = World::new().await;
+    let patient_id = world.adult().await;
+    let other_patient = world.adult().await;
+    let event_id = world
+        .phq9(patient_id, [1, 1, 1, 1, 1, 1, 1, 1, 2])
+        .await
+        .safety_event_id
+        .unwrap();
+    let other_event = world
+        .phq9(other_patient, [0, 0, 0, 0, 0, 0, 0, 0, 3])
+        .await
+        .safety_event_id
+        .unwrap();
+    // 2 500 newer events of the other patient, each on its own copy of the response.
+    sqlx::query(
+        "WITH copies AS (
+             SELECT gen_random_uuid() AS response_id, gen_random_uuid() AS event_id, n
+             FROM generate_series(1, 2500) AS n
+         ), responses AS (
+             INSERT INTO assessments.responses
+             SELECT (jsonb_populate_record(r, jsonb_build_object('id', c.response_id))).*
+             FROM assessments.responses r, copies c
+             WHERE r.id = (SELECT response_id FROM assessments.safety_events WHERE id = $1)
+         )
+         INSERT INTO assessments.safety_events (tenant_id, id, patient_id, response_id, kind, raised_at)
+         SELECT e.tenant_id, c.event_id, e.patient_id, c.response_id, e.kind,
+                e.raised_at + c.n * interval '1 second'
+         FROM assessments.safety_events e, copies c WHERE e.id = $1",
+    )
+    .bind(other_event)
+    .execute(&world.db.admin)
+    .await
+    .unwrap();
+    let user_id = world.clinician.user_id.unwrap();
+    let mut tx = world.tx(world.a).await;
+    clinical::care_team::add(&mut tx, patient_id, user_id)
+        .await
+        .unwrap();
+    let open = Filter {
+        open_only: true,
+        patient_id: None,
+        limit: 10,
+    };
+    let mine = safety::list(&mut tx, Scope::CareTeamOf(user_id), open, &treatment())
+        .await
+        .unwrap();
+    assert_eq!(
+        mine.iter().map(|event| event.id).collect::<Vec<_>>(),
+        [event_id]
+    );
+    tx.commit().await.unwrap();
+}
