@@ -10,7 +10,7 @@
 use audit::AuditEntry;
 use db::TenantTx;
 use jiff::civil::Date;
-use kernel::PatientId;
+use kernel::{PatientId, PersonId};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -21,6 +21,8 @@ use crate::rules::Guardian;
 pub enum GuardianError {
     #[error("patient_id: no such patient")]
     PatientNotFound,
+    #[error("person_id: no such related person")]
+    PersonNotFound,
     #[error("no such guardian relationship in force")]
     NotFound,
     #[error("until: must be after the relationship's since")]
@@ -42,6 +44,11 @@ pub async fn add(
 ) -> Result<(), GuardianError> {
     if clinical::patient::get(tx, patient_id).await?.is_none() {
         return Err(GuardianError::PatientNotFound);
+    }
+    // The guardian is a related person of the identity vault; an id that names
+    // nobody would assign instruments no one can be reminded to answer.
+    if !identity::related_person::exists(tx, PersonId::new_unchecked(person_id)).await? {
+        return Err(GuardianError::PersonNotFound);
     }
     sqlx::query(
         "INSERT INTO assessments.guardians (tenant_id, patient_id, person_id, since)

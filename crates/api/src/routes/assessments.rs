@@ -90,7 +90,9 @@ impl From<GuardianError> for ApiError {
     fn from(err: GuardianError) -> Self {
         match err {
             GuardianError::PatientNotFound | GuardianError::NotFound => ApiError::NotFound,
-            GuardianError::EndsBeforeStart => ApiError::InvalidInput(err.to_string()),
+            GuardianError::EndsBeforeStart | GuardianError::PersonNotFound => {
+                ApiError::InvalidInput(err.to_string())
+            }
             GuardianError::Audit(err) => err.into(),
             GuardianError::Unexpected(err) => err.into(),
         }

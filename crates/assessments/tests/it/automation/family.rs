@@ -11,7 +11,7 @@ use super::*;
 const DAY: Duration = Duration::days(1);
 
 async fn add_guardian(world: &World, patient_id: PatientId, since: time::Date) -> Uuid {
-    let person_id = Uuid::now_v7();
+    let person_id = world.related_person().await;
     let mut tx = world.tx().await;
     guardian::add(
         &mut tx,
@@ -208,4 +208,57 @@ async fn a_guardianship_recorded_twice_is_ended_once_and_for_all() {
         guardians.iter().all(|g| g.until.is_some()),
         "no relationship left in force: the guardian has no access after the end"
     );
+}
+
+#[tokio::test]
+async fn a_guardian_who_is_no_related_person_of_the_tenant_is_refused() {
+    let world = World::new().await;
+    let patient_id = world.patient(Some(date(2022, 6, 1))).await;
+    let mut tx = world.tx().await;
+    let err = guardian::add(
+        &mut tx,
+        patient_id,
+        Uuid::now_v7(),
+        jiff::civil::date(2024, 1, 1),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, guardian::GuardianError::PersonNotFound),
+        "{err:?}"
+    );
+    tx.rollback().await.unwrap();
+    // Another tenant's related person is nobody here either.
+    let other = world.other_tenant().await;
+    let person_id = kernel::PersonId::generate();
+    let mut tx = world.tx_of(other).await;
+    identity::related_person::create(
+        &mut tx,
+        &world.keyring,
+        person_id,
+        &identity::related_person::Contact {
+            family_name: "Okafor".to_owned(),
+            given_names: vec!["Ngozi".to_owned()],
+            email: None,
+            phone: None,
+        },
+        &identity::vault::Access::default(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = world.tx().await;
+    let err = guardian::add(
+        &mut tx,
+        patient_id,
+        person_id.into_uuid(),
+        jiff::civil::date(2024, 1, 1),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, guardian::GuardianError::PersonNotFound),
+        "{err:?}"
+    );
+    assert_eq!(world.count("guardians", "true").await, 0);
 }

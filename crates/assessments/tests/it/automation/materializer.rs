@@ -291,7 +291,10 @@ async fn a_patient_record_that_no_longer_decrypts_skips_its_enrolment_and_not_th
 
     let report = world.materialize_at(enrolled).await;
     assert_eq!((report.n_evaluated, report.n_failed), (1, 1));
-    assert_eq!(report.n_created, 1, "the healthy enrolment got its instance");
+    assert_eq!(
+        report.n_created, 1,
+        "the healthy enrolment got its instance"
+    );
     assert_eq!(world.instances(healthy).await.len(), 1);
     assert!(world.instances(broken).await.is_empty());
 

@@ -93,6 +93,28 @@ impl World {
         patient_id
     }
 
+    /// A related person (a guardian to be) with a contact in the vault.
+    pub async fn related_person(&self) -> Uuid {
+        let person_id = kernel::PersonId::generate();
+        let mut tx = self.tx().await;
+        identity::related_person::create(
+            &mut tx,
+            &self.keyring,
+            person_id,
+            &identity::related_person::Contact {
+                family_name: "Okafor".to_owned(),
+                given_names: vec!["Ngozi".to_owned()],
+                email: None,
+                phone: None,
+            },
+            &Access::default(),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        person_id.into_uuid()
+    }
+
     pub async fn plan(&self, name: &str, definition: &PlanDefinition) -> StoredPlan {
         let mut tx = self.tx().await;
         let plan = plan_store::create(&mut tx, name, definition, None, OffsetDateTime::now_utc())
