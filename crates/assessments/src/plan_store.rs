@@ -166,6 +166,14 @@ pub async fn create(
     .execute(&mut **tx)
     .await?;
     crate::materialize::ensure_schedule(tx, now).await?;
+    // Reminders follow the first plan with the tenant's settings (or the defaults)
+    // rather than waiting for an operator to remember `tenet reminders configure`.
+    crate::reminder::ensure_sweep_schedule(tx, now)
+        .await
+        .map_err(|err| match err {
+            crate::reminder::ReminderError::Unexpected(err) => PlanStoreError::from(err),
+            other => panic!("BUG: the reminder sweep schedule is valid: {other}"),
+        })?;
     audit_plan(tx, "assessments.plan.create", plan_id, 1).await?;
     Ok(from_row(row))
 }

@@ -221,7 +221,8 @@ async fn the_durable_schedule_fires_the_materialise_job_which_makes_the_instance
     let enrollment_id = world
         .enroll(plan.id, patient_id, "America/Chicago", now, now)
         .await;
-    // The plan's creation made the tenant's schedule; a second plan does not add one.
+    // The plan's creation made the tenant's schedules (the materialiser's and the
+    // reminder sweep's); a second plan does not add any.
     world.plan("another", &monthly_phq9(30)).await;
     let schedules = {
         let mut tx = world.tx().await;
@@ -229,8 +230,15 @@ async fn the_durable_schedule_fires_the_materialise_job_which_makes_the_instance
         tx.commit().await.unwrap();
         rows
     };
-    assert_eq!(schedules.len(), 1);
-    assert_eq!(schedules[0].name, materialize::SCHEDULE_NAME);
+    let mut names: Vec<&str> = schedules.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            materialize::SCHEDULE_NAME,
+            assessments::reminder::SWEEP_SCHEDULE
+        ]
+    );
 
     let scheduler = Scheduler::new(
         world.db.owner.clone(),
@@ -241,22 +249,30 @@ async fn the_durable_schedule_fires_the_materialise_job_which_makes_the_instance
         .tick(now + time::Duration::minutes(2))
         .await
         .unwrap();
-    assert_eq!(fired.n_fired, 1);
+    assert_eq!(fired.n_fired, 2);
     let mut config = WorkerConfig::new("test-worker");
     config.poll_interval = Duration::from_millis(20);
     let worker = Arc::new(Worker::new(
         world.db.owner.clone(),
         world.db.app.clone(),
-        Registry::new().register(Materialize {
-            keyring: world.keyring.clone(),
-        }),
+        Registry::new()
+            .register(Materialize {
+                keyring: world.keyring.clone(),
+            })
+            .register(assessments::reminder::ReminderSweep {
+                sweep: assessments::reminder::Sweep {
+                    available: vec![assessments::reminder::Channel::Webhook],
+                },
+            }),
         config,
     ));
-    let outcome = worker.try_run_one().await.unwrap();
-    assert!(
-        matches!(outcome, Some(platform::jobs::worker::Outcome::Succeeded(_))),
-        "the fired job ran: {outcome:?}"
-    );
+    for _ in 0..2 {
+        let outcome = worker.try_run_one().await.unwrap();
+        assert!(
+            matches!(outcome, Some(platform::jobs::worker::Outcome::Succeeded(_))),
+            "the fired job ran: {outcome:?}"
+        );
+    }
     let rows = world.instances(enrollment_id).await;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].instrument_code, "phq-9");
