@@ -336,6 +336,7 @@ pub async fn run(
         .bind(batch_id)
         .execute(&mut *tx)
         .await?;
+        enqueue_backfill(&mut tx, plan_id, now).await?;
     }
     tx.commit().await?;
     Ok(report)
@@ -477,6 +478,7 @@ pub async fn run_filter(
             }
         };
         let Some(last) = page.last().copied() else {
+            enqueue_backfill(&mut tx, plan_id, now).await?;
             tx.commit().await?;
             return Ok(report);
         };
@@ -494,5 +496,18 @@ pub async fn run_filter(
         tx.commit().await?;
         progress(page.len() as u64);
         after = Some(last);
+    }
+}
+
+/// Once a batch has enrolled everyone it will, the plan's backfill (if it asks for
+/// one) covers them all in one durable job chain rather than one job per row.
+async fn enqueue_backfill(
+    tx: &mut TenantTx,
+    plan_id: Uuid,
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    match crate::plan_store::get(tx, plan_id).await? {
+        Some(plan) => crate::backfill::enqueue_for_plan(tx, plan_id, &plan.definition, now).await,
+        None => Ok(()),
     }
 }

@@ -157,6 +157,30 @@ pub async fn enroll(
     }
 }
 
+/// Enrols one patient, as [`enroll`], and enqueues the backfill of the new
+/// enrolment's past when its plan asks for one (`backfill_days`). A batch enrols with
+/// [`enroll`] and backfills the whole plan once it has finished.
+pub async fn enroll_one(
+    tx: &mut TenantTx,
+    new: &NewEnrollment,
+    now: OffsetDateTime,
+) -> Result<Enrolled, EnrollError> {
+    let enrolled = enroll(tx, new, now).await?;
+    if let Enrolled::New(enrollment_id) = enrolled
+        && let Some(plan) = crate::plan_store::get(tx, new.plan_id).await?
+    {
+        crate::backfill::enqueue_for_enrollment(
+            tx,
+            new.plan_id,
+            enrollment_id,
+            &plan.definition,
+            now,
+        )
+        .await?;
+    }
+    Ok(enrolled)
+}
+
 /// An enrolment as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Enrollment {

@@ -73,6 +73,11 @@ pub struct PlanDefinition {
     /// [`crate::rules`]).
     #[serde(default = "default_guardian_access_until_age")]
     pub guardian_access_until_age: u8,
+    /// When the plan changes, or a patient is enrolled, the instances the past this
+    /// many days should have had are made afterwards, marked backfilled (see
+    /// [`crate::backfill`]). `None`: only by an operator's `backfill` command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill_days: Option<u32>,
 }
 
 fn default_local_time() -> Time {
@@ -200,6 +205,11 @@ pub enum PlanError {
     StopAfterNoResponses,
     #[error("guardian_access_until_age: must be between 1 and 25")]
     GuardianAccessAge,
+    #[error(
+        "backfill_days: must be between 1 and {}",
+        crate::backfill::WINDOW_DAYS_MAX
+    )]
+    BackfillDays,
 }
 
 impl PlanError {
@@ -296,6 +306,12 @@ impl PlanDefinition {
         }
         if self.stop.after_responses == Some(0) {
             return Err(PlanError::StopAfterNoResponses);
+        }
+        if self
+            .backfill_days
+            .is_some_and(|days| days == 0 || i64::from(days) > crate::backfill::WINDOW_DAYS_MAX)
+        {
+            return Err(PlanError::BackfillDays);
         }
         Ok(())
     }
@@ -493,6 +509,7 @@ pub mod examples {
                 on_remission: false,
             },
             guardian_access_until_age: GUARDIAN_ACCESS_UNTIL_AGE_DEFAULT,
+            backfill_days: None,
         }
     }
 }

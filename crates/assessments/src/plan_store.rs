@@ -220,6 +220,7 @@ pub async fn update(
     .execute(&mut **tx)
     .await?;
     audit_plan(tx, "assessments.plan.update", plan_id, plan.version).await?;
+    crate::backfill::enqueue_for_plan(tx, plan_id, definition, OffsetDateTime::now_utc()).await?;
     Ok(plan)
 }
 

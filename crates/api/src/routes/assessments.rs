@@ -393,7 +393,7 @@ pub async fn enroll(
         time_zone: input.time_zone,
         anchor_at: input.anchor_at,
     };
-    let enrolled = enrollment::enroll(&mut tx, &new, OffsetDateTime::now_utc()).await?;
+    let enrolled = enrollment::enroll_one(&mut tx, &new, OffsetDateTime::now_utc()).await?;
     let id = enrolled.enrollment_id();
     let view = enrollment::get(&mut tx, id)
         .await?

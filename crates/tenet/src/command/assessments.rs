@@ -153,7 +153,7 @@ pub async fn run(global: &Global, command: AssessmentsCommand) -> anyhow::Result
                     time_zone: defaults.time_zone,
                     anchor_at: defaults.anchor_at,
                 };
-                return match enrollment::enroll(&mut tx, &new, now).await {
+                return match enrollment::enroll_one(&mut tx, &new, now).await {
                     Ok(Enrolled::New(id)) => {
                         tx.commit().await?;
                         say(format!("enrolled: enrolment {id}"));

@@ -110,3 +110,130 @@ async fn a_year_is_backfilled_once_resumed_after_an_interruption_and_never_escal
         "only the live slots"
     );
 }
+
+/// A worker that runs backfill jobs only.
+fn backfill_worker(world: &World) -> platform::jobs::worker::Worker {
+    let mut config = platform::jobs::worker::WorkerConfig::new("test-worker");
+    config.poll_interval = std::time::Duration::from_millis(20);
+    platform::jobs::worker::Worker::new(
+        world.db.owner.clone(),
+        world.db.app.clone(),
+        platform::jobs::Registry::new().register(backfill::Backfill {
+            keyring: world.keyring.clone(),
+        }),
+        config,
+    )
+}
+
+/// Runs every queued job; returns how many ran, each asserted to have succeeded.
+async fn drain(worker: &platform::jobs::worker::Worker) -> usize {
+    let mut n_ran = 0;
+    while let Some(outcome) = worker.try_run_one().await.unwrap() {
+        assert!(
+            matches!(outcome, platform::jobs::worker::Outcome::Succeeded(_)),
+            "{outcome:?}"
+        );
+        n_ran += 1;
+    }
+    n_ran
+}
+
+#[tokio::test]
+async fn a_plan_with_backfill_days_is_backfilled_by_a_job_when_a_patient_is_enrolled_and_when_it_changes()
+ {
+    let world = World::new().await;
+    let mut def = monthly_phq9(730);
+    def.backfill_days = Some(365);
+    let plan = world.plan("monthly", &def).await;
+    let worker = backfill_worker(&world);
+    // The job backfills up to its own clock: the enrolment is anchored 200 days ago.
+    let now = OffsetDateTime::now_utc();
+    let anchor = now - Duration::days(200);
+    let patient_id = world.patient(adult()).await;
+    let mut tx = world.tx().await;
+    let enrolled = enrollment::enroll_one(
+        &mut tx,
+        &NewEnrollment {
+            plan_id: plan.id,
+            patient_id,
+            clinician_id: Some(clinician()),
+            time_zone: "UTC".to_owned(),
+            anchor_at: Some(anchor),
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let Enrolled::New(enrollment_id) = enrolled else {
+        panic!("expected a new enrolment")
+    };
+
+    assert_eq!(drain(&worker).await, 1);
+    let rows = world.instances(enrollment_id).await;
+    // Six or seven monthly windows have closed in 200 days (a window closes 7 days
+    // after its due date), each made afterwards and missed.
+    assert!((6..=7).contains(&rows.len()), "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|row| row.backfilled && row.status == "missed" && row.escalated_at.is_none())
+    );
+
+    // A change of the plan backfills every enrolment again: nothing new to make.
+    let mut tx = world.tx().await;
+    assessments::plan_store::update(&mut tx, plan.id, &def, None)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(drain(&worker).await, 1);
+    assert_eq!(world.instances(enrollment_id).await.len(), rows.len());
+    assert_eq!(world.count("backfills", "status = 'done'").await, 1);
+
+    // A plan without backfill_days enqueues nothing.
+    let other = world.plan("plain", &monthly_phq9(730)).await;
+    let mut tx = world.tx().await;
+    enrollment::enroll_one(
+        &mut tx,
+        &NewEnrollment {
+            plan_id: other.id,
+            patient_id,
+            clinician_id: Some(clinician()),
+            time_zone: "UTC".to_owned(),
+            anchor_at: Some(anchor),
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(drain(&worker).await, 0);
+}
+
+#[tokio::test]
+async fn a_plans_backfill_job_goes_page_by_page_until_every_enrolment_is_done() {
+    let world = World::new().await;
+    let mut def = monthly_phq9(730);
+    def.backfill_days = Some(90);
+    let plan = world.plan("monthly", &def).await;
+    let now = OffsetDateTime::now_utc();
+    let anchor = now - Duration::days(80);
+    let n_enrollments = backfill::ENROLLMENTS_PER_TX as usize + 3;
+    for _ in 0..n_enrollments {
+        let patient_id = world.patient(adult()).await;
+        world.enroll(plan.id, patient_id, "UTC", anchor, now).await;
+    }
+    let mut tx = world.tx().await;
+    assessments::plan_store::update(&mut tx, plan.id, &def, None)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // Two pages: the first job enqueues the second.
+    assert_eq!(drain(&backfill_worker(&world)).await, 2);
+    let n_backfilled_enrollments = world
+        .count(
+            "enrollments e",
+            "EXISTS (SELECT 1 FROM assessments.instances i WHERE i.enrollment_id = e.id AND i.backfilled)",
+        )
+        .await;
+    assert_eq!(n_backfilled_enrollments, n_enrollments as i64);
+}
