@@ -217,6 +217,24 @@ pub fn file_sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
+/// A batch's identity with the plan: the file and the defaults its blank cells take,
+/// so the same file run again with another default time zone, clinician or anchor is
+/// a new batch rather than the resumption of the old one.
+fn batch_key(file_sha256: &[u8; 32], defaults: &Defaults) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(file_sha256);
+    hasher.update(defaults.time_zone.as_bytes());
+    hasher.update([0]);
+    if let Some(clinician_id) = defaults.clinician_id {
+        hasher.update(clinician_id.as_uuid().as_bytes());
+    }
+    hasher.update([0]);
+    if let Some(anchor_at) = defaults.anchor_at {
+        hasher.update(anchor_at.unix_timestamp_nanos().to_be_bytes());
+    }
+    hasher.finalize().into()
+}
+
 /// Enrols (or resumes enrolling) the rows of a file into a plan, in transactions of
 /// `tenant_id` as `actor`. `progress` is told how many rows each committed
 /// transaction did (skipped rows are told first, at once).
@@ -239,6 +257,7 @@ pub async fn run(
         return Err(BatchError::PlanNotFound);
     }
     let n_rows = i32::try_from(rows.len()).expect("BUG: rows are bounded by ROWS_MAX");
+    let file_sha256 = batch_key(&file_sha256, defaults);
     sqlx::query(
         "INSERT INTO assessments.enrollment_batches (tenant_id, id, plan_id, file_sha256, n_rows)
          VALUES ($1, $2, $3, $4, $5)

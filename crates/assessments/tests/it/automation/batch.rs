@@ -178,3 +178,53 @@ async fn enrolling_a_clinicians_care_team_takes_their_patients_only_and_is_idemp
     }
     assert_eq!(world.count("enrollments", "true").await, 3);
 }
+
+#[tokio::test]
+async fn the_same_file_with_another_default_time_zone_is_a_new_batch_not_a_resumption() {
+    let world = World::new().await;
+    let plan = world.plan("monthly", &monthly_phq9(365)).await;
+    let first = world.patient(adult()).await;
+    let second = world.patient(adult()).await;
+    let csv = format!("patient_id\n{first}\n{second}\n");
+    let rows = batch::parse(csv.as_bytes(), FileFormat::Csv).unwrap();
+    let berlin = run(
+        &world,
+        plan.id,
+        csv.as_bytes(),
+        &rows,
+        RunOptions::default(),
+    )
+    .await;
+    assert_eq!(berlin.n_enrolled, 2);
+
+    let tokyo = batch::run(
+        &world.db.app,
+        world.tenant_id,
+        "user:test",
+        plan.id,
+        batch::file_sha256(csv.as_bytes()),
+        &rows,
+        &Defaults {
+            time_zone: "Asia/Tokyo".to_owned(),
+            ..defaults()
+        },
+        RunOptions::default(),
+        OffsetDateTime::now_utc(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    // Every row looked at again (and found enrolled), not skipped as already done.
+    assert_ne!(tokyo.batch_id, berlin.batch_id);
+    assert_eq!((tokyo.n_skipped, tokyo.n_already_enrolled), (0, 2));
+    // The same file with the same defaults is the first batch, resumed.
+    let again = run(
+        &world,
+        plan.id,
+        csv.as_bytes(),
+        &rows,
+        RunOptions::default(),
+    )
+    .await;
+    assert_eq!((again.batch_id, again.n_skipped), (berlin.batch_id, 2));
+}
