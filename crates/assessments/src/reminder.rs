@@ -81,6 +81,9 @@ pub const SEND_ATTEMPTS_MAX: i32 = 5;
 /// A reminder `sending` for longer than this is not being sent any more: its outcome
 /// is unknown and an operator must look.
 pub const SENDING_STALE_AFTER: Duration = Duration::from_secs(10 * 60);
+/// How long a reminder may wait — `pending` past its due time (no sweep ran), or
+/// `queued` (no relay or mailer took it) — before `tenet check` reports it stalled.
+pub const STALLED_AFTER: Duration = Duration::from_secs(60 * 60);
 /// The name of each tenant's sweep schedule.
 pub const SWEEP_SCHEDULE: &str = "assessments.reminders";
 /// How long an answer link issued for a reminder lasts at least.
@@ -1160,23 +1163,40 @@ pub async fn of_instance(
 
 /// What `tenet check` reports: email reminders whose outcome is unknown (`unknown`, or
 /// `sending` for longer than [`SENDING_STALE_AFTER`]) — a person must decide whether
-/// they went out — and `failed` ones, per tenant. Needs the owner role.
+/// they went out — `failed` ones, and stalled ones (`pending` or `queued` for longer
+/// than [`STALLED_AFTER`]), per tenant. Needs the owner role.
 pub async fn findings(owner: &PgPool) -> Result<Vec<Finding>, sqlx::Error> {
     let rows: Vec<(Uuid, String, i64)> = sqlx::query_as(
-        "SELECT tenant_id, CASE WHEN state = 'failed' THEN 'failed' ELSE 'unknown' END AS what, count(*)
+        "SELECT tenant_id,
+                CASE WHEN state = 'failed' THEN 'failed'
+                     WHEN state IN ('pending', 'queued') THEN 'stalled'
+                     ELSE 'unknown' END AS what,
+                count(*)
          FROM assessments.reminders
          WHERE state IN ('unknown', 'failed')
             OR (state = 'sending' AND sending_at < now() - make_interval(secs => $1))
+            OR (state = 'pending' AND due_at < now() - make_interval(secs => $2))
+            OR (state = 'queued' AND queued_at < now() - make_interval(secs => $2))
          GROUP BY 1, 2 ORDER BY 1, 2",
     )
     .bind(SENDING_STALE_AFTER.as_secs_f64())
+    .bind(STALLED_AFTER.as_secs_f64())
     .fetch_all(owner)
     .await?;
     Ok(rows
         .into_iter()
         .map(|(tenant_id, what, n)| {
             let object = format!("assessment reminders of tenant {tenant_id}");
-            if what == "failed" {
+            if what == "stalled" {
+                Finding {
+                    severity: Severity::Problem,
+                    check: "reminder-stalled",
+                    object,
+                    detail: format!(
+                        "{n} reminder(s) waiting more than an hour past their due time: no node runs the reminder sweep, or the relay and mailer are not delivering (is a worker running, and SMTP configured for email?)"
+                    ),
+                }
+            } else if what == "failed" {
                 Finding {
                     severity: Severity::Notice,
                     check: "reminder-failed",

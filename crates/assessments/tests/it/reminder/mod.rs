@@ -828,3 +828,40 @@ async fn the_sweep_runs_on_each_tenants_durable_schedule() {
         "sent"
     );
 }
+
+#[tokio::test]
+async fn a_reminder_queued_for_an_hour_with_nobody_delivering_it_is_reported_stalled() {
+    let world = world().await;
+    let tenant_id = world.tenant("A", &no_quiet_hours()).await;
+    let patient_id = world.patient(tenant_id, "patient@example.org").await;
+    world
+        .instance(tenant_id, patient_id, Spec::open_now())
+        .await;
+    world.sweep(tenant_id, OffsetDateTime::now_utc()).await;
+    // Queued just now: the relay may still take it.
+    assert!(
+        reminder::findings(&world.db.owner)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // No relay ran for an hour and a half.
+    sqlx::query(
+        "UPDATE assessments.reminders SET queued_at = now() - interval '90 minutes' WHERE state = 'queued'",
+    )
+    .execute(&world.db.admin)
+    .await
+    .unwrap();
+    let findings = reminder::findings(&world.db.owner).await.unwrap();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].check, "reminder-stalled");
+    assert!(findings[0].object.contains(&tenant_id.to_string()));
+    // Delivered at last: nothing to report.
+    world.relay_until_idle().await;
+    assert!(
+        reminder::findings(&world.db.owner)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
