@@ -34,10 +34,19 @@ pub use template::{Section, Template};
 use db::Migration;
 
 /// The notes context's migrations: schema `notes`.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 2026112701,
-    context: "notes",
-    name: "notes",
-    up: include_str!("../migrations/2026112701_notes.up.sql"),
-    down: include_str!("../migrations/2026112701_notes.down.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 2026112701,
+        context: "notes",
+        name: "notes",
+        up: include_str!("../migrations/2026112701_notes.up.sql"),
+        down: include_str!("../migrations/2026112701_notes.down.sql"),
+    },
+    Migration {
+        version: 2026112705,
+        context: "notes",
+        name: "notes_operations",
+        up: include_str!("../migrations/2026112705_notes_operations.up.sql"),
+        down: include_str!("../migrations/2026112705_notes_operations.down.sql"),
+    },
+];

@@ -155,6 +155,33 @@ pub async fn late(tx: &mut TenantTx, now: OffsetDateTime) -> Result<Vec<LateNote
         .collect())
 }
 
+/// What `tenet check` reports for the compliance view: per tenant, how many notes
+/// are late (a draft, or awaiting its co-signature, past the tenant's deadline after
+/// their care). Counts only. Needs the owner role, which reads across tenants.
+pub async fn findings(owner: &sqlx::PgPool) -> Result<Vec<platform::health::Finding>, sqlx::Error> {
+    let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT n.tenant_id, count(*)
+         FROM notes.notes n LEFT JOIN notes.settings s ON s.tenant_id = n.tenant_id
+         WHERE (n.status = 'draft' OR (n.cosign_required AND n.cosigned_at IS NULL))
+           AND n.service_at + make_interval(mins => coalesce(s.late_after_minutes, $1)) < now()
+         GROUP BY 1 ORDER BY 1",
+    )
+    .bind(settings::Settings::default().late_after_minutes)
+    .fetch_all(owner)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(tenant_id, n)| platform::health::Finding {
+            severity: platform::health::Severity::Notice,
+            check: "notes-late",
+            object: format!("progress notes of tenant {tenant_id}"),
+            detail: format!(
+                "{n} note(s) not signed (or not co-signed) within the tenant's deadline after their care: `tenet notes late --tenant {tenant_id}` lists them"
+            ),
+        })
+        .collect())
+}
+
 /// The patient a note is about, without reading its content: what an API checks
 /// access against before opening the note. `None` if the tenant has no such note.
 pub async fn patient_of(

@@ -244,4 +244,12 @@ async fn notes_unsigned_past_the_tenant_deadline_are_listed_late() {
         .await
         .unwrap();
     assert_eq!(later.len(), 2);
+    tx.commit().await.unwrap();
+
+    // `tenet check` counts the late note for the compliance view, naming the tenant.
+    let findings = listing::findings(&world.db.owner).await.unwrap();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].check, "notes-late");
+    assert!(findings[0].object.contains(&tenant_id.to_string()));
+    assert!(findings[0].detail.starts_with("1 note(s)"));
 }

@@ -17,6 +17,7 @@ pub async fn run(global: &Global, json: bool, config: &HealthConfig) -> anyhow::
         findings.extend(ingest::health::findings(owner, config.overdue_after).await?);
         findings.extend(ingest::partitions::findings(owner).await?);
         findings.extend(assessments::reminder::findings(owner).await?);
+        findings.extend(notes::listing::findings(owner).await?);
         findings.sort();
         if json {
             say(serde_json::to_string_pretty(&serde_json::json!({
