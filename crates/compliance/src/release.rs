@@ -436,3 +436,27 @@ pub async fn report(
     }
     Ok(releases)
 }
+
+/// One release with its recipient and description opened, recording
+/// `disclosure.read`; `None` if the tenant has no such release.
+pub async fn read(
+    tx: &mut TenantTx,
+    keyring: &Keyring,
+    release_id: ReleaseId,
+) -> Result<Option<Release>, Unexpected> {
+    let row: Option<ReleaseRow> =
+        sqlx::query_as(&format!("{SELECT} WHERE tenant_id = $1 AND id = $2"))
+            .bind(tx.tenant_id().as_uuid())
+            .bind(release_id.as_uuid())
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let release = to_release(tx, Some(keyring), row).await?;
+    let mut entry =
+        AuditEntry::patient("disclosure.read", release.patient_id).purpose("operations");
+    entry.details = serde_json::json!({ "release_id": release.id.as_uuid() });
+    audit::append(tx, entry).await?;
+    Ok(Some(release))
+}
