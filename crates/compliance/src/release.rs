@@ -132,8 +132,8 @@ pub struct Release {
     pub disclosed: Option<Disclosed>,
 }
 
-/// A release to record.
-#[derive(Debug, Clone)]
+/// A release to record. `Debug` prints neither recipient nor description.
+#[derive(Clone)]
 pub struct NewRelease {
     pub patient_id: PatientId,
     pub recipient: Recipient,
@@ -144,6 +144,22 @@ pub struct NewRelease {
     pub description: Option<String>,
     /// When; now when `None`. Never in the future.
     pub released_at: Option<OffsetDateTime>,
+}
+
+impl fmt::Debug for NewRelease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewRelease")
+            .field("patient_id", &self.patient_id)
+            .field("recipient", &self.recipient)
+            .field("purpose", &self.purpose)
+            .field("document_ids", &self.document_ids)
+            .field(
+                "description",
+                &self.description.as_ref().map(|_| "[redacted]"),
+            )
+            .field("released_at", &self.released_at)
+            .finish()
+    }
 }
 
 /// Why a release is refused. Names no recipient and no description.

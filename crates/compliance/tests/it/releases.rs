@@ -48,7 +48,9 @@ async fn a_release_is_refused_without_consent_and_records_nothing() {
     world
         .grant(tenant_id, patient_id, Scope::Treatment, None, None)
         .await;
-    let refused = try_release(&world, tenant_id, new_release(patient_id, CANARY)).await;
+    let new = new_release(patient_id, CANARY);
+    assert!(!format!("{new:?}").contains("Zqx"), "{new:?}");
+    let refused = try_release(&world, tenant_id, new).await;
     assert!(
         matches!(
             refused,
