@@ -33,6 +33,9 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The patient's consent this needs is missing, revoked or expired.
+    #[error("consent required: {0}")]
+    ConsentRequired(String),
     #[error("gone: {0}")]
     Gone(&'static str),
     #[error("service unavailable")]
@@ -106,6 +109,12 @@ impl ApiError {
                 Some("this Idempotency-Key was used for a different request".into()),
             ),
             Self::Conflict(detail) => (StatusCode::CONFLICT, "conflict", "Conflict", Some(detail.clone())),
+            Self::ConsentRequired(detail) => (
+                StatusCode::FORBIDDEN,
+                "consent-required",
+                "The patient's consent is required",
+                Some(detail.clone()),
+            ),
             Self::Gone(why) => (StatusCode::GONE, "gone", "Gone", Some((*why).into())),
             Self::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -7,8 +7,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::routes::{
-    admin, assessment_responses, assessments, audit_log, jobs, notes, patients, sagas, schedules,
-    webhooks,
+    admin, assessment_responses, assessments, audit_log, consents, jobs, notes, patients, sagas,
+    schedules, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -32,6 +32,8 @@ use crate::routes::{
         notes::create_v2, notes::read_v2, notes::edit_v2, notes::sign_v2, notes::cosign_v2, notes::amend_v2, notes::list,
         notes::create_v1, notes::read_v1, notes::edit_v1, notes::sign_v1, notes::cosign_v1, notes::amend_v1,
         notes::late, notes::configure, notes::add_supervisor,
+        consents::grant, consents::list, consents::read, consents::revoke,
+        consents::record_release, consents::patient_disclosures, consents::disclosure_report,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerAuth),
@@ -45,6 +47,7 @@ use crate::routes::{
         (name = "sagas", description = "Multi-step workflows with compensations: state and step log"),
         (name = "assessments", description = "Measurement-based care: plans, enrolments (one or a batch), guardianships, backfills, the clinician's due lists; responses, score history, one-time links, safety events"),
         (name = "notes", description = "Progress notes (v2: structured sections): drafts, signatures, co-signatures, amendments; a signed note never changes"),
+        (name = "consents", description = "Consents (treatment, telehealth, release of information to a named recipient, research), granted and revoked; releases of information, refused without a consent in force for the recipient (problem `consent-required`, 403); the accounting of disclosures"),
         (name = "notes-v1", description = "Deprecated: progress notes with one text body; responses carry Deprecation, Sunset and Link headers. Use /v2"),
     )
 )]

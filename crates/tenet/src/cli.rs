@@ -151,6 +151,19 @@ pub enum Command {
         #[command(subcommand)]
         command: NotesCommand,
     },
+    /// A patient's consents: grant, revoke, list, show. Recipients are sealed and
+    /// never printed (read them through the API, audited).
+    Consents {
+        #[command(subcommand)]
+        command: ConsentsCommand,
+    },
+    /// Releases of information: record one (refused without a release-of-information
+    /// consent in force for its recipient), list a patient's, report a tenant's period.
+    /// Recipients are never printed.
+    Releases {
+        #[command(subcommand)]
+        command: ReleasesCommand,
+    },
     /// Sagas: workflows of steps with compensations (across tenants, read only).
     Sagas {
         #[command(subcommand)]
@@ -823,6 +836,93 @@ pub enum NotesCommand {
     Late {
         #[arg(long)]
         tenant: uuid::Uuid,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsentsCommand {
+    /// Record a patient's consent; prints its id.
+    Grant {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        patient: uuid::Uuid,
+        /// treatment, telehealth, release_of_information or research.
+        #[arg(long)]
+        scope: String,
+        /// Whom information may be released to (release_of_information only).
+        #[arg(long)]
+        recipient: Option<String>,
+        /// When it lapses (RFC 3339).
+        #[arg(long)]
+        valid_until: Option<String>,
+        /// The signed form's document id.
+        #[arg(long)]
+        evidence_document: Option<uuid::Uuid>,
+    },
+    /// Revoke a consent, for good.
+    Revoke {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        consent: uuid::Uuid,
+        /// patient_request, entered_in_error, superseded or other.
+        #[arg(long)]
+        reason: String,
+    },
+    /// A patient's consents, newest first (recorded in the audit log).
+    List {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        patient: uuid::Uuid,
+    },
+    /// One consent (recorded in the audit log).
+    Show {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        consent: uuid::Uuid,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReleasesCommand {
+    /// Record a release of a patient's information to a recipient; prints its id.
+    /// Exits non-zero, recording nothing, without a consent in force.
+    Record {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        patient: uuid::Uuid,
+        #[arg(long)]
+        recipient: String,
+        /// treatment, payment, healthcare_operations, patient_request, legal,
+        /// public_health, research or other.
+        #[arg(long)]
+        purpose: String,
+        /// A released document's id (repeat for several).
+        #[arg(long = "document")]
+        documents: Vec<uuid::Uuid>,
+        /// What was released, in words.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// A patient's accounting of disclosures, newest first.
+    List {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        patient: uuid::Uuid,
+    },
+    /// The tenant's releases in [--from, --to) (RFC 3339), oldest first.
+    Report {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
     },
 }
 

@@ -18,6 +18,7 @@
 //! - [`assessment_responses`]: responses, score history, one-time links and safety events:
 //!   care-team scoping, tenants apart, links once, no answers or tokens in logs.
 //! - [`notes`]: progress notes in v1 and v2, signing, amendments, co-signing.
+//! - [`consents`]: consents, the consent gate on releases, the disclosure reports.
 //! - [`operations`]: health, readiness, metrics and the OpenAPI document.
 //!
 //! Shared fixtures live in [`support`]: two tenants with a principal per role.
@@ -28,6 +29,7 @@ mod audit_trail;
 mod authentication;
 mod automation;
 mod bad_input;
+mod consents;
 mod cross_tenant;
 mod idempotency;
 mod jobs;

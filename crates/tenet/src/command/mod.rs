@@ -4,6 +4,7 @@ mod assessment_responses;
 mod assessments;
 mod audit_log;
 mod check;
+mod consents;
 mod critical_ranges;
 mod database;
 mod deadletters;
@@ -65,6 +66,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CriticalRanges { command } => critical_ranges::run(global, command).await,
         Command::Reminders { command } => reminders::run(global, command).await,
         Command::Notes { command } => notes::run(global, command).await,
+        Command::Consents { command } => consents::consents(global, command).await,
+        Command::Releases { command } => consents::releases(global, command).await,
         Command::Ingest { command } => ingest::run(global, command).await,
         // No database: these read files and talk MLLP.
         Command::Hl7 { command } => hl7::run(command).await,

@@ -7,6 +7,8 @@
 //! - [`principals`]: `tenant create`, `user create`, `apikey create`.
 //! - [`audit_log`]: `audit verify` on a clean log, and after each kind of tampering.
 //! - [`check`]: `tenet check` on the migrated schema and on a broken one.
+//! - [`consents`]: `consents grant|revoke|list|show`, `releases record|list|report`:
+//!   a release refused without consent, recorded with one; recipients never printed.
 //! - [`keys`]: `keys rotate` re-wraps every data key under a new master key.
 //! - [`migrate`]: `migrate down` then `migrate` round-trips.
 //! - [`hl7`]: `hl7 parse` and `hl7 send` (no database; an MLLP server in the test).
@@ -32,6 +34,7 @@ mod assessment_responses;
 mod assessments;
 mod audit_log;
 mod check;
+mod consents;
 mod events;
 mod help;
 mod hl7;

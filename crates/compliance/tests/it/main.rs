@@ -1,0 +1,116 @@
+//! The integration tests of the `compliance` crate, on a real PostgreSQL: consents
+//! granted, revoked (once) and expiring; the consent gate on releases; the accounting
+//! of disclosures; tenant isolation; the state machine held by the database; and
+//! recipients sealed at rest, absent from events, audit details and `Debug`.
+
+mod consents;
+mod releases;
+
+use compliance::consent::{self, NewConsent};
+use compliance::{Consent, Recipient, Scope};
+use db::TenantTx;
+use db::testing::TestDb;
+use identity::keyring::{Keyring, MasterKey};
+use kernel::{PatientId, TenantId};
+use time::OffsetDateTime;
+
+/// A PHI canary recipient: it must appear in no table as plaintext, no event, no audit
+/// detail, no `Debug`.
+pub const CANARY: &str = "Zqxcanary Oakwood Family Law";
+
+pub struct World {
+    pub db: TestDb,
+    pub keyring: Keyring,
+}
+
+pub async fn world() -> World {
+    World {
+        db: TestDb::migrated(&schema::migrator()).await,
+        keyring: Keyring::new(MasterKey::generate()),
+    }
+}
+
+pub fn recipient(name: &str) -> Recipient {
+    Recipient::parse(name).expect("a valid recipient")
+}
+
+impl World {
+    pub async fn tenant(&self, name: &str) -> TenantId {
+        identity::tenant::create(&self.db.app, &self.keyring, name)
+            .await
+            .unwrap()
+    }
+
+    pub async fn tx(&self, tenant_id: TenantId) -> TenantTx {
+        TenantTx::begin_as(&self.db.app, tenant_id, "user:test", None)
+            .await
+            .unwrap()
+    }
+
+    /// A committed patient of `tenant_id`.
+    pub async fn patient(&self, tenant_id: TenantId) -> PatientId {
+        let mut tx = self.tx(tenant_id).await;
+        let patient = clinical::patient::insert(&mut tx, PatientId::generate())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        patient.id
+    }
+
+    /// A committed consent.
+    pub async fn grant(
+        &self,
+        tenant_id: TenantId,
+        patient_id: PatientId,
+        scope: Scope,
+        recipient: Option<&str>,
+        valid_until: Option<OffsetDateTime>,
+    ) -> Consent {
+        let mut tx = self.tx(tenant_id).await;
+        let consent = consent::grant(
+            &mut tx,
+            &self.keyring,
+            NewConsent {
+                patient_id,
+                scope,
+                recipient: recipient.map(crate::recipient),
+                granted_at: None,
+                valid_until,
+                evidence_document_id: Some(uuid::Uuid::now_v7()),
+            },
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        consent
+    }
+}
+
+/// Runs `sql` (`$1` tenant, `$2` row id) in a tenant transaction on `pool`; the
+/// SQLSTATE it failed with, or the rows it touched.
+pub async fn try_sql(
+    pool: &sqlx::PgPool,
+    tenant_id: TenantId,
+    row_id: uuid::Uuid,
+    sql: &str,
+) -> Result<u64, String> {
+    let mut tx = TenantTx::begin_as(pool, tenant_id, "user:attacker", None)
+        .await
+        .unwrap();
+    let result = sqlx::query(sql)
+        .bind(tenant_id.as_uuid())
+        .bind(row_id)
+        .execute(&mut *tx)
+        .await;
+    match result {
+        Ok(done) => {
+            tx.commit().await.unwrap();
+            Ok(done.rows_affected())
+        }
+        Err(err) => Err(err
+            .as_database_error()
+            .and_then(|err| err.code())
+            .expect("a database error")
+            .into_owned()),
+    }
+}

@@ -1,0 +1,304 @@
+//! The consent gate on releases of information, and the accounting of disclosures.
+
+use compliance::consent::{self, ConsentError};
+use compliance::release::{self, NewRelease};
+use compliance::{Purpose, ReleaseError, RevocationReason, Scope};
+use kernel::{PatientId, TenantId};
+use time::{Duration, OffsetDateTime};
+
+use crate::{CANARY, World, recipient, try_sql, world};
+
+fn new_release(patient_id: PatientId, to: &str) -> NewRelease {
+    NewRelease {
+        patient_id,
+        recipient: recipient(to),
+        purpose: Purpose::Legal,
+        document_ids: vec![uuid::Uuid::now_v7()],
+        description: Some("Zqxdescription: discharge summary 2026".to_owned()),
+        released_at: None,
+    }
+}
+
+async fn n_releases(world: &World) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM compliance.releases")
+        .fetch_one(&world.db.admin)
+        .await
+        .unwrap()
+}
+
+async fn try_release(
+    world: &World,
+    tenant_id: TenantId,
+    new: NewRelease,
+) -> Result<release::Release, ReleaseError> {
+    let mut tx = world.tx(tenant_id).await;
+    let result = release::record(&mut tx, &world.keyring, new).await;
+    if result.is_ok() {
+        tx.commit().await.unwrap();
+    }
+    result
+}
+
+#[tokio::test]
+async fn a_release_is_refused_without_consent_and_records_nothing() {
+    let world = world().await;
+    let tenant_id = world.tenant("Clinic").await;
+    let patient_id = world.patient(tenant_id).await;
+    // Consents of other scopes do not count.
+    world
+        .grant(tenant_id, patient_id, Scope::Treatment, None, None)
+        .await;
+    let new = new_release(patient_id, CANARY);
+    assert!(!format!("{new:?}").contains("Zqx"), "{new:?}");
+    let refused = try_release(&world, tenant_id, new).await;
+    assert!(
+        matches!(
+            refused,
+            Err(ReleaseError::Consent(ConsentError::Missing {
+                scope: Scope::ReleaseOfInformation
+            }))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(n_releases(&world).await, 0);
+}
+
+#[tokio::test]
+async fn a_release_is_refused_after_the_consent_is_revoked() {
+    let world = world().await;
+    let tenant_id = world.tenant("Clinic").await;
+    let patient_id = world.patient(tenant_id).await;
+    let granted = world
+        .grant(
+            tenant_id,
+            patient_id,
+            Scope::ReleaseOfInformation,
+            Some(CANARY),
+            None,
+        )
+        .await;
+    let mut tx = world.tx(tenant_id).await;
+    consent::revoke(
+        &mut tx,
+        &world.keyring,
+        granted.id,
+        RevocationReason::PatientRequest,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let refused = try_release(&world, tenant_id, new_release(patient_id, CANARY)).await;
+    assert!(
+        matches!(refused, Err(ReleaseError::Consent(ConsentError::Revoked { consent_id, .. })) if consent_id == granted.id),
+        "{refused:?}"
+    );
+    assert_eq!(n_releases(&world).await, 0);
+}
+
+#[tokio::test]
+async fn a_release_is_refused_after_the_consent_expires() {
+    let world = world().await;
+    let tenant_id = world.tenant("Clinic").await;
+    let patient_id = world.patient(tenant_id).await;
+    let mut tx = world.tx(tenant_id).await;
+    let granted = consent::grant(
+        &mut tx,
+        &world.keyring,
+        consent::NewConsent {
+            patient_id,
+            scope: Scope::ReleaseOfInformation,
+            recipient: Some(recipient(CANARY)),
+            granted_at: Some(OffsetDateTime::now_utc() - Duration::days(30)),
+            valid_until: Some(OffsetDateTime::now_utc() - Duration::days(1)),
+            evidence_document_id: None,
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let refused = try_release(&world, tenant_id, new_release(patient_id, CANARY)).await;
+    assert!(
+        matches!(refused, Err(ReleaseError::Consent(ConsentError::Expired { consent_id, .. })) if consent_id == granted.id),
+        "{refused:?}"
+    );
+    // A release dated while it was in force is accepted (recorded late).
+    let mut backdated = new_release(patient_id, CANARY);
+    backdated.released_at = Some(OffsetDateTime::now_utc() - Duration::days(2));
+    try_release(&world, tenant_id, backdated).await.unwrap();
+    assert_eq!(n_releases(&world).await, 1);
+}
+
+#[tokio::test]
+async fn a_release_is_refused_for_a_recipient_the_consent_does_not_name() {
+    let world = world().await;
+    let tenant_id = world.tenant("Clinic").await;
+    let patient_id = world.patient(tenant_id).await;
+    world
+        .grant(
+            tenant_id,
+            patient_id,
+            Scope::ReleaseOfInformation,
+            Some(CANARY),
+            None,
+        )
+        .await;
+    let refused = try_release(
+        &world,
+        tenant_id,
+        new_release(patient_id, "Brightside Insurance"),
+    )
+    .await;
+    assert!(
+        matches!(
+            refused,
+            Err(ReleaseError::Consent(ConsentError::Missing { .. }))
+        ),
+        "{refused:?}"
+    );
+    // Another patient's consent for the same recipient does not count either.
+    let other_patient = world.patient(tenant_id).await;
+    let refused = try_release(&world, tenant_id, new_release(other_patient, CANARY)).await;
+    assert!(
+        matches!(refused, Err(ReleaseError::Consent(_))),
+        "{refused:?}"
+    );
+    assert_eq!(n_releases(&world).await, 0);
+}
+
+#[tokio::test]
+async fn a_release_with_a_valid_consent_is_recorded_and_listed_in_the_disclosure_reports() {
+    let world = world().await;
+    let tenant_id = world.tenant("Clinic").await;
+    let patient_id = world.patient(tenant_id).await;
+    let granted = world
+        .grant(
+            tenant_id,
+            patient_id,
+            Scope::ReleaseOfInformation,
+            Some(CANARY),
+            Some(OffsetDateTime::now_utc() + Duration::days(365)),
+        )
+        .await;
+    // Case and spacing do not make another recipient.
+    let released = try_release(
+        &world,
+        tenant_id,
+        new_release(patient_id, "  zqxcanary   OAKWOOD family law "),
+    )
+    .await
+    .unwrap();
+    assert_eq!(released.consent_id, granted.id);
+
+    let mut tx = world.tx(tenant_id).await;
+    let listed = release::for_patient(&mut tx, &world.keyring, patient_id)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, released.id);
+    assert_eq!(listed[0].purpose, Purpose::Legal);
+    assert_eq!(listed[0].document_ids, released.document_ids);
+    let disclosed = listed[0].disclosed.as_ref().unwrap();
+    assert_eq!(
+        disclosed.recipient.expose(),
+        "zqxcanary   OAKWOOD family law"
+    );
+    assert!(!format!("{listed:?}").contains("Zqx") && !format!("{listed:?}").contains("zqx"));
+
+    let now = OffsetDateTime::now_utc();
+    let (from, to) = (now - Duration::days(1), now + Duration::days(1));
+    let blind = release::report(&mut tx, None, from, to).await.unwrap();
+    assert_eq!(blind.len(), 1);
+    assert_eq!(blind[0].disclosed, None);
+    let revealed = release::report(&mut tx, Some(&world.keyring), from, to)
+        .await
+        .unwrap();
+    assert!(revealed[0].disclosed.is_some());
+    let earlier = release::report(&mut tx, None, from - Duration::days(7), from)
+        .await
+        .unwrap();
+    assert!(earlier.is_empty());
+    tx.commit().await.unwrap();
+
+    // The recipient and description are sealed: no plaintext in any table, event or
+    // audit detail.
+    let canary_hits: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM compliance.releases r
+                  WHERE position(convert_to($1, 'UTF8') IN r.details_sealed) > 0 OR r::text ILIKE '%' || $1 || '%')
+              + (SELECT count(*) FROM compliance.outbox o WHERE o::text ILIKE '%' || $1 || '%')
+              + (SELECT count(*) FROM audit.events e WHERE e::text ILIKE '%' || $1 || '%')",
+    )
+    .bind("zqx")
+    .fetch_one(&world.db.admin)
+    .await
+    .unwrap();
+    assert_eq!(canary_hits, 0);
+    let actions: Vec<String> = sqlx::query_scalar(
+        "SELECT action FROM audit.events WHERE patient_id = $1 OR patient_id IS NULL",
+    )
+    .bind(patient_id.as_uuid())
+    .fetch_all(&world.db.admin)
+    .await
+    .unwrap();
+    for action in [
+        "consent.check",
+        "release.record",
+        "disclosure.list",
+        "disclosure.report",
+        "disclosure.read",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} missing from {actions:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_accounting_of_disclosures_is_append_only() {
+    let world = world().await;
+    let tenant_id = world.tenant("Clinic").await;
+    let patient_id = world.patient(tenant_id).await;
+    world
+        .grant(
+            tenant_id,
+            patient_id,
+            Scope::ReleaseOfInformation,
+            Some(CANARY),
+            None,
+        )
+        .await;
+    let released = try_release(&world, tenant_id, new_release(patient_id, CANARY))
+        .await
+        .unwrap();
+    for sql in [
+        "UPDATE compliance.releases SET purpose = 'other' WHERE tenant_id = $1 AND id = $2",
+        "DELETE FROM compliance.releases WHERE tenant_id = $1 AND id = $2",
+    ] {
+        // The service role holds no such privilege; the owner meets the trigger.
+        assert_eq!(
+            try_sql(&world.db.app, tenant_id, released.id.into_uuid(), sql).await,
+            Err("42501".to_owned()),
+            "tenet_app: `{sql}` was not refused"
+        );
+        assert_eq!(
+            try_sql(&world.db.owner, tenant_id, released.id.into_uuid(), sql).await,
+            Err("55000".to_owned()),
+            "tenet_owner: `{sql}` was not refused"
+        );
+    }
+    assert_eq!(n_releases(&world).await, 1);
+}
+
+#[tokio::test]
+async fn a_release_that_says_nothing_of_what_was_released_is_refused() {
+    let world = world().await;
+    let tenant_id = world.tenant("Clinic").await;
+    let patient_id = world.patient(tenant_id).await;
+    let mut new = new_release(patient_id, CANARY);
+    new.document_ids.clear();
+    new.description = Some("   ".to_owned());
+    assert!(matches!(
+        try_release(&world, tenant_id, new).await,
+        Err(ReleaseError::Content)
+    ));
+}

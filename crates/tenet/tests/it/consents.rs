@@ -1,0 +1,142 @@
+//! `tenet consents …` and `tenet releases …`: an operator grants and revokes
+//! consents; a release is refused (exit non-zero, nothing recorded) without a
+//! release-of-information consent for its recipient, recorded with one, listed and
+//! reported — and the recipient is never printed.
+
+use kernel::{PatientId, TenantId};
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+
+use crate::{Tenet, single_line};
+
+const CANARY: &str = "Zqxclirecipient Family Law";
+
+#[tokio::test]
+async fn a_release_is_refused_without_consent_then_recorded_listed_and_reported_without_the_recipient()
+ {
+    let tenet = Tenet::new().await;
+    let tenant =
+        single_line(tenet.run(&["tenant", "create", "North Clinic"]).await.ok()).to_owned();
+    let tenant_id = TenantId::new_unchecked(tenant.parse().unwrap());
+    let mut tx = db::TenantTx::begin_as(&tenet.db.app, tenant_id, "user:test", None)
+        .await
+        .unwrap();
+    let patient_id = clinical::patient::insert(&mut tx, PatientId::generate())
+        .await
+        .unwrap()
+        .id
+        .to_string();
+    tx.commit().await.unwrap();
+    let document = uuid::Uuid::now_v7().to_string();
+    let record = [
+        "releases",
+        "record",
+        "--tenant",
+        &tenant,
+        "--patient",
+        &patient_id,
+        "--recipient",
+        CANARY,
+        "--purpose",
+        "legal",
+        "--document",
+        &document,
+    ];
+
+    let refused = tenet.run(&record).await;
+    refused.failed();
+    assert!(refused.stderr.contains("not consented"), "{refused}");
+
+    let granted = tenet
+        .run(&[
+            "consents",
+            "grant",
+            "--tenant",
+            &tenant,
+            "--patient",
+            &patient_id,
+            "--scope",
+            "release_of_information",
+            "--recipient",
+            CANARY,
+        ])
+        .await;
+    let consent_id = single_line(granted.ok()).to_owned();
+    let recorded = tenet.run(&record).await;
+    let release_id = single_line(recorded.ok()).to_owned();
+
+    let listed = tenet
+        .run(&[
+            "releases",
+            "list",
+            "--tenant",
+            &tenant,
+            "--patient",
+            &patient_id,
+        ])
+        .await;
+    assert!(listed.ok().contains(&release_id), "{listed}");
+    assert!(listed.ok().contains(&consent_id), "{listed}");
+    let now = OffsetDateTime::now_utc();
+    let reported = tenet
+        .run(&[
+            "releases",
+            "report",
+            "--tenant",
+            &tenant,
+            "--from",
+            &(now - Duration::days(1)).format(&Rfc3339).unwrap(),
+            "--to",
+            &(now + Duration::days(1)).format(&Rfc3339).unwrap(),
+        ])
+        .await;
+    assert!(reported.ok().contains("1 releases"), "{reported}");
+
+    let revoke = [
+        "consents",
+        "revoke",
+        "--tenant",
+        &tenant,
+        "--consent",
+        &consent_id,
+        "--reason",
+        "patient_request",
+    ];
+    let revoked = tenet.run(&revoke).await;
+    assert!(revoked.ok().contains("revoked"), "{revoked}");
+    let again = tenet.run(&revoke).await;
+    again.failed();
+    assert!(again.stderr.contains("already revoked"), "{again}");
+    let after = tenet.run(&record).await;
+    after.failed();
+    assert!(after.stderr.contains("revoked"), "{after}");
+
+    let shown = tenet
+        .run(&[
+            "consents",
+            "show",
+            "--tenant",
+            &tenant,
+            "--consent",
+            &consent_id,
+        ])
+        .await;
+    assert!(shown.ok().contains("patient_request"), "{shown}");
+    let consents = tenet
+        .run(&[
+            "consents",
+            "list",
+            "--tenant",
+            &tenant,
+            "--patient",
+            &patient_id,
+        ])
+        .await;
+    assert!(consents.ok().contains("[sealed]"), "{consents}");
+    for run in [
+        &refused, &granted, &recorded, &listed, &reported, &revoked, &again, &after, &shown,
+        &consents,
+    ] {
+        assert!(!run.to_string().contains("Zqxclirecipient"), "{run}");
+    }
+}
