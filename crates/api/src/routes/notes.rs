@@ -243,6 +243,20 @@ pub struct BodyInput {
 pub struct NoteSettingsDto {
     pub cosign_required: bool,
     pub late_after_minutes: i32,
+    /// The patient identifiers a note's PDF shows besides the pseudonym (always
+    /// shown). Omitted: unchanged (none by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pdf_identifiers: Option<Vec<PdfIdentifierDto>>,
+}
+
+/// A patient identifier a note's PDF may show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PdfIdentifierDto {
+    /// The medical record number (`MR`).
+    RecordNumber,
+    Name,
+    DateOfBirth,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -1015,7 +1029,8 @@ pub async fn late(
     }))
 }
 
-/// Set the tenant's note rules: co-signature required, late-signing deadline.
+/// Set the tenant's note rules: co-signature required, late-signing deadline, and
+/// which patient identifiers a note's PDF shows besides the pseudonym.
 #[utoipa::path(put, path = "/v1/notes/settings", tag = "notes",
     request_body = NoteSettingsDto,
     responses((status = 200, body = NoteSettingsDto), (status = 403, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
@@ -1039,6 +1054,18 @@ pub async fn configure(
         settings::SettingsError::LateAfter => ApiError::InvalidInput(err.to_string()),
         settings::SettingsError::Database(db_err) => db_err.into(),
     })?;
+    if let Some(identifiers) = &input.pdf_identifiers {
+        let has = |wanted| identifiers.contains(&wanted);
+        settings::configure_pdf_identifiers(
+            &mut tx,
+            settings::PdfIdentifiers {
+                record_number: has(PdfIdentifierDto::RecordNumber),
+                name: has(PdfIdentifierDto::Name),
+                birth_date: has(PdfIdentifierDto::DateOfBirth),
+            },
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(Json(input))
 }

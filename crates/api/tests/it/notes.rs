@@ -620,6 +620,29 @@ async fn a_signed_note_is_queued_for_pdf_with_202_and_a_draft_gets_409() {
         .post(&pdf, &world.b.clinician.token, &json!({}))
         .await
         .problem(StatusCode::NOT_FOUND);
+    // The tenant's admin lets PDFs show the record number besides the pseudonym.
+    world
+        .put(
+            "/v1/notes/settings",
+            &world.a.admin.token,
+            &json!({ "cosign_required": false, "late_after_minutes": 4320,
+                     "pdf_identifiers": ["record_number"] }),
+        )
+        .await
+        .ok(StatusCode::OK);
+    let mut tx = db::TenantTx::begin_as(&world.db.app, world.a.id, "system", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        notes::settings::pdf_identifiers(&mut tx).await.unwrap(),
+        notes::settings::PdfIdentifiers {
+            record_number: true,
+            name: false,
+            birth_date: false,
+        }
+    );
+    tx.rollback().await.unwrap();
+
     let document: Value = world.get("/openapi.json", token).await.ok(StatusCode::OK);
     assert!(document["paths"]["/v2/notes/{id}/pdf"]["post"].is_object());
     assert!(document["paths"]["/v2/notes/{id}/pdf"]["get"].is_object());
