@@ -309,22 +309,22 @@ pub fn write(header: &Header, body: Body, title: &str, footer_left: &str) -> (Ve
 }
 
 /// Lines per page: a line goes to the next page when it does not fit, and so does a
-/// `keep_with_next` line whose follower would not fit beside it. Blank lines at the
+/// `keep_with_next` line whose followers would not fit beside it. Blank lines at the
 /// top of a page are dropped.
 fn paginate(lines: Vec<Line>, body_height: f32) -> Vec<Vec<Line>> {
     let mut pages: Vec<Vec<Line>> = vec![Vec::new()];
     let mut used = 0.0_f32;
     let heights: Vec<f32> = lines.iter().map(|line| line.height).collect();
+    let keeps: Vec<bool> = lines.iter().map(|line| line.keep_with_next).collect();
     for (i, line) in lines.into_iter().enumerate() {
         let page = pages.last_mut().expect("BUG: there is always a page");
         if page.is_empty() && line.is_blank() {
             continue;
         }
-        // A heading with what follows it (several keep_with_next lines chain).
-        let mut needed = line.height;
-        if line.keep_with_next {
-            needed += heights.get(i + 1).copied().unwrap_or(0.0);
-        }
+        // A heading with what follows it: keep_with_next lines chain (a heading, a
+        // table's header row) up to the first line that does not keep.
+        let n_kept = keeps[i..].iter().take_while(|&&keep| keep).count();
+        let needed: f32 = heights[i..].iter().take(n_kept + 1).sum();
         if !page.is_empty() && used + needed > body_height {
             assert!(
                 pages.len() < PAGES_MAX,
@@ -458,6 +458,36 @@ mod tests {
                 font::text_width(Face::Regular, 10.0, line) <= 100.0,
                 "{line}"
             );
+        }
+    }
+
+    #[test]
+    fn no_page_ends_with_a_heading_or_a_table_header_whatever_precedes_them() {
+        // Push a heading and a table to every position near a page's end.
+        for n_lines in 40..70 {
+            let mut body = Body::default();
+            for i in 0..n_lines {
+                body.paragraph(&format!("line {i}"), Face::Regular, 10.0, 0.0);
+            }
+            body.heading("Signature", 13.0);
+            body.table(
+                &[
+                    Column {
+                        title: "Field",
+                        width: 100.0,
+                    },
+                    Column {
+                        title: "Value",
+                        width: 200.0,
+                    },
+                ],
+                &[vec!["Signed by".to_owned(), "someone".to_owned()]],
+            );
+            let pages = paginate(body.lines, 700.0);
+            for page in &pages[..pages.len() - 1] {
+                let last = page.last().expect("no empty page");
+                assert!(!last.keep_with_next, "{n_lines}: a page ends with {last:?}");
+            }
         }
     }
 
