@@ -22,6 +22,10 @@ pub fn run_ci() -> anyhow::Result<()> {
         "Python aiosmtpd (the SMTP server of the reminder tests)",
         ensure_python_aiosmtpd,
     )?;
+    step(
+        "poppler-utils (the PDF reader of the notes PDF tests)",
+        ensure_poppler_utils,
+    )?;
     step("cargo fmt --check", || {
         shell("cargo", &["fmt", "--all", "--", "--check"])
     })?;
@@ -193,6 +197,32 @@ pub fn ensure_python_aiosmtpd() -> anyhow::Result<()> {
     apt_install("python3-aiosmtpd")?;
     if !installed() {
         bail!("installing python3-aiosmtpd failed: no python3 imports aiosmtpd");
+    }
+    Ok(())
+}
+
+/// Installs Debian's `poppler-utils` when `pdftoppm` or `pdftotext` is not on `PATH`:
+/// the notes crate's PDF tests turn a rendered note into PNG pages and text with a
+/// PDF reader that is not ours, and fail, naming the package, without it.
+pub fn ensure_poppler_utils() -> anyhow::Result<()> {
+    let installed = || {
+        std::env::var_os("PATH").is_some_and(|path| {
+            ["pdftoppm", "pdftotext"]
+                .iter()
+                .all(|program| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+        })
+    };
+    if installed() {
+        return Ok(());
+    }
+    if !Path::new("/usr/bin/apt-get").exists() {
+        bail!(
+            "pdftoppm (poppler-utils) is missing and this is not a Debian-like system: install it"
+        );
+    }
+    apt_install("poppler-utils")?;
+    if !installed() {
+        bail!("installing poppler-utils failed: pdftoppm is not on PATH");
     }
     Ok(())
 }

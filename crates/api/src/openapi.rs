@@ -31,7 +31,7 @@ use crate::routes::{
         assessment_responses::safety_events, assessment_responses::acknowledge,
         notes::create_v2, notes::read_v2, notes::edit_v2, notes::sign_v2, notes::cosign_v2, notes::amend_v2, notes::list,
         notes::create_v1, notes::read_v1, notes::edit_v1, notes::sign_v1, notes::cosign_v1, notes::amend_v1,
-        notes::late, notes::configure, notes::add_supervisor,
+        notes::late, notes::configure, notes::add_supervisor, notes::render_pdf, notes::pdf_status,
         consents::grant, consents::list, consents::read, consents::revoke,
         consents::record_release, consents::patient_disclosures, consents::disclosure_report,
     ),

@@ -11,6 +11,8 @@
 //! - [`mod@settings`]: the tenant's co-signature rule, late-signing deadline and
 //!   supervisors.
 //! - [`mod@listing`]: metadata lists, including the late-signing list.
+//! - [`mod@pdf`]: a signed note rendered to a reproducible PDF, the renditions
+//!   recorded, and the job `notes.render_pdf`.
 //!
 //! Bodies are sealed with the tenant's data key (AES-256-GCM, bound to tenant, note
 //! and version) and every read or write of one is audited in its transaction. This
@@ -20,6 +22,7 @@
 pub mod content;
 pub mod listing;
 pub mod note;
+pub mod pdf;
 pub mod settings;
 pub mod template;
 
@@ -48,5 +51,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "notes_operations",
         up: include_str!("../migrations/2026112705_notes_operations.up.sql"),
         down: include_str!("../migrations/2026112705_notes_operations.down.sql"),
+    },
+    Migration {
+        version: 2026112841,
+        context: "notes",
+        name: "renditions",
+        up: include_str!("../migrations/2026112841_renditions.up.sql"),
+        down: include_str!("../migrations/2026112841_renditions.down.sql"),
     },
 ];

@@ -185,6 +185,18 @@ impl<S> Note<S> {
     }
 }
 
+#[cfg(test)]
+impl<S> Note<S> {
+    /// A note as the database would give it back: for the pure renderer's tests.
+    pub(crate) fn assemble(header: Header, content: Content, state: S) -> Self {
+        Self {
+            header,
+            content,
+            state,
+        }
+    }
+}
+
 impl Note<Signed> {
     /// Signed, and co-signed where that was required.
     pub fn is_complete(&self) -> bool {

@@ -108,3 +108,67 @@ pub async fn supervisors(tx: &mut TenantTx) -> Result<Vec<UserId>, sqlx::Error> 
     .await?;
     Ok(ids.into_iter().map(UserId::new_unchecked).collect())
 }
+
+/// Which patient identifiers, besides the pseudonym, a note's PDF may show. The
+/// default shows the pseudonym only; each other identifier is read from the identity
+/// vault, audited, when allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PdfIdentifiers {
+    /// The medical record number (the vault's `MR` identifier).
+    pub record_number: bool,
+    pub name: bool,
+    pub birth_date: bool,
+}
+
+impl PdfIdentifiers {
+    /// The database enum `notes.pdf_identifier` values allowed.
+    fn to_labels(self) -> Vec<&'static str> {
+        [
+            (self.record_number, "record_number"),
+            (self.name, "name"),
+            (self.birth_date, "date_of_birth"),
+        ]
+        .into_iter()
+        .filter_map(|(allowed, label)| allowed.then_some(label))
+        .collect()
+    }
+
+    fn from_labels(labels: &[String]) -> Self {
+        let has = |label: &str| labels.iter().any(|l| l == label);
+        Self {
+            record_number: has("record_number"),
+            name: has("name"),
+            birth_date: has("date_of_birth"),
+        }
+    }
+}
+
+/// The identifiers the tenant lets a note's PDF show.
+pub async fn pdf_identifiers(tx: &mut TenantTx) -> Result<PdfIdentifiers, sqlx::Error> {
+    let labels: Option<Vec<String>> = sqlx::query_scalar(
+        "SELECT pdf_identifiers::text[] FROM notes.settings WHERE tenant_id = $1",
+    )
+    .bind(tx.tenant_id().as_uuid())
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(labels.map_or_else(PdfIdentifiers::default, |labels| {
+        PdfIdentifiers::from_labels(&labels)
+    }))
+}
+
+/// Replaces the identifiers a note's PDF may show; the other settings stay.
+pub async fn configure_pdf_identifiers(
+    tx: &mut TenantTx,
+    identifiers: PdfIdentifiers,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO notes.settings (tenant_id, pdf_identifiers)
+         VALUES ($1, $2::text[]::notes.pdf_identifier[])
+         ON CONFLICT (tenant_id) DO UPDATE SET pdf_identifiers = EXCLUDED.pdf_identifiers, updated_at = now()",
+    )
+    .bind(tx.tenant_id().as_uuid())
+    .bind(identifiers.to_labels())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

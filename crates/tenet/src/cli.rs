@@ -837,6 +837,17 @@ pub enum NotesCommand {
         #[arg(long)]
         tenant: uuid::Uuid,
     },
+    /// Render a signed note (with its signed amendments) to PDF and record the
+    /// rendition's SHA-256. The same note always gives the same bytes. The read is
+    /// recorded in the audit log; a draft is refused.
+    Pdf {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        note: uuid::Uuid,
+        /// Where to write the PDF.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -423,6 +423,9 @@ pub fn job_registry(keyring: &Keyring, email_reminders: bool) -> Registry {
         .register(assessments::backfill::Backfill {
             keyring: keyring.clone(),
         })
+        .register(notes::pdf::RenderPdf {
+            keyring: keyring.clone(),
+        })
 }
 
 /// The sagas this binary drives. Contexts add theirs here as they gain them.

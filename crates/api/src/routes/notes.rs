@@ -20,6 +20,7 @@ use axum::{Json, Router};
 use db::TenantTx;
 use kernel::{Actor, PatientId, Role, UserId};
 use notes::note::{self, AnyNote, Chain, Kind, NewNote, NoteError, NoteId};
+use notes::pdf::{self, RenderError, Rendition};
 use notes::{Content, Template, listing, settings};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -63,6 +64,7 @@ pub fn v2_router() -> Router<AppState> {
         .route("/notes/{id}/sign", post(sign_v2))
         .route("/notes/{id}/cosign", post(cosign_v2))
         .route("/notes/{id}/amendments", post(amend_v2))
+        .route("/notes/{id}/pdf", post(render_pdf).get(pdf_status))
 }
 
 async fn deprecate_v1(mut response: Response) -> Response {
@@ -94,6 +96,20 @@ impl From<NoteError> for ApiError {
                 Self::unexpected(err)
             }
             NoteError::Database(db_err) => db_err.into(),
+        }
+    }
+}
+
+impl From<RenderError> for ApiError {
+    fn from(err: RenderError) -> Self {
+        match err {
+            RenderError::NotFound => Self::NotFound,
+            RenderError::NotSigned => Self::Conflict(err.to_string()),
+            RenderError::Note(_)
+            | RenderError::Vault(_)
+            | RenderError::Job(_)
+            | RenderError::Audit(_) => Self::unexpected(err),
+            RenderError::Database(db_err) => db_err.into(),
         }
     }
 }
@@ -227,6 +243,20 @@ pub struct BodyInput {
 pub struct NoteSettingsDto {
     pub cosign_required: bool,
     pub late_after_minutes: i32,
+    /// The patient identifiers a note's PDF shows besides the pseudonym (always
+    /// shown). Omitted: unchanged (none by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pdf_identifiers: Option<Vec<PdfIdentifierDto>>,
+}
+
+/// A patient identifier a note's PDF may show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PdfIdentifierDto {
+    /// The medical record number (`MR`).
+    RecordNumber,
+    Name,
+    DateOfBirth,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -999,7 +1029,8 @@ pub async fn late(
     }))
 }
 
-/// Set the tenant's note rules: co-signature required, late-signing deadline.
+/// Set the tenant's note rules: co-signature required, late-signing deadline, and
+/// which patient identifiers a note's PDF shows besides the pseudonym.
 #[utoipa::path(put, path = "/v1/notes/settings", tag = "notes",
     request_body = NoteSettingsDto,
     responses((status = 200, body = NoteSettingsDto), (status = 403, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
@@ -1023,6 +1054,18 @@ pub async fn configure(
         settings::SettingsError::LateAfter => ApiError::InvalidInput(err.to_string()),
         settings::SettingsError::Database(db_err) => db_err.into(),
     })?;
+    if let Some(identifiers) = &input.pdf_identifiers {
+        let has = |wanted| identifiers.contains(&wanted);
+        settings::configure_pdf_identifiers(
+            &mut tx,
+            settings::PdfIdentifiers {
+                record_number: has(PdfIdentifierDto::RecordNumber),
+                name: has(PdfIdentifierDto::Name),
+                birth_date: has(PdfIdentifierDto::DateOfBirth),
+            },
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(Json(input))
 }
@@ -1047,4 +1090,115 @@ pub async fn add_supervisor(
     settings::add_supervisor(&mut tx, user_id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A render of a note's PDF, queued.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PdfJobView {
+    pub note_id: Uuid,
+    /// The job `notes.render_pdf`; follow it at `/v1/jobs/{job_id}`.
+    pub job_id: Uuid,
+}
+
+/// A PDF rendered from a signed note: its hash, and its document once stored.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RenditionView {
+    pub id: Uuid,
+    /// SHA-256 of the PDF's bytes, hex: the same note always renders to the same bytes.
+    pub sha256: String,
+    /// The note version and content hash the PDF shows.
+    pub note_version: i32,
+    pub content_sha256: String,
+    /// Signed amendments included.
+    pub n_amendments: i32,
+    /// The stored PDF, once stored.
+    pub document_id: Option<Uuid>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub rendered_at: OffsetDateTime,
+}
+
+/// Where a note's PDF stands.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PdfStatusView {
+    pub note_id: Uuid,
+    /// `none` (never rendered), `rendered` (hash recorded) or `stored` (a document).
+    pub status: &'static str,
+    /// The newest rendition.
+    pub rendition: Option<RenditionView>,
+}
+
+fn rendition_view(rendition: Rendition) -> RenditionView {
+    RenditionView {
+        id: rendition.id,
+        sha256: hex_encode(&rendition.sha256),
+        note_version: rendition.note_version,
+        content_sha256: hex_encode(&rendition.content_sha256),
+        n_amendments: rendition.n_amendments,
+        document_id: rendition.document_id,
+        rendered_at: rendition.rendered_at,
+    }
+}
+
+/// Render a signed note (with its signed amendments) to PDF, as a durable job:
+/// 202 with the job's id. A draft has no PDF: 409.
+#[utoipa::path(post, path = "/v2/notes/{id}/pdf", tag = "notes",
+    params(("id" = Uuid, Path, description = "Note id")),
+    responses((status = 202, body = PdfJobView), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem), (status = 409, description = "The note is a draft", body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn render_pdf(
+    State(state): State<AppState>,
+    credential: PhiAccess,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let note_id = parse_note_id(&id)?;
+    let Session { actor, mut tx } = credential.open(&state).await?;
+    authorize_note(&mut tx, &actor, note_id).await?;
+    let job_id = pdf::job::enqueue(&mut tx, note_id).await?;
+    tx.commit().await?;
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(PdfJobView {
+            note_id: note_id.into_uuid(),
+            job_id: job_id.into_uuid(),
+        }),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&format!("/v2/notes/{note_id}/pdf")) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// The newest PDF rendition of a signed note: its hash, and its document once
+/// stored. A draft has none: 409.
+#[utoipa::path(get, path = "/v2/notes/{id}/pdf", tag = "notes",
+    params(("id" = Uuid, Path, description = "Note id")),
+    responses((status = 200, body = PdfStatusView), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem), (status = 409, description = "The note is a draft", body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn pdf_status(
+    State(state): State<AppState>,
+    credential: PhiAccess,
+    Path(id): Path<String>,
+) -> Result<Json<PdfStatusView>, ApiError> {
+    let note_id = parse_note_id(&id)?;
+    let Session { actor, mut tx } = credential.open(&state).await?;
+    authorize_note(&mut tx, &actor, note_id).await?;
+    let (summary, _) = listing::chain(&mut tx, note_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if summary.status == listing::Status::Draft {
+        return Err(RenderError::NotSigned.into());
+    }
+    let rendition = pdf::latest_rendition(&mut tx, note_id).await?;
+    tx.commit().await?;
+    Ok(Json(PdfStatusView {
+        note_id: note_id.into_uuid(),
+        status: match &rendition {
+            None => "none",
+            Some(rendition) if rendition.document_id.is_some() => "stored",
+            Some(_) => "rendered",
+        },
+        rendition: rendition.map(rendition_view),
+    }))
 }

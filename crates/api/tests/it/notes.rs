@@ -555,3 +555,95 @@ async fn a_retried_create_returns_the_same_note_and_a_draft_cannot_be_amended() 
         .await
         .problem(StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn a_signed_note_is_queued_for_pdf_with_202_and_a_draft_gets_409() {
+    let world = World::new().await;
+    let patient_id = patient_of_clinician(&world).await;
+    let token = &world.a.clinician.token;
+    let id = draft_v2(&world, patient_id).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pdf = format!("/v2/notes/{id}/pdf");
+
+    world
+        .post(&pdf, token, &json!({}))
+        .await
+        .problem(StatusCode::CONFLICT);
+    world.get(&pdf, token).await.problem(StatusCode::CONFLICT);
+
+    call_with(
+        &world,
+        Method::POST,
+        &format!("/v2/notes/{id}/sign"),
+        token,
+        None,
+        "\"1\"",
+    )
+    .await
+    .ok(StatusCode::OK);
+    let queued = world.post(&pdf, token, &json!({})).await;
+    assert_eq!(queued.header("location"), Some(pdf.as_str()));
+    let queued = queued.ok(StatusCode::ACCEPTED);
+    assert_eq!(queued["note_id"], id.as_str());
+    let job_id: Uuid = queued["job_id"].as_str().unwrap().parse().unwrap();
+    // The job carries the note id, nothing of its content.
+    let args: Value = sqlx::query_scalar("SELECT args FROM platform.jobs WHERE id = $1")
+        .bind(job_id)
+        .fetch_one(&world.db.admin)
+        .await
+        .unwrap();
+    assert_eq!(args, json!({ "note_id": id }));
+
+    let status = world.get(&pdf, token).await.ok(StatusCode::OK);
+    assert_eq!(status["status"], "none");
+    assert_eq!(status["rendition"], Value::Null);
+
+    // Once the job has recorded its rendition, its hash is what the note's PDF says.
+    let note_id = notes::NoteId::new_unchecked(id.parse().unwrap());
+    let mut tx = db::TenantTx::begin_as(&world.db.app, world.a.id, "system", None)
+        .await
+        .unwrap();
+    let rendition = notes::pdf::record_rendition(&mut tx, note_id, [7; 32], None)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let status = world.get(&pdf, token).await.ok(StatusCode::OK);
+    assert_eq!(status["status"], "rendered");
+    assert_eq!(status["rendition"]["id"], rendition.id.to_string());
+    assert_eq!(status["rendition"]["sha256"], "07".repeat(32));
+    assert_eq!(status["rendition"]["note_version"], 1);
+
+    // Another tenant's clinician does not find it.
+    world
+        .post(&pdf, &world.b.clinician.token, &json!({}))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    // The tenant's admin lets PDFs show the record number besides the pseudonym.
+    world
+        .put(
+            "/v1/notes/settings",
+            &world.a.admin.token,
+            &json!({ "cosign_required": false, "late_after_minutes": 4320,
+                     "pdf_identifiers": ["record_number"] }),
+        )
+        .await
+        .ok(StatusCode::OK);
+    let mut tx = db::TenantTx::begin_as(&world.db.app, world.a.id, "system", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        notes::settings::pdf_identifiers(&mut tx).await.unwrap(),
+        notes::settings::PdfIdentifiers {
+            record_number: true,
+            name: false,
+            birth_date: false,
+        }
+    );
+    tx.rollback().await.unwrap();
+
+    let document: Value = world.get("/openapi.json", token).await.ok(StatusCode::OK);
+    assert!(document["paths"]["/v2/notes/{id}/pdf"]["post"].is_object());
+    assert!(document["paths"]["/v2/notes/{id}/pdf"]["get"].is_object());
+}

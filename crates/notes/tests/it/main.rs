@@ -1,11 +1,12 @@
 //! The integration tests of the `notes` crate, on a real PostgreSQL: drafts and
 //! optimistic concurrency, signing, co-signing, amendments, the immutability trigger
 //! (tried as the service role and the owner), tenant isolation, sealing at rest,
-//! the audit trail and the late-signing list.
+//! the audit trail, the late-signing list and signed notes rendered to PDF.
 
 mod cosign;
 mod immutability;
 mod lifecycle;
+mod pdf;
 mod sealing;
 
 use db::TenantTx;

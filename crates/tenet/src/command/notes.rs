@@ -1,19 +1,28 @@
-//! `tenet notes list|show|late`: a tenant's progress notes as metadata — status,
-//! signatures, amendment chains, the late-signing list. Each runs in a transaction
-//! of the tenant; nothing here decrypts or prints a note's text.
+//! `tenet notes list|show|late|pdf`: a tenant's progress notes as metadata — status,
+//! signatures, amendment chains, the late-signing list — and a signed note rendered
+//! to a PDF file. Each runs in a transaction of the tenant; nothing here prints a
+//! note's text (`pdf` writes it only into the file asked for, audited).
 
 use std::process::ExitCode;
 
+use anyhow::Context;
+use identity::keyring::Keyring;
 use kernel::PatientId;
 use notes::listing::{self, Summary};
 use notes::note::NoteId;
+use notes::pdf::RenderError;
 use time::OffsetDateTime;
 
 use super::tenant_tx;
 use crate::cli::{Global, NotesCommand};
-use crate::output::say;
+use crate::output::{say, tell};
+use crate::settings;
 
 pub async fn run(global: &Global, command: NotesCommand) -> anyhow::Result<ExitCode> {
+    let keyring = match &command {
+        NotesCommand::Pdf { .. } => Some(Keyring::new(settings::master_key(global)?)),
+        _ => None,
+    };
     super::with_pools(global, async |_owner, app| match command {
         NotesCommand::List { tenant, patient } => {
             let mut tx = tenant_tx(app, tenant).await?;
@@ -61,6 +70,35 @@ pub async fn run(global: &Global, command: NotesCommand) -> anyhow::Result<ExitC
                 ));
             }
             Ok(ExitCode::FAILURE)
+        }
+        NotesCommand::Pdf { tenant, note, out } => {
+            let keyring = keyring.expect("BUG: loaded for pdf");
+            let mut tx = tenant_tx(app, tenant).await?;
+            let note_id = NoteId::new_unchecked(note);
+            let (pdf, rendition) =
+                match notes::pdf::render_and_record(&mut tx, &keyring, note_id).await {
+                    Ok(rendered) => rendered,
+                    Err(err @ (RenderError::NotFound | RenderError::NotSigned)) => {
+                        tell(format!("note {note}: {err}"));
+                        return Ok(ExitCode::FAILURE);
+                    }
+                    Err(err) => return Err(err.into()),
+                };
+            // The file first: a rendition is recorded only for a PDF that was written.
+            std::fs::write(&out, &pdf.bytes)
+                .with_context(|| format!("writing {}", out.display()))?;
+            tx.commit().await?;
+            say(format!(
+                "{} {} pages sha256 {} rendition {}",
+                out.display(),
+                pdf.n_pages,
+                pdf.sha256
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>(),
+                rendition.id
+            ));
+            Ok(ExitCode::SUCCESS)
         }
     })
     .await

@@ -1,0 +1,3 @@
+DROP TABLE notes.renditions;
+ALTER TABLE notes.settings DROP COLUMN pdf_identifiers;
+DROP TYPE notes.pdf_identifier;
