@@ -18,7 +18,7 @@ pub mod tenant;
 pub mod testing;
 
 pub use migration::{Migration, MigrationError, Migrator};
-pub use tenant::TenantTx;
+pub use tenant::{PurposeOfUse, TenantTx};
 
 /// The connection settings Tenet needs: one for the owner (migrations and operator
 /// commands) and one for the service role (every request).

@@ -19,6 +19,18 @@ pub struct TenantTx {
     tenant_id: TenantId,
     actor: String,
     request_id: Option<RequestId>,
+    purpose_of_use: PurposeOfUse,
+}
+
+/// Why the actor is touching patient data in this transaction, once the edge has
+/// decided it (a care-team member's routine purpose, or a break-glass grant's reason):
+/// contexts whose operations do not take an access argument audit with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PurposeOfUse {
+    /// E.g. `treatment`; `None`: not decided, the context's own default applies.
+    pub purpose: Option<String>,
+    /// The access rests on a break-glass grant.
+    pub break_glass: bool,
 }
 
 impl TenantTx {
@@ -102,6 +114,7 @@ impl TenantTx {
             tenant_id,
             actor: actor_name.to_owned(),
             request_id,
+            purpose_of_use: PurposeOfUse::default(),
         })
     }
 
@@ -127,6 +140,15 @@ impl TenantTx {
 
     pub fn request_id(&self) -> Option<RequestId> {
         self.request_id
+    }
+
+    /// Records why patient data is touched in this transaction (see [`PurposeOfUse`]).
+    pub fn set_purpose_of_use(&mut self, purpose_of_use: PurposeOfUse) {
+        self.purpose_of_use = purpose_of_use;
+    }
+
+    pub fn purpose_of_use(&self) -> &PurposeOfUse {
+        &self.purpose_of_use
     }
 
     pub async fn commit(self) -> Result<(), sqlx::Error> {

@@ -121,7 +121,14 @@ pub async fn for_patient(
     .await?;
     audit::append(
         tx,
-        audit::AuditEntry::patient("note.list", patient_id).purpose("treatment"),
+        audit::AuditEntry::patient("note.list", patient_id)
+            .purpose(
+                tx.purpose_of_use()
+                    .purpose
+                    .clone()
+                    .unwrap_or_else(|| "treatment".to_owned()),
+            )
+            .break_glass(tx.purpose_of_use().break_glass),
     )
     .await?;
     Ok(rows.into_iter().map(summary).collect())

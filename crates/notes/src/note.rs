@@ -256,7 +256,16 @@ async fn audit_note(
     action: &'static str,
     header: &Header,
 ) -> Result<(), NoteError> {
-    let mut entry = AuditEntry::patient(action, header.patient_id).purpose("treatment");
+    // The purpose the edge decided for this transaction (a break-glass grant's reason,
+    // flagged), else treatment: notes are written and read for care.
+    let purpose_of_use = tx.purpose_of_use().clone();
+    let mut entry = AuditEntry::patient(action, header.patient_id)
+        .purpose(
+            purpose_of_use
+                .purpose
+                .unwrap_or_else(|| "treatment".to_owned()),
+        )
+        .break_glass(purpose_of_use.break_glass);
     entry.details = serde_json::json!({
         "note_id": header.id.as_uuid(),
         "version": header.version,

@@ -647,3 +647,79 @@ async fn a_signed_note_is_queued_for_pdf_with_202_and_a_draft_gets_409() {
     assert!(document["paths"]["/v2/notes/{id}/pdf"]["post"].is_object());
     assert!(document["paths"]["/v2/notes/{id}/pdf"]["get"].is_object());
 }
+
+#[tokio::test]
+async fn a_note_written_and_read_under_break_glass_is_audited_flagged_with_the_grants_reason() {
+    let world = World::new().await;
+    let patient_id = world
+        .create_patient(&world.a.admin.token, &patient("Glasspatient", "MRN-BG-1"))
+        .await;
+    let clinician = &world.a.clinician.token;
+    // Not on the care team: refused until the glass is broken.
+    world
+        .post(
+            &format!("/v2/patients/{patient_id}/notes"),
+            clinician,
+            &json!({ "template": "soap", "sections": sections("Seen in crisis.") }),
+        )
+        .await
+        .problem(StatusCode::FORBIDDEN);
+    let reason = "seen in crisis out of hours";
+    world
+        .post(
+            &format!("/v1/patients/{patient_id}/break-glass"),
+            clinician,
+            &json!({ "reason": reason }),
+        )
+        .await
+        .ok(StatusCode::CREATED);
+
+    let mark = world.audit_mark().await;
+    let draft = world
+        .post(
+            &format!("/v2/patients/{patient_id}/notes"),
+            clinician,
+            &json!({ "template": "soap", "sections": sections("Seen in crisis.") }),
+        )
+        .await
+        .ok(StatusCode::CREATED);
+    world
+        .get(
+            &format!("/v2/notes/{}", draft["id"].as_str().unwrap()),
+            clinician,
+        )
+        .await
+        .ok(StatusCode::OK);
+    world
+        .get(&format!("/v2/patients/{patient_id}/notes"), clinician)
+        .await
+        .ok(StatusCode::OK);
+    let events = world.audit_since(&mark).await;
+    let note_events: Vec<_> = events
+        .iter()
+        .filter(|event| event.action.starts_with("note."))
+        .collect();
+    assert_eq!(
+        note_events
+            .iter()
+            .map(|event| event.action.as_str())
+            .collect::<Vec<_>>(),
+        ["note.create", "note.read", "note.list"]
+    );
+    for event in note_events {
+        assert!(event.break_glass, "{} not flagged", event.action);
+        assert_eq!(event.purpose.as_deref(), Some(reason), "{}", event.action);
+    }
+
+    // The care team's own access stays routine: treatment, not flagged.
+    let mine = patient_of_clinician(&world).await;
+    let mark = world.audit_mark().await;
+    draft_v2(&world, mine).await;
+    let events = world.audit_since(&mark).await;
+    let create = events
+        .iter()
+        .find(|event| event.action == "note.create")
+        .unwrap();
+    assert!(!create.break_glass);
+    assert_eq!(create.purpose.as_deref(), Some("treatment"));
+}
