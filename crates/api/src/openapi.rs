@@ -7,7 +7,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::routes::{
-    admin, assessment_responses, assessments, audit_log, jobs, notes, patients, sagas, schedules,
+    admin, assessment_responses, assessments, audit_log, documents, jobs, notes, patients, sagas, schedules,
     webhooks,
 };
 
@@ -32,6 +32,10 @@ use crate::routes::{
         notes::create_v2, notes::read_v2, notes::edit_v2, notes::sign_v2, notes::cosign_v2, notes::amend_v2, notes::list,
         notes::create_v1, notes::read_v1, notes::edit_v1, notes::sign_v1, notes::cosign_v1, notes::amend_v1,
         notes::late, notes::configure, notes::add_supervisor,
+        documents::upload, documents::list, documents::read, documents::download, documents::remove,
+        documents::create_link, documents::download_by_link, documents::place_hold, documents::release_hold,
+        documents::retention_rules, documents::set_retention_rule, documents::clear_retention_rule,
+        documents::scope_rules, documents::set_scope_rule,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerAuth),
@@ -45,6 +49,7 @@ use crate::routes::{
         (name = "sagas", description = "Multi-step workflows with compensations: state and step log"),
         (name = "assessments", description = "Measurement-based care: plans, enrolments (one or a batch), guardianships, backfills, the clinician's due lists; responses, score history, one-time links, safety events"),
         (name = "notes", description = "Progress notes (v2: structured sections): drafts, signatures, co-signatures, amendments; a signed note never changes"),
+        (name = "documents", description = "Documents: streamed, sniffed, size-limited uploads sealed before they reach object storage; downloads, short-lived signed links, legal holds, retention rules and role × category × care-team permission scopes"),
         (name = "notes-v1", description = "Deprecated: progress notes with one text body; responses carry Deprecation, Sunset and Link headers. Use /v2"),
     )
 )]

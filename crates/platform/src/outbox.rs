@@ -17,17 +17,19 @@ pub enum Outbox {
     Platform,
     Assessments,
     Notes,
+    Documents,
 }
 
 impl Outbox {
     /// Every outbox, in the order the relay visits them.
-    pub const ALL: [Outbox; 6] = [
+    pub const ALL: [Outbox; 7] = [
         Outbox::Identity,
         Outbox::Clinical,
         Outbox::Audit,
         Outbox::Platform,
         Outbox::Assessments,
         Outbox::Notes,
+        Outbox::Documents,
     ];
 
     /// The schema that owns this outbox, which is also the context's name.
@@ -39,6 +41,7 @@ impl Outbox {
             Outbox::Platform => "platform",
             Outbox::Assessments => "assessments",
             Outbox::Notes => "notes",
+            Outbox::Documents => "documents",
         }
     }
 
@@ -68,6 +71,7 @@ impl Outbox {
             Outbox::Platform => insert!("platform"),
             Outbox::Assessments => insert!("assessments"),
             Outbox::Notes => insert!("notes"),
+            Outbox::Documents => insert!("documents"),
         }
     }
 }

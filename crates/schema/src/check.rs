@@ -27,6 +27,7 @@ pub const CONTEXT_SCHEMAS: &[&str] = &[
     "ingest",
     "assessments",
     "notes",
+    "documents",
 ];
 
 /// The PHI vault: the only tables whose columns may be named like PHI (their values

@@ -16,7 +16,7 @@ pub mod check;
 /// because [`db::Migrator::new`] sorts by version (and panics on a duplicate version,
 /// a wiring mistake caught at start-up).
 pub fn migrator() -> db::Migrator {
-    let contexts: [&[db::Migration]; 7] = [
+    let contexts: [&[db::Migration]; 8] = [
         platform::MIGRATIONS,
         identity::MIGRATIONS,
         clinical::MIGRATIONS,
@@ -24,6 +24,7 @@ pub fn migrator() -> db::Migrator {
         ingest::MIGRATIONS,
         assessments::MIGRATIONS,
         notes::MIGRATIONS,
+        documents::MIGRATIONS,
     ];
     db::Migrator::new(contexts.concat())
 }

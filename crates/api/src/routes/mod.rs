@@ -4,6 +4,7 @@ pub mod admin;
 pub mod assessment_responses;
 pub mod assessments;
 pub mod audit_log;
+pub mod documents;
 pub mod idempotency;
 pub mod jobs;
 pub mod notes;
@@ -30,6 +31,7 @@ pub fn v1() -> Router<AppState> {
         .merge(assessments::router())
         .merge(assessment_responses::router())
         .merge(notes::v1_router())
+        .merge(documents::router())
 }
 
 /// Every `/v2` route: representations that changed shape (notes' `sections`).

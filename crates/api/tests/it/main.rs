@@ -29,6 +29,7 @@ mod authentication;
 mod automation;
 mod bad_input;
 mod cross_tenant;
+mod documents;
 mod idempotency;
 mod jobs;
 mod notes;

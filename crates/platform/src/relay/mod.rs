@@ -404,6 +404,7 @@ const fn pending_sql(outbox: Outbox) -> &'static str {
         Outbox::Platform => pending!("platform"),
         Outbox::Assessments => pending!("assessments"),
         Outbox::Notes => pending!("notes"),
+        Outbox::Documents => pending!("documents"),
     }
 }
 
@@ -426,6 +427,7 @@ const fn mark_delivered_sql(outbox: Outbox) -> &'static str {
         Outbox::Platform => mark!("platform"),
         Outbox::Assessments => mark!("assessments"),
         Outbox::Notes => mark!("notes"),
+        Outbox::Documents => mark!("documents"),
     }
 }
 

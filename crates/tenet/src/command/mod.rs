@@ -7,6 +7,7 @@ mod check;
 mod critical_ranges;
 mod database;
 mod deadletters;
+mod documents;
 mod hl7;
 mod ingest;
 mod jobs;
@@ -65,6 +66,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CriticalRanges { command } => critical_ranges::run(global, command).await,
         Command::Reminders { command } => reminders::run(global, command).await,
         Command::Notes { command } => notes::run(global, command).await,
+        Command::Documents { command } => documents::run(global, command).await,
         Command::Ingest { command } => ingest::run(global, command).await,
         // No database: these read files and talk MLLP.
         Command::Hl7 { command } => hl7::run(command).await,
