@@ -170,7 +170,9 @@ pub async fn place_hold(
     .execute(&mut **tx)
     .await?;
     audit_hold(tx, "document.hold", &document).await?;
-    Ok(document::get(tx, document_id).await?.ok_or(HoldError::NotFound)?)
+    document::get(tx, document_id)
+        .await?
+        .ok_or(HoldError::NotFound)
 }
 
 /// Releases a legal hold.
@@ -189,5 +191,7 @@ pub async fn release_hold(tx: &mut TenantTx, document_id: DocumentId) -> Result<
     .execute(&mut **tx)
     .await?;
     audit_hold(tx, "document.release", &document).await?;
-    Ok(document::get(tx, document_id).await?.ok_or(HoldError::NotFound)?)
+    document::get(tx, document_id)
+        .await?
+        .ok_or(HoldError::NotFound)
 }

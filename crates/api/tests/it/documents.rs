@@ -146,6 +146,8 @@ async fn a_document_round_trips_over_http_and_its_name_never_reaches_a_url_or_th
     let metadata = world.get(&format!("/v1/documents/{id}"), clinician).await.ok(StatusCode::OK);
     assert_eq!(metadata["status"], "stored");
 
+    let object = std::fs::read(world.documents_dir.path().join(world.a.id.to_string()).join(id)).unwrap();
+    assert!(!object.windows(9).any(|window| window == b"Zqxcanary"), "the stored object holds plaintext");
     for exchange in world.journal() {
         assert!(!exchange.uri.contains("Zqxcanary"), "{}", exchange.uri);
     }
@@ -375,4 +377,36 @@ async fn a_tenant_can_widen_a_scope_and_set_retention_rules() {
         .delete("/v1/document-retention-rules/correspondence", admin)
         .await
         .ok_empty(StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_document_endpoint() {
+    let world = World::new().await;
+    let document: serde_json::Value = world
+        .get("/openapi.json", &world.a.admin.token)
+        .await
+        .ok(StatusCode::OK);
+    for (path, method) in [
+        ("/v1/patients/{id}/documents", "post"),
+        ("/v1/patients/{id}/documents", "get"),
+        ("/v1/documents/{id}", "get"),
+        ("/v1/documents/{id}", "delete"),
+        ("/v1/documents/{id}/content", "get"),
+        ("/v1/documents/{id}/link", "post"),
+        ("/v1/document-links/{token}", "get"),
+        ("/v1/documents/{id}/hold", "post"),
+        ("/v1/documents/{id}/hold", "delete"),
+        ("/v1/document-retention-rules", "get"),
+        ("/v1/document-retention-rules/{category}", "put"),
+        ("/v1/document-retention-rules/{category}", "delete"),
+        ("/v1/document-scope-rules", "get"),
+        ("/v1/document-scope-rules", "put"),
+    ] {
+        assert!(
+            document["paths"][path][method].is_object(),
+            "{method} {path} undocumented"
+        );
+    }
+    let upload = document["paths"]["/v1/patients/{id}/documents"]["post"]["responses"].to_string();
+    assert!(upload.contains("413") && upload.contains("415"), "{upload}");
 }

@@ -84,6 +84,12 @@ pub async fn run(global: &Global, command: DocumentsCommand) -> anyhow::Result<E
                 .with_context(|| format!("opening {}", file.display()))?;
             let body = file_chunks(opened);
             let mut tx = tenant_tx(app, tenant).await?;
+            if clinical::patient::get(&mut tx, PatientId::new_unchecked(patient))
+                .await?
+                .is_none()
+            {
+                anyhow::bail!("no patient {patient} in tenant {tenant}");
+            }
             let stored = documents::put(
                 &mut tx,
                 &keyring,

@@ -42,6 +42,7 @@ mod keys;
 mod listeners;
 mod migrate;
 mod notes;
+mod documents;
 mod principals;
 mod processing;
 mod reminders;
