@@ -232,10 +232,17 @@ pub fn ensure_moto_server() -> anyhow::Result<()> {
     let pip = venv.join("bin/pip");
     shell(
         pip.to_str().context("the workspace path is not UTF-8")?,
-        &["install", "--quiet", &format!("moto[server]=={MOTO_VERSION}")],
+        &[
+            "install",
+            "--quiet",
+            &format!("moto[server]=={MOTO_VERSION}"),
+        ],
     )?;
     if !binary.is_file() {
-        bail!("installing moto[server] failed: {} is missing", binary.display());
+        bail!(
+            "installing moto[server] failed: {} is missing",
+            binary.display()
+        );
     }
     Ok(())
 }

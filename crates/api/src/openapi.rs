@@ -7,8 +7,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::routes::{
-    admin, assessment_responses, assessments, audit_log, documents, jobs, notes, patients, sagas, schedules,
-    webhooks,
+    admin, assessment_responses, assessments, audit_log, documents, jobs, notes, patients, sagas,
+    schedules, webhooks,
 };
 
 #[derive(OpenApi)]

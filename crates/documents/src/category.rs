@@ -175,7 +175,10 @@ mod tests {
             assert_eq!(category.as_str().parse::<Category>().unwrap(), category);
         }
         for permission in Permission::ALL {
-            assert_eq!(permission.as_str().parse::<Permission>().unwrap(), permission);
+            assert_eq!(
+                permission.as_str().parse::<Permission>().unwrap(),
+                permission
+            );
         }
         assert!("x_ray".parse::<Category>().is_err());
     }

@@ -438,7 +438,10 @@ impl From<Row> for Document {
 
 /// A document's metadata (no content, no file name, no audit event: metadata is not
 /// PHI), deleted ones included; `None` when the tenant has no such document.
-pub async fn get(tx: &mut TenantTx, document_id: DocumentId) -> Result<Option<Document>, sqlx::Error> {
+pub async fn get(
+    tx: &mut TenantTx,
+    document_id: DocumentId,
+) -> Result<Option<Document>, sqlx::Error> {
     let row: Option<Row> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM documents.documents WHERE tenant_id = $1 AND id = $2"
     ))
@@ -533,12 +536,7 @@ pub async fn open(
         "category": document.category.as_str(),
     });
     audit::append(tx, entry).await?;
-    let content = decrypting(
-        object.into_stream(),
-        data_key,
-        tenant_id,
-        &document,
-    );
+    let content = decrypting(object.into_stream(), data_key, tenant_id, &document);
     Ok(Opened {
         document,
         filename: Phi::from(filename),
@@ -613,7 +611,9 @@ fn decrypting(
                     };
                     state.account(&last);
                     let sha256: [u8; 32] = std::mem::take(&mut state.sha256).finalize().into();
-                    if sha256 != state.expected_sha256 || state.size_bytes != state.expected_size_bytes {
+                    if sha256 != state.expected_sha256
+                        || state.size_bytes != state.expected_size_bytes
+                    {
                         return Some((Err(Undecryptable.into()), None));
                     }
                     return Some((Ok(last), Some(state)));

@@ -111,7 +111,9 @@ pub async fn try_run_once(
                             report.n_active_patient += 1;
                             continue;
                         }
-                        Some(last) => last.map_or(document.created_at, |last| last.max(document.created_at)),
+                        Some(last) => {
+                            last.map_or(document.created_at, |last| last.max(document.created_at))
+                        }
                     }
                 }
             };
@@ -198,9 +200,10 @@ async fn remove_orphans(
 
 /// Makes sure the tenant has its daily lifecycle schedule. Idempotent.
 pub async fn ensure_schedule(tx: &mut TenantTx, now: OffsetDateTime) -> Result<(), sqlx::Error> {
-    let spec = ScheduleSpec::<Lifecycle>::new(SCHEDULE_NAME, SCHEDULE_CRON, "UTC", LifecycleArgs {})
-        .catch_up(CatchUp::Skip)
-        .attempts_max(3);
+    let spec =
+        ScheduleSpec::<Lifecycle>::new(SCHEDULE_NAME, SCHEDULE_CRON, "UTC", LifecycleArgs {})
+            .catch_up(CatchUp::Skip)
+            .attempts_max(3);
     match schedules::create(tx, spec, now).await {
         Ok(_) | Err(ScheduleError::NameTaken) => Ok(()),
         Err(ScheduleError::Unexpected(err)) => Err(err),

@@ -92,9 +92,15 @@ pub async fn issue(
         return Err(LinkError::InvalidTtl);
     }
     let actor = tx.actor().to_owned();
-    assert!(actor.len() <= ACTOR_LEN_MAX, "BUG: an actor name of {} bytes", actor.len());
+    assert!(
+        actor.len() <= ACTOR_LEN_MAX,
+        "BUG: an actor name of {} bytes",
+        actor.len()
+    );
     let data_key = keyring.active_key(tx).await?;
-    let expires_at = (now + ttl).replace_nanosecond(0).expect("BUG: zero nanoseconds");
+    let expires_at = (now + ttl)
+        .replace_nanosecond(0)
+        .expect("BUG: zero nanoseconds");
     let mut payload = Vec::with_capacity(1 + 16 + 16 + 16 + 8 + 1 + actor.len());
     payload.push(VERSION);
     payload.extend_from_slice(tx.tenant_id().as_uuid().as_bytes());
@@ -112,7 +118,9 @@ pub async fn issue(
 impl Claims {
     /// Reads a token without trusting it.
     pub fn parse(token: &str) -> Result<Self, LinkError> {
-        let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| LinkError::Invalid)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| LinkError::Invalid)?;
         let fixed = 1 + 16 + 16 + 16 + 8 + 1;
         if bytes.len() < fixed + MAC_LEN || bytes[0] != VERSION {
             return Err(LinkError::Invalid);
@@ -148,7 +156,11 @@ impl Claims {
         keyring: &Keyring,
         now: OffsetDateTime,
     ) -> Result<DocumentId, LinkError> {
-        assert_eq!(tx.tenant_id(), self.tenant_id, "BUG: verify a link in its tenant's transaction");
+        assert_eq!(
+            tx.tenant_id(),
+            self.tenant_id,
+            "BUG: verify a link in its tenant's transaction"
+        );
         let data_key = match keyring.key(tx, self.data_key_id).await {
             Ok(data_key) => data_key,
             // A key id the tenant does not have: a forged or foreign token.

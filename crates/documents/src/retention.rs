@@ -86,11 +86,12 @@ pub async fn set_rule(tx: &mut TenantTx, rule: RetentionRule) -> Result<(), Rule
 
 /// Removes a category's rule (kept for ever again); whether there was one.
 pub async fn clear_rule(tx: &mut TenantTx, category: Category) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM documents.retention_rules WHERE tenant_id = $1 AND category = $2")
-        .bind(tx.tenant_id().as_uuid())
-        .bind(category)
-        .execute(&mut **tx)
-        .await?;
+    let done =
+        sqlx::query("DELETE FROM documents.retention_rules WHERE tenant_id = $1 AND category = $2")
+            .bind(tx.tenant_id().as_uuid())
+            .bind(category)
+            .execute(&mut **tx)
+            .await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -131,7 +132,11 @@ pub enum HoldError {
     Database(#[from] sqlx::Error),
 }
 
-async fn audit_hold(tx: &mut TenantTx, action: &'static str, document: &Document) -> Result<(), HoldError> {
+async fn audit_hold(
+    tx: &mut TenantTx,
+    action: &'static str,
+    document: &Document,
+) -> Result<(), HoldError> {
     let mut entry = AuditEntry::patient(action, document.patient_id).purpose("legal");
     entry.details = serde_json::json!({
         "document_id": document.id.as_uuid(),
@@ -151,7 +156,9 @@ pub async fn place_hold(
     if reason.is_empty() || reason.chars().count() > 500 {
         return Err(HoldError::InvalidReason);
     }
-    let document = document::lock(tx, document_id).await?.ok_or(HoldError::NotFound)?;
+    let document = document::lock(tx, document_id)
+        .await?
+        .ok_or(HoldError::NotFound)?;
     if document.status == Status::Deleted {
         return Err(HoldError::Deleted);
     }
@@ -176,8 +183,13 @@ pub async fn place_hold(
 }
 
 /// Releases a legal hold.
-pub async fn release_hold(tx: &mut TenantTx, document_id: DocumentId) -> Result<Document, HoldError> {
-    let document = document::lock(tx, document_id).await?.ok_or(HoldError::NotFound)?;
+pub async fn release_hold(
+    tx: &mut TenantTx,
+    document_id: DocumentId,
+) -> Result<Document, HoldError> {
+    let document = document::lock(tx, document_id)
+        .await?
+        .ok_or(HoldError::NotFound)?;
     if document.hold.is_none() {
         return Err(HoldError::NotHeld);
     }

@@ -160,7 +160,10 @@ impl Opener {
     fn open(&mut self, frame: &[u8], last: bool) -> Result<Bytes, Undecryptable> {
         let aad = frame_aad(self.tenant_id, self.document_id, self.index, last);
         self.index += 1;
-        self.key.open(frame, &aad).map(Bytes::from).ok_or(Undecryptable)
+        self.key
+            .open(frame, &aad)
+            .map(Bytes::from)
+            .ok_or(Undecryptable)
     }
 }
 
@@ -183,7 +186,12 @@ mod tests {
         (TenantId::generate(), DocumentId::generate())
     }
 
-    fn seal_all(key: &SecretKey, tenant_id: TenantId, document_id: DocumentId, parts: &[&[u8]]) -> Vec<u8> {
+    fn seal_all(
+        key: &SecretKey,
+        tenant_id: TenantId,
+        document_id: DocumentId,
+        parts: &[&[u8]],
+    ) -> Vec<u8> {
         let mut sealer = Sealer::new(key.clone(), tenant_id, document_id);
         let mut out = Vec::new();
         for part in parts {
@@ -193,7 +201,13 @@ mod tests {
         out
     }
 
-    fn open_all(key: &SecretKey, tenant_id: TenantId, document_id: DocumentId, sealed: &[u8], step: usize) -> Result<Vec<u8>, Undecryptable> {
+    fn open_all(
+        key: &SecretKey,
+        tenant_id: TenantId,
+        document_id: DocumentId,
+        sealed: &[u8],
+        step: usize,
+    ) -> Result<Vec<u8>, Undecryptable> {
         let mut opener = Opener::new(key.clone(), tenant_id, document_id);
         let mut out = Vec::new();
         for part in sealed.chunks(step.max(1)) {
@@ -211,10 +225,18 @@ mod tests {
         let (tenant_id, document_id) = ids();
         for len in [0, 1, CHUNK_LEN - 1, CHUNK_LEN, CHUNK_LEN + 1, 3 * CHUNK_LEN] {
             let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-            let sealed = seal_all(&key, tenant_id, document_id, &[&content[..len / 3], &content[len / 3..]]);
+            let sealed = seal_all(
+                &key,
+                tenant_id,
+                document_id,
+                &[&content[..len / 3], &content[len / 3..]],
+            );
             assert_eq!(sealed.len() as u64, sealed_len(len as u64));
             for step in [1000, 7, FRAME_LEN] {
-                assert_eq!(open_all(&key, tenant_id, document_id, &sealed, step).unwrap(), content);
+                assert_eq!(
+                    open_all(&key, tenant_id, document_id, &sealed, step).unwrap(),
+                    content
+                );
             }
         }
     }
@@ -226,15 +248,22 @@ mod tests {
         let content = vec![7u8; 2 * CHUNK_LEN + 10];
         let sealed = seal_all(&key, tenant_id, document_id, &[&content]);
         let cut = &sealed[..HEADER.len() + FRAME_LEN];
-        assert_eq!(open_all(&key, tenant_id, document_id, cut, 4096), Err(Undecryptable));
+        assert_eq!(
+            open_all(&key, tenant_id, document_id, cut, 4096),
+            Err(Undecryptable)
+        );
         assert_eq!(
             open_all(&key, tenant_id, DocumentId::generate(), &sealed, 4096),
             Err(Undecryptable)
         );
         let mut reordered = sealed[..HEADER.len()].to_vec();
-        reordered.extend_from_slice(&sealed[HEADER.len() + FRAME_LEN..HEADER.len() + 2 * FRAME_LEN]);
+        reordered
+            .extend_from_slice(&sealed[HEADER.len() + FRAME_LEN..HEADER.len() + 2 * FRAME_LEN]);
         reordered.extend_from_slice(&sealed[HEADER.len()..HEADER.len() + FRAME_LEN]);
         reordered.extend_from_slice(&sealed[HEADER.len() + 2 * FRAME_LEN..]);
-        assert_eq!(open_all(&key, tenant_id, document_id, &reordered, 4096), Err(Undecryptable));
+        assert_eq!(
+            open_all(&key, tenant_id, document_id, &reordered, 4096),
+            Err(Undecryptable)
+        );
     }
 }

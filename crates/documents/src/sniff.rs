@@ -98,7 +98,10 @@ mod tests {
         assert_eq!(sniff(b"GIF89a.."), Some("image/gif"));
         assert_eq!(sniff(b"II*\x00...."), Some("image/tiff"));
         assert_eq!(sniff(b"PK\x03\x04...."), Some("application/zip"));
-        assert_eq!(sniff("Referral letter, café.\r\n".as_bytes()), Some("text/plain"));
+        assert_eq!(
+            sniff("Referral letter, café.\r\n".as_bytes()),
+            Some("text/plain")
+        );
         assert_eq!(sniff(b"\x7fELF\x02\x01"), None);
     }
 
@@ -121,8 +124,14 @@ mod tests {
             check("application/x-msdownload", b"MZ"),
             Err(SniffError::NotAllowed("application/x-msdownload".into()))
         );
-        assert_eq!(check("application/pdf", b"\x00\x01\x02"), Err(SniffError::Unrecognised));
-        assert_eq!(check("Text/Plain; charset=utf-8", b"hello"), Ok("text/plain"));
+        assert_eq!(
+            check("application/pdf", b"\x00\x01\x02"),
+            Err(SniffError::Unrecognised)
+        );
+        assert_eq!(
+            check("Text/Plain; charset=utf-8", b"hello"),
+            Ok("text/plain")
+        );
         assert_eq!(check(DOCX, b"PK\x03\x04"), Ok(DOCX));
     }
 }

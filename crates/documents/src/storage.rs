@@ -40,7 +40,9 @@ pub struct Storage {
 /// A storage setting that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageConfigError {
-    #[error("unsupported document store {0:?}: expected file:///path, a path, or s3://bucket[/prefix]")]
+    #[error(
+        "unsupported document store {0:?}: expected file:///path, a path, or s3://bucket[/prefix]"
+    )]
     Unsupported(String),
     #[error("creating the document directory {path}")]
     Directory {

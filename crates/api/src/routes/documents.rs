@@ -44,21 +44,25 @@ pub fn router() -> Router<AppState> {
         .route(
             "/patients/{id}/documents",
             // The documents context enforces its own, larger limit while streaming.
-            post(upload)
-                .layer(DefaultBodyLimit::disable())
-                .get(list),
+            post(upload).layer(DefaultBodyLimit::disable()).get(list),
         )
         .route("/documents/{id}", get(read).delete(remove))
         .route("/documents/{id}/content", get(download))
         .route("/documents/{id}/link", post(create_link))
-        .route("/documents/{id}/hold", post(place_hold).delete(release_hold))
+        .route(
+            "/documents/{id}/hold",
+            post(place_hold).delete(release_hold),
+        )
         .route("/document-links/{token}", get(download_by_link))
         .route("/document-retention-rules", get(retention_rules))
         .route(
             "/document-retention-rules/{category}",
             put(set_retention_rule).delete(clear_retention_rule),
         )
-        .route("/document-scope-rules", get(scope_rules).put(set_scope_rule))
+        .route(
+            "/document-scope-rules",
+            get(scope_rules).put(set_scope_rule),
+        )
 }
 
 impl From<PutError> for ApiError {
@@ -201,10 +205,12 @@ fn view(document: &Document) -> DocumentView {
 
 fn hex_lower(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
-        let _ = write!(out, "{byte:02x}");
-        out
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+            let _ = write!(out, "{byte:02x}");
+            out
+        })
 }
 
 fn parse_document_id(text: &str) -> Result<DocumentId, ApiError> {
@@ -214,7 +220,9 @@ fn parse_document_id(text: &str) -> Result<DocumentId, ApiError> {
 
 fn parse_category(text: &str) -> Result<Category, ApiError> {
     text.parse()
-        .map_err(|err: documents::category::UnknownCategory| ApiError::InvalidInput(err.to_string()))
+        .map_err(|err: documents::category::UnknownCategory| {
+            ApiError::InvalidInput(err.to_string())
+        })
 }
 
 /// How the actor stands to a patient: on the care team (or through break-glass), and
@@ -335,7 +343,9 @@ pub async fn upload(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .ok_or_else(|| ApiError::UnsupportedDocumentType("send the document's Content-Type".to_owned()))?
+        .ok_or_else(|| {
+            ApiError::UnsupportedDocumentType("send the document's Content-Type".to_owned())
+        })?
         .to_owned();
     let filename = headers
         .get(FILENAME_HEADER)
@@ -489,7 +499,14 @@ pub async fn download(
     let document_id = parse_document_id(&id)?;
     let Session { actor, mut tx } = credential.open(&state).await?;
     let (_, standing) = authorize_document(&mut tx, &actor, document_id, Permission::Read).await?;
-    stream(tx, &state, document_id, &standing.purpose, standing.break_glass).await
+    stream(
+        tx,
+        &state,
+        document_id,
+        &standing.purpose,
+        standing.break_glass,
+    )
+    .await
 }
 
 /// Opens the document in `tx`, commits its audit event, then streams the content.
@@ -522,7 +539,10 @@ async fn stream(
     if let Ok(content_type) = HeaderValue::from_str(&opened.document.content_type) {
         headers.insert(header::CONTENT_TYPE, content_type);
     }
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(opened.document.size_bytes));
+    headers.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(opened.document.size_bytes),
+    );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -890,10 +910,13 @@ pub async fn set_scope_rule(
         .parse()
         .map_err(|err: kernel::role::UnknownRole| ApiError::InvalidInput(err.to_string()))?;
     let category = parse_category(&input.category)?;
-    let permission: Permission = input
-        .permission
-        .parse()
-        .map_err(|err: documents::category::UnknownPermission| ApiError::InvalidInput(err.to_string()))?;
+    let permission: Permission =
+        input
+            .permission
+            .parse()
+            .map_err(|err: documents::category::UnknownPermission| {
+                ApiError::InvalidInput(err.to_string())
+            })?;
     let Session { mut tx, .. } = credential.open(&state).await?;
     scope::set_rule(
         &mut tx,

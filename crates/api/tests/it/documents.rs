@@ -20,7 +20,9 @@ async fn patient(world: &World, tenant_id: TenantId, care_team: &[UserId]) -> Pa
         .await
         .unwrap();
     let patient_id = PatientId::generate();
-    clinical::patient::insert(&mut tx, patient_id).await.unwrap();
+    clinical::patient::insert(&mut tx, patient_id)
+        .await
+        .unwrap();
     for user_id in care_team {
         clinical::care_team::add(&mut tx, patient_id, *user_id)
             .await
@@ -54,7 +56,15 @@ async fn upload(
 }
 
 async fn stored(world: &World, token: &str, patient_id: PatientId, category: Category) -> Uuid {
-    let reply = upload(world, token, patient_id, category, "text/plain", format!("{CANARY} body")).await;
+    let reply = upload(
+        world,
+        token,
+        patient_id,
+        category,
+        "text/plain",
+        format!("{CANARY} body"),
+    )
+    .await;
     let created = reply.ok(StatusCode::CREATED);
     created["id"].as_str().unwrap().parse().unwrap()
 }
@@ -78,20 +88,52 @@ async fn every_role_reads_writes_and_deletes_each_category_as_the_scope_says() {
                 let document_id = stored(&world, &admin, patient_id, category).await;
 
                 let read = world
-                    .get(&format!("/v1/documents/{document_id}/content"), &principal.token)
+                    .get(
+                        &format!("/v1/documents/{document_id}/content"),
+                        &principal.token,
+                    )
                     .await;
-                expect(&read, granted >= Permission::Read, StatusCode::OK, principal, on_care_team, &cell);
+                expect(
+                    &read,
+                    granted >= Permission::Read,
+                    StatusCode::OK,
+                    principal,
+                    on_care_team,
+                    &cell,
+                );
                 if read.status == StatusCode::OK {
                     assert_eq!(read.text(), format!("{CANARY} body"), "{cell}");
                 }
 
-                let write = upload(&world, &principal.token, patient_id, category, "text/plain", "new").await;
-                expect(&write, granted >= Permission::Write, StatusCode::CREATED, principal, on_care_team, &cell);
+                let write = upload(
+                    &world,
+                    &principal.token,
+                    patient_id,
+                    category,
+                    "text/plain",
+                    "new",
+                )
+                .await;
+                expect(
+                    &write,
+                    granted >= Permission::Write,
+                    StatusCode::CREATED,
+                    principal,
+                    on_care_team,
+                    &cell,
+                );
 
                 let delete = world
                     .delete(&format!("/v1/documents/{document_id}"), &principal.token)
                     .await;
-                expect(&delete, granted >= Permission::Delete, StatusCode::NO_CONTENT, principal, on_care_team, &cell);
+                expect(
+                    &delete,
+                    granted >= Permission::Delete,
+                    StatusCode::NO_CONTENT,
+                    principal,
+                    on_care_team,
+                    &cell,
+                );
                 n_checked += 1;
             }
         }
@@ -100,7 +142,14 @@ async fn every_role_reads_writes_and_deletes_each_category_as_the_scope_says() {
 }
 
 #[track_caller]
-fn expect(reply: &Reply, allowed: bool, success: StatusCode, principal: &Principal, on_care_team: bool, cell: &str) {
+fn expect(
+    reply: &Reply,
+    allowed: bool,
+    success: StatusCode,
+    principal: &Principal,
+    on_care_team: bool,
+    cell: &str,
+) {
     if allowed {
         assert_eq!(reply.status, success, "{cell}: {}", reply.text());
         return;
@@ -115,39 +164,71 @@ fn expect(reply: &Reply, allowed: bool, success: StatusCode, principal: &Princip
 }
 
 #[tokio::test]
-async fn a_document_round_trips_over_http_and_its_name_never_reaches_a_url_or_the_database_in_clear() {
+async fn a_document_round_trips_over_http_and_its_name_never_reaches_a_url_or_the_database_in_clear()
+ {
     let world = World::new().await;
     let patient_id = patient(&world, world.a.id, &everyone(&world)).await;
     let clinician = &world.a.clinician.token;
     let content = format!("{CANARY}\n").repeat(5000);
-    let reply = upload(&world, clinician, patient_id, Category::Correspondence, "text/plain; charset=utf-8", content.clone()).await;
+    let reply = upload(
+        &world,
+        clinician,
+        patient_id,
+        Category::Correspondence,
+        "text/plain; charset=utf-8",
+        content.clone(),
+    )
+    .await;
     let created = reply.ok(StatusCode::CREATED);
     assert_eq!(created["content_type"], "text/plain");
     assert_eq!(created["size_bytes"], content.len());
     assert_eq!(created["category"], "correspondence");
     assert!(!reply.text().contains("Zqxcanary"));
     let id = created["id"].as_str().unwrap();
-    assert_eq!(reply.header(header::LOCATION), Some(format!("/v1/documents/{id}").as_str()));
+    assert_eq!(
+        reply.header(header::LOCATION),
+        Some(format!("/v1/documents/{id}").as_str())
+    );
 
-    let download = world.get(&format!("/v1/documents/{id}/content"), clinician).await;
+    let download = world
+        .get(&format!("/v1/documents/{id}/content"), clinician)
+        .await;
     assert_eq!(download.status, StatusCode::OK);
     assert_eq!(download.text(), content);
     assert_eq!(download.header(header::CONTENT_TYPE), Some("text/plain"));
     assert_eq!(download.header("x-content-type-options"), Some("nosniff"));
-    assert!(download
-        .header(header::CONTENT_DISPOSITION)
-        .unwrap()
-        .starts_with("attachment; filename*=UTF-8''Zqxcanary%20discharge%20letter.txt"));
+    assert!(
+        download
+            .header(header::CONTENT_DISPOSITION)
+            .unwrap()
+            .starts_with("attachment; filename*=UTF-8''Zqxcanary%20discharge%20letter.txt")
+    );
 
-    let listed = world.get(&format!("/v1/patients/{patient_id}/documents"), clinician).await.ok(StatusCode::OK);
+    let listed = world
+        .get(&format!("/v1/patients/{patient_id}/documents"), clinician)
+        .await
+        .ok(StatusCode::OK);
     assert_eq!(listed["documents"].as_array().unwrap().len(), 1);
     assert_eq!(listed["documents"][0]["id"], id);
     assert!(!listed.to_string().contains("Zqxcanary"));
-    let metadata = world.get(&format!("/v1/documents/{id}"), clinician).await.ok(StatusCode::OK);
+    let metadata = world
+        .get(&format!("/v1/documents/{id}"), clinician)
+        .await
+        .ok(StatusCode::OK);
     assert_eq!(metadata["status"], "stored");
 
-    let object = std::fs::read(world.documents_dir.path().join(world.a.id.to_string()).join(id)).unwrap();
-    assert!(!object.windows(9).any(|window| window == b"Zqxcanary"), "the stored object holds plaintext");
+    let object = std::fs::read(
+        world
+            .documents_dir
+            .path()
+            .join(world.a.id.to_string())
+            .join(id),
+    )
+    .unwrap();
+    assert!(
+        !object.windows(9).any(|window| window == b"Zqxcanary"),
+        "the stored object holds plaintext"
+    );
     for exchange in world.journal() {
         assert!(!exchange.uri.contains("Zqxcanary"), "{}", exchange.uri);
     }
@@ -167,7 +248,10 @@ async fn a_document_round_trips_over_http_and_its_name_never_reaches_a_url_or_th
     .fetch_all(&world.db.admin)
     .await
     .unwrap();
-    assert_eq!(actions, ["document.create", "document.read", "document.list"]);
+    assert_eq!(
+        actions,
+        ["document.create", "document.read", "document.list"]
+    );
 }
 
 #[tokio::test]
@@ -176,16 +260,52 @@ async fn an_upload_over_the_limit_gets_413_and_a_contradicting_type_gets_415() {
     let patient_id = patient(&world, world.a.id, &[]).await;
     let admin = &world.a.admin.token;
     let too_large = "a".repeat(usize::try_from(DOCUMENT_SIZE_MAX_BYTES).unwrap() + 1);
-    let reply = upload(&world, admin, patient_id, Category::Other, "text/plain", too_large).await;
-    assert_eq!(reply.problem(StatusCode::PAYLOAD_TOO_LARGE), "/problems/document-too-large");
+    let reply = upload(
+        &world,
+        admin,
+        patient_id,
+        Category::Other,
+        "text/plain",
+        too_large,
+    )
+    .await;
+    assert_eq!(
+        reply.problem(StatusCode::PAYLOAD_TOO_LARGE),
+        "/problems/document-too-large"
+    );
 
-    let reply = upload(&world, admin, patient_id, Category::Imaging, "image/png", &b"%PDF-1.7 not a png"[..]).await;
-    assert_eq!(reply.problem(StatusCode::UNSUPPORTED_MEDIA_TYPE), "/problems/unsupported-document-type");
-    let reply = upload(&world, admin, patient_id, Category::Other, "application/x-sh", "#!/bin/sh").await;
-    assert_eq!(reply.problem(StatusCode::UNSUPPORTED_MEDIA_TYPE), "/problems/unsupported-document-type");
+    let reply = upload(
+        &world,
+        admin,
+        patient_id,
+        Category::Imaging,
+        "image/png",
+        &b"%PDF-1.7 not a png"[..],
+    )
+    .await;
+    assert_eq!(
+        reply.problem(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        "/problems/unsupported-document-type"
+    );
+    let reply = upload(
+        &world,
+        admin,
+        patient_id,
+        Category::Other,
+        "application/x-sh",
+        "#!/bin/sh",
+    )
+    .await;
+    assert_eq!(
+        reply.problem(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        "/problems/unsupported-document-type"
+    );
 
     let listed = world
-        .get(&format!("/v1/patients/{patient_id}/documents?include_deleted=true"), admin)
+        .get(
+            &format!("/v1/patients/{patient_id}/documents?include_deleted=true"),
+            admin,
+        )
         .await
         .ok(StatusCode::OK);
     assert_eq!(listed["documents"], json!([]));
@@ -223,16 +343,30 @@ async fn a_signed_link_downloads_until_it_expires_and_refuses_tampering() {
     let world = World::new().await;
     let patient_id = patient(&world, world.a.id, &everyone(&world)).await;
     let clinician = &world.a.clinician;
-    let id = stored(&world, &world.a.admin.token, patient_id, Category::LabResult).await;
+    let id = stored(
+        &world,
+        &world.a.admin.token,
+        patient_id,
+        Category::LabResult,
+    )
+    .await;
 
     let link = world
-        .post(&format!("/v1/documents/{id}/link"), &clinician.token, &json!({}))
+        .post(
+            &format!("/v1/documents/{id}/link"),
+            &clinician.token,
+            &json!({}),
+        )
         .await
         .ok(StatusCode::CREATED);
     let url = link["url"].as_str().unwrap().to_owned();
     assert!(url.starts_with("/v1/document-links/"));
     let anonymous = world
-        .send(request(Method::GET, &url, None).body(Body::empty()).unwrap())
+        .send(
+            request(Method::GET, &url, None)
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await;
     assert_eq!(anonymous.status, StatusCode::OK, "{}", anonymous.text());
     assert_eq!(anonymous.text(), format!("{CANARY} body"));
@@ -249,27 +383,56 @@ async fn a_signed_link_downloads_until_it_expires_and_refuses_tampering() {
     let last = tampered.pop().unwrap();
     tampered.push(if last == 'A' { 'B' } else { 'A' });
     let reply = world
-        .send(request(Method::GET, &tampered, None).body(Body::empty()).unwrap())
+        .send(
+            request(Method::GET, &tampered, None)
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await;
-    assert_eq!(reply.problem(StatusCode::FORBIDDEN), "/problems/link-invalid");
+    assert_eq!(
+        reply.problem(StatusCode::FORBIDDEN),
+        "/problems/link-invalid"
+    );
 
     let short = world
-        .post(&format!("/v1/documents/{id}/link"), &clinician.token, &json!({"ttl_secs": 1}))
+        .post(
+            &format!("/v1/documents/{id}/link"),
+            &clinician.token,
+            &json!({"ttl_secs": 1}),
+        )
         .await
         .ok(StatusCode::CREATED);
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let reply = world
-        .send(request(Method::GET, short["url"].as_str().unwrap(), None).body(Body::empty()).unwrap())
+        .send(
+            request(Method::GET, short["url"].as_str().unwrap(), None)
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await;
-    assert_eq!(reply.problem(StatusCode::FORBIDDEN), "/problems/link-expired");
+    assert_eq!(
+        reply.problem(StatusCode::FORBIDDEN),
+        "/problems/link-expired"
+    );
 
     let too_long = world
-        .post(&format!("/v1/documents/{id}/link"), &clinician.token, &json!({"ttl_secs": 86400}))
+        .post(
+            &format!("/v1/documents/{id}/link"),
+            &clinician.token,
+            &json!({"ttl_secs": 86400}),
+        )
         .await;
-    assert_eq!(too_long.problem(StatusCode::UNPROCESSABLE_ENTITY), "/problems/invalid-input");
+    assert_eq!(
+        too_long.problem(StatusCode::UNPROCESSABLE_ENTITY),
+        "/problems/invalid-input"
+    );
     // Another tenant cannot make a link to it: the document is not found.
     let reply = world
-        .post(&format!("/v1/documents/{id}/link"), &world.b.admin.token, &json!({}))
+        .post(
+            &format!("/v1/documents/{id}/link"),
+            &world.b.admin.token,
+            &json!({}),
+        )
         .await;
     assert_eq!(reply.problem(StatusCode::NOT_FOUND), "/problems/not-found");
 }
@@ -282,11 +445,29 @@ async fn another_tenants_document_is_not_found_whatever_the_route() {
     let b_admin = &world.b.admin.token;
     for reply in [
         world.get(&format!("/v1/documents/{id}"), b_admin).await,
-        world.get(&format!("/v1/documents/{id}/content"), b_admin).await,
+        world
+            .get(&format!("/v1/documents/{id}/content"), b_admin)
+            .await,
         world.delete(&format!("/v1/documents/{id}"), b_admin).await,
-        world.post(&format!("/v1/documents/{id}/hold"), b_admin, &json!({"reason": "x"})).await,
-        world.get(&format!("/v1/patients/{patient_id}/documents"), b_admin).await,
-        upload(&world, b_admin, patient_id, Category::Other, "text/plain", "x").await,
+        world
+            .post(
+                &format!("/v1/documents/{id}/hold"),
+                b_admin,
+                &json!({"reason": "x"}),
+            )
+            .await,
+        world
+            .get(&format!("/v1/patients/{patient_id}/documents"), b_admin)
+            .await,
+        upload(
+            &world,
+            b_admin,
+            patient_id,
+            Category::Other,
+            "text/plain",
+            "x",
+        )
+        .await,
     ] {
         assert_eq!(reply.problem(StatusCode::NOT_FOUND), "/problems/not-found");
     }
@@ -314,20 +495,36 @@ async fn a_held_document_cannot_be_deleted_until_its_hold_is_released() {
     let admin = &world.a.admin.token;
     let id = stored(&world, admin, patient_id, Category::ConsentForm).await;
     let held = world
-        .post(&format!("/v1/documents/{id}/hold"), admin, &json!({"reason": "Matter 2026-17"}))
+        .post(
+            &format!("/v1/documents/{id}/hold"),
+            admin,
+            &json!({"reason": "Matter 2026-17"}),
+        )
         .await
         .ok(StatusCode::OK);
     assert_eq!(held["legal_hold"]["reason"], "Matter 2026-17");
     let reply = world
-        .post(&format!("/v1/documents/{id}/hold"), &world.a.clinician.token, &json!({"reason": "x"}))
+        .post(
+            &format!("/v1/documents/{id}/hold"),
+            &world.a.clinician.token,
+            &json!({"reason": "x"}),
+        )
         .await;
     assert_eq!(reply.problem(StatusCode::FORBIDDEN), "/problems/forbidden");
     let reply = world.delete(&format!("/v1/documents/{id}"), admin).await;
     assert_eq!(reply.problem(StatusCode::CONFLICT), "/problems/conflict");
-    let released = world.delete(&format!("/v1/documents/{id}/hold"), admin).await.ok(StatusCode::OK);
+    let released = world
+        .delete(&format!("/v1/documents/{id}/hold"), admin)
+        .await
+        .ok(StatusCode::OK);
     assert_eq!(released["legal_hold"], json!(null));
-    world.delete(&format!("/v1/documents/{id}"), admin).await.ok_empty(StatusCode::NO_CONTENT);
-    let reply = world.get(&format!("/v1/documents/{id}/content"), admin).await;
+    world
+        .delete(&format!("/v1/documents/{id}"), admin)
+        .await
+        .ok_empty(StatusCode::NO_CONTENT);
+    let reply = world
+        .get(&format!("/v1/documents/{id}/content"), admin)
+        .await;
     assert_eq!(reply.problem(StatusCode::GONE), "/problems/gone");
 }
 
@@ -338,33 +535,70 @@ async fn a_tenant_can_widen_a_scope_and_set_retention_rules() {
     let admin = &world.a.admin.token;
     let coordinator = &world.a.care_coordinator.token;
     let id = stored(&world, admin, patient_id, Category::ClinicalNote).await;
-    let reply = world.get(&format!("/v1/documents/{id}/content"), coordinator).await;
+    let reply = world
+        .get(&format!("/v1/documents/{id}/content"), coordinator)
+        .await;
     assert_eq!(reply.problem(StatusCode::FORBIDDEN), "/problems/forbidden");
 
     let rule = json!({"role": "care_coordinator", "category": "clinical_note", "on_care_team": true, "permission": "read"});
-    world.put("/v1/document-scope-rules", admin, &rule).await.ok(StatusCode::OK);
-    let reply = world.put("/v1/document-scope-rules", coordinator, &rule).await;
+    world
+        .put("/v1/document-scope-rules", admin, &rule)
+        .await
+        .ok(StatusCode::OK);
+    let reply = world
+        .put("/v1/document-scope-rules", coordinator, &rule)
+        .await;
     assert_eq!(reply.problem(StatusCode::FORBIDDEN), "/problems/forbidden");
-    world.get(&format!("/v1/documents/{id}/content"), coordinator).await.ok_status(StatusCode::OK);
-    let scopes = world.get("/v1/document-scope-rules", admin).await.ok(StatusCode::OK);
+    world
+        .get(&format!("/v1/documents/{id}/content"), coordinator)
+        .await
+        .ok_status(StatusCode::OK);
+    let scopes = world
+        .get("/v1/document-scope-rules", admin)
+        .await
+        .ok(StatusCode::OK);
     assert_eq!(scopes["rules"].as_array().unwrap().len(), 5 * 8 * 2);
     assert!(scopes["rules"].as_array().unwrap().contains(&rule));
 
     let set = world
-        .put("/v1/document-retention-rules/correspondence", admin, &json!({"anchor": "last_encounter", "keep_days": 2555}))
+        .put(
+            "/v1/document-retention-rules/correspondence",
+            admin,
+            &json!({"anchor": "last_encounter", "keep_days": 2555}),
+        )
         .await
         .ok(StatusCode::OK);
     assert_eq!(set["keep_days"], 2555);
-    let rules = world.get("/v1/document-retention-rules", admin).await.ok(StatusCode::OK);
-    assert_eq!(rules["rules"], json!([{"category": "correspondence", "anchor": "last_encounter", "keep_days": 2555}]));
+    let rules = world
+        .get("/v1/document-retention-rules", admin)
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(
+        rules["rules"],
+        json!([{"category": "correspondence", "anchor": "last_encounter", "keep_days": 2555}])
+    );
     let reply = world
-        .put("/v1/document-retention-rules/correspondence", admin, &json!({"anchor": "created", "keep_days": 0}))
+        .put(
+            "/v1/document-retention-rules/correspondence",
+            admin,
+            &json!({"anchor": "created", "keep_days": 0}),
+        )
         .await;
-    assert_eq!(reply.problem(StatusCode::UNPROCESSABLE_ENTITY), "/problems/invalid-input");
+    assert_eq!(
+        reply.problem(StatusCode::UNPROCESSABLE_ENTITY),
+        "/problems/invalid-input"
+    );
     let reply = world
-        .put("/v1/document-retention-rules/x_rays", admin, &json!({"anchor": "created", "keep_days": 10}))
+        .put(
+            "/v1/document-retention-rules/x_rays",
+            admin,
+            &json!({"anchor": "created", "keep_days": 10}),
+        )
         .await;
-    assert_eq!(reply.problem(StatusCode::UNPROCESSABLE_ENTITY), "/problems/invalid-input");
+    assert_eq!(
+        reply.problem(StatusCode::UNPROCESSABLE_ENTITY),
+        "/problems/invalid-input"
+    );
     let schedules: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM platform.schedules WHERE tenant_id = $1 AND name = 'documents.lifecycle'",
     )

@@ -29,7 +29,10 @@ async fn a_document_round_trips_and_its_stored_object_is_ciphertext() {
         !object.windows(9).any(|window| window == b"Zqxcanary"),
         "the stored object holds plaintext"
     );
-    assert_eq!(world.read(tenant_id, &document).await.unwrap(), content.as_bytes());
+    assert_eq!(
+        world.read(tenant_id, &document).await.unwrap(),
+        content.as_bytes()
+    );
 
     // Neither the metadata, the audit log nor the events hold the content or the name.
     let canary_hits: i64 = sqlx::query_scalar(
@@ -61,9 +64,16 @@ async fn the_file_name_is_returned_only_by_an_audited_open() {
         .stored(tenant_id, patient_id, Category::IntakeForm, "hello")
         .await;
     let mut tx = world.tx(tenant_id).await;
-    let opened = documents::open(&mut tx, &world.keyring, &world.storage, document.id, "treatment", false)
-        .await
-        .unwrap();
+    let opened = documents::open(
+        &mut tx,
+        &world.keyring,
+        &world.storage,
+        document.id,
+        "treatment",
+        false,
+    )
+    .await
+    .unwrap();
     assert_eq!(opened.filename.expose(), &format!("{CANARY}.txt"));
     assert!(!format!("{opened:?}").contains("Zqxcanary"));
 }
@@ -136,8 +146,9 @@ async fn an_upload_over_the_limit_is_refused_while_streaming_and_leaves_nothing(
     let patient_id = world.patient(tenant_id).await;
     let mut n_pulled = 0usize;
     // An endless body: the limit, not the body's end, must stop the upload.
-    let body = futures::stream::repeat_with(|| Ok::<_, std::io::Error>(Bytes::from_static(&[b'a'; 8192])))
-        .inspect(|_| n_pulled += 1);
+    let body =
+        futures::stream::repeat_with(|| Ok::<_, std::io::Error>(Bytes::from_static(&[b'a'; 8192])))
+            .inspect(|_| n_pulled += 1);
     let mut tx = world.tx(tenant_id).await;
     let err = documents::put(
         &mut tx,
@@ -148,7 +159,15 @@ async fn an_upload_over_the_limit_is_refused_while_streaming_and_leaves_nothing(
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, PutError::TooLarge { limit_bytes: 100_000 }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            PutError::TooLarge {
+                limit_bytes: 100_000
+            }
+        ),
+        "{err:?}"
+    );
     tx.commit().await.unwrap();
     assert!(n_pulled <= 100_000 / 8192 + 1);
     let n_files = walk(world.dir.path());
@@ -174,14 +193,23 @@ fn walk(dir: &std::path::Path) -> usize {
         .sum()
 }
 
+/// A declared type, the content, and whether the refusal is the expected one.
+type Case = (&'static str, &'static [u8], fn(&PutError) -> bool);
+
 #[tokio::test]
 async fn content_that_contradicts_its_declared_type_or_is_not_allowed_is_refused() {
     let world = world().await;
     let tenant_id = world.tenant("Clinic").await;
     let patient_id = world.patient(tenant_id).await;
-    let cases: [(&str, &[u8], fn(&PutError) -> bool); 3] = [
+    let cases: [Case; 3] = [
         ("image/png", b"%PDF-1.7 pretend", |err| {
-            matches!(err, PutError::ContentType(SniffError::Mismatch { sniffed: "application/pdf", .. }))
+            matches!(
+                err,
+                PutError::ContentType(SniffError::Mismatch {
+                    sniffed: "application/pdf",
+                    ..
+                })
+            )
         }),
         ("application/x-msdownload", b"MZ\x90\x00", |err| {
             matches!(err, PutError::ContentType(SniffError::NotAllowed(_)))
@@ -241,7 +269,15 @@ async fn another_tenants_document_is_not_found() {
     assert_eq!(document::get(&mut tx, document.id).await.unwrap(), None);
     assert!(!documents::exists(&mut tx, document.id).await.unwrap());
     assert!(matches!(
-        documents::open(&mut tx, &world.keyring, &world.storage, document.id, "treatment", false).await,
+        documents::open(
+            &mut tx,
+            &world.keyring,
+            &world.storage,
+            document.id,
+            "treatment",
+            false
+        )
+        .await,
         Err(OpenError::NotFound)
     ));
     assert!(matches!(

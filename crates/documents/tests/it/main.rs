@@ -61,7 +61,9 @@ impl World {
     pub async fn patient(&self, tenant_id: TenantId) -> PatientId {
         let mut tx = self.tx(tenant_id).await;
         let patient_id = PatientId::generate();
-        clinical::patient::insert(&mut tx, patient_id).await.unwrap();
+        clinical::patient::insert(&mut tx, patient_id)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         patient_id
     }
@@ -96,17 +98,30 @@ impl World {
             .join(document.id.to_string())
     }
 
-    pub async fn read(&self, tenant_id: TenantId, document: &Document) -> Result<Vec<u8>, documents::OpenError> {
+    pub async fn read(
+        &self,
+        tenant_id: TenantId,
+        document: &Document,
+    ) -> Result<Vec<u8>, documents::OpenError> {
         let mut tx = self.tx(tenant_id).await;
-        let (_, content) =
-            documents::document::read_bytes(&mut tx, &self.keyring, &self.storage, document.id, "treatment")
-                .await?;
+        let (_, content) = documents::document::read_bytes(
+            &mut tx,
+            &self.keyring,
+            &self.storage,
+            document.id,
+            "treatment",
+        )
+        .await?;
         tx.commit().await.unwrap();
         Ok(content.into_inner())
     }
 
     /// The actions of the tenant's audit events about `document`, oldest first.
-    pub async fn audit_actions(&self, tenant_id: TenantId, document: &Document) -> Vec<(String, String)> {
+    pub async fn audit_actions(
+        &self,
+        tenant_id: TenantId,
+        document: &Document,
+    ) -> Vec<(String, String)> {
         sqlx::query_as(
             "SELECT action, actor FROM audit.events
              WHERE tenant_id = $1 AND details->>'document_id' = $2 ORDER BY occurred_at, seq",

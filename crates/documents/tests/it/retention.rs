@@ -28,14 +28,26 @@ async fn the_lifecycle_deletes_exactly_what_expired_and_nothing_on_hold() {
         (Category::IntakeForm, Anchor::LastEncounter, 30),
         (Category::LabResult, Anchor::Created, 400),
     ] {
-        retention::set_rule(&mut tx, RetentionRule { category, anchor, keep_days })
-            .await
-            .unwrap();
-    }
-    // `seen_again` had an encounter that ended 80 days from now; `in_care` has one open.
-    clinical::encounter::start(&mut tx, seen_again, Some("O"), Some(now + Duration::days(79)))
+        retention::set_rule(
+            &mut tx,
+            RetentionRule {
+                category,
+                anchor,
+                keep_days,
+            },
+        )
         .await
         .unwrap();
+    }
+    // `seen_again` had an encounter that ended 80 days from now; `in_care` has one open.
+    clinical::encounter::start(
+        &mut tx,
+        seen_again,
+        Some("O"),
+        Some(now + Duration::days(79)),
+    )
+    .await
+    .unwrap();
     clinical::encounter::finish_latest(&mut tx, seen_again, Some(now + Duration::days(80)))
         .await
         .unwrap();
@@ -44,27 +56,49 @@ async fn the_lifecycle_deletes_exactly_what_expired_and_nothing_on_hold() {
         .unwrap();
     tx.commit().await.unwrap();
 
-    let letter = world.stored(tenant_id, patient_id, Category::Correspondence, "letter").await;
-    let held_letter = world.stored(tenant_id, patient_id, Category::Correspondence, "held").await;
-    let intake = world.stored(tenant_id, patient_id, Category::IntakeForm, "intake").await;
-    let intake_seen_again = world.stored(tenant_id, seen_again, Category::IntakeForm, "intake 2").await;
-    let intake_in_care = world.stored(tenant_id, in_care, Category::IntakeForm, "intake 3").await;
-    let lab = world.stored(tenant_id, patient_id, Category::LabResult, "lab").await;
-    let scan = world.stored(tenant_id, patient_id, Category::Imaging, "scan").await;
+    let letter = world
+        .stored(tenant_id, patient_id, Category::Correspondence, "letter")
+        .await;
+    let held_letter = world
+        .stored(tenant_id, patient_id, Category::Correspondence, "held")
+        .await;
+    let intake = world
+        .stored(tenant_id, patient_id, Category::IntakeForm, "intake")
+        .await;
+    let intake_seen_again = world
+        .stored(tenant_id, seen_again, Category::IntakeForm, "intake 2")
+        .await;
+    let intake_in_care = world
+        .stored(tenant_id, in_care, Category::IntakeForm, "intake 3")
+        .await;
+    let lab = world
+        .stored(tenant_id, patient_id, Category::LabResult, "lab")
+        .await;
+    let scan = world
+        .stored(tenant_id, patient_id, Category::Imaging, "scan")
+        .await;
     // Another tenant's expired document is not this tenant's pass's business.
     let mut tx = world.tx(other_id).await;
     retention::set_rule(
         &mut tx,
-        RetentionRule { category: Category::Correspondence, anchor: Anchor::Created, keep_days: 1 },
+        RetentionRule {
+            category: Category::Correspondence,
+            anchor: Anchor::Created,
+            keep_days: 1,
+        },
     )
     .await
     .unwrap();
     tx.commit().await.unwrap();
     let other_patient = world.patient(other_id).await;
-    let other_letter = world.stored(other_id, other_patient, Category::Correspondence, "theirs").await;
+    let other_letter = world
+        .stored(other_id, other_patient, Category::Correspondence, "theirs")
+        .await;
 
     let mut tx = world.tx(tenant_id).await;
-    retention::place_hold(&mut tx, held_letter.id, "Matter 2026-17").await.unwrap();
+    retention::place_hold(&mut tx, held_letter.id, "Matter 2026-17")
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
 
     // 100 days on: the letter and the first intake expired; the held letter too, but it
@@ -99,24 +133,37 @@ async fn the_lifecycle_deletes_exactly_what_expired_and_nothing_on_hold() {
             status == Status::Stored
         );
         if status == Status::Deleted {
-            assert_eq!(now_stored.deletion_reason, Some(DeletionReason::RetentionExpired));
+            assert_eq!(
+                now_stored.deletion_reason,
+                Some(DeletionReason::RetentionExpired)
+            );
         }
     }
     drop(tx);
     assert_eq!(
-        world.audit_actions(tenant_id, &letter).await.last().unwrap(),
+        world
+            .audit_actions(tenant_id, &letter)
+            .await
+            .last()
+            .unwrap(),
         &("document.delete".to_owned(), "system".to_owned())
     );
     let mut tx = world.tx(other_id).await;
     assert_eq!(
-        document::get(&mut tx, other_letter.id).await.unwrap().unwrap().status,
+        document::get(&mut tx, other_letter.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         Status::Stored
     );
     drop(tx);
 
     // Released, the held letter goes at the next pass; 120 days on, the second intake too.
     let mut tx = world.tx(tenant_id).await;
-    retention::release_hold(&mut tx, held_letter.id).await.unwrap();
+    retention::release_hold(&mut tx, held_letter.id)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     let mut tx = TenantTxSystem::begin(&world, tenant_id).await;
     let report = lifecycle::try_run_once(&mut tx, &world.storage, now + Duration::days(120))
@@ -147,9 +194,13 @@ async fn a_document_on_legal_hold_cannot_be_deleted_until_released() {
     let world = world().await;
     let tenant_id = world.tenant("Clinic").await;
     let patient_id = world.patient(tenant_id).await;
-    let document = world.stored(tenant_id, patient_id, Category::ConsentForm, "consent").await;
+    let document = world
+        .stored(tenant_id, patient_id, Category::ConsentForm, "consent")
+        .await;
     let mut tx = world.tx(tenant_id).await;
-    let held = retention::place_hold(&mut tx, document.id, "Litigation hold 42").await.unwrap();
+    let held = retention::place_hold(&mut tx, document.id, "Litigation hold 42")
+        .await
+        .unwrap();
     assert_eq!(held.hold.as_ref().unwrap().reason, "Litigation hold 42");
     assert!(matches!(
         retention::place_hold(&mut tx, document.id, "again").await,
@@ -164,7 +215,9 @@ async fn a_document_on_legal_hold_cannot_be_deleted_until_released() {
 
     let mut tx = world.tx(tenant_id).await;
     retention::release_hold(&mut tx, document.id).await.unwrap();
-    document::delete(&mut tx, &world.storage, document.id).await.unwrap();
+    document::delete(&mut tx, &world.storage, document.id)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     let actions: Vec<String> = world
         .audit_actions(tenant_id, &document)
@@ -174,7 +227,12 @@ async fn a_document_on_legal_hold_cannot_be_deleted_until_released() {
         .collect();
     assert_eq!(
         actions,
-        ["document.create", "document.hold", "document.release", "document.delete"]
+        [
+            "document.create",
+            "document.hold",
+            "document.release",
+            "document.delete"
+        ]
     );
 }
 
@@ -183,7 +241,9 @@ async fn an_object_whose_upload_never_committed_is_removed_once_old_enough() {
     let world = world().await;
     let tenant_id = world.tenant("Clinic").await;
     let patient_id = world.patient(tenant_id).await;
-    let kept = world.stored(tenant_id, patient_id, Category::Other, "kept").await;
+    let kept = world
+        .stored(tenant_id, patient_id, Category::Other, "kept")
+        .await;
     let mut tx = world.tx(tenant_id).await;
     let orphan = documents::put_bytes(
         &mut tx,
@@ -199,11 +259,20 @@ async fn an_object_whose_upload_never_committed_is_removed_once_old_enough() {
 
     let now = OffsetDateTime::now_utc();
     let mut tx = world.tx(tenant_id).await;
-    let young = lifecycle::try_run_once(&mut tx, &world.storage, now).await.unwrap();
-    assert_eq!(young.n_orphans_removed, 0, "an upload may still be committing");
-    let old = lifecycle::try_run_once(&mut tx, &world.storage, now + lifecycle::ORPHAN_AGE + Duration::minutes(1))
+    let young = lifecycle::try_run_once(&mut tx, &world.storage, now)
         .await
         .unwrap();
+    assert_eq!(
+        young.n_orphans_removed, 0,
+        "an upload may still be committing"
+    );
+    let old = lifecycle::try_run_once(
+        &mut tx,
+        &world.storage,
+        now + lifecycle::ORPHAN_AGE + Duration::minutes(1),
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(old.n_orphans_removed, 1);
     assert!(!world.object_path(tenant_id, &orphan).exists());

@@ -71,11 +71,20 @@ impl MotoServer {
     async fn request(&self, line: &str) -> std::io::Result<String> {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
         stream
-            .write_all(format!("{line}\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes())
+            .write_all(
+                format!(
+                    "{line}\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            )
             .await?;
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await?;
-        Ok(String::from_utf8_lossy(&response).lines().next().unwrap_or_default().to_owned())
+        Ok(String::from_utf8_lossy(&response)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned())
     }
 
     fn storage(&self) -> (Storage, Arc<dyn ObjectStore>) {
@@ -125,13 +134,22 @@ async fn a_document_round_trips_through_an_s3_compatible_store_as_ciphertext() {
 
     let key = Storage::object_key(tenant_id, document.id);
     let object = s3.get(&key).await.unwrap().bytes().await.unwrap();
-    assert_eq!(object.len() as u64, documents::document::sealed_len(&document));
+    assert_eq!(
+        object.len() as u64,
+        documents::document::sealed_len(&document)
+    );
     assert!(!object.windows(9).any(|window| window == b"Zqxcanary"));
 
     let mut tx = world.tx(tenant_id).await;
-    let (_, read) = documents::document::read_bytes(&mut tx, &world.keyring, &storage, document.id, "treatment")
-        .await
-        .unwrap();
+    let (_, read) = documents::document::read_bytes(
+        &mut tx,
+        &world.keyring,
+        &storage,
+        document.id,
+        "treatment",
+    )
+    .await
+    .unwrap();
     assert!(read.expose() == content.as_bytes());
     documents::document::delete(&mut tx, &storage, document.id)
         .await
