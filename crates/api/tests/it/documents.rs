@@ -644,3 +644,58 @@ async fn the_openapi_document_lists_every_document_endpoint() {
     let upload = document["paths"]["/v1/patients/{id}/documents"]["post"]["responses"].to_string();
     assert!(upload.contains("413") && upload.contains("415"), "{upload}");
 }
+
+#[tokio::test]
+async fn a_clinician_off_the_care_team_reads_a_document_only_through_break_glass_and_it_is_recorded()
+ {
+    let world = World::new().await;
+    // Break-glass is opened on a registered patient (the vault holds their identity).
+    let patient_id = PatientId::new_unchecked(
+        world
+            .create_patient(
+                &world.a.admin.token,
+                &crate::support::patient("Moreau", "MRN-1"),
+            )
+            .await,
+    );
+    let id = stored(
+        &world,
+        &world.a.admin.token,
+        patient_id,
+        Category::LabResult,
+    )
+    .await;
+    let clinician = &world.a.clinician.token;
+    let reply = world
+        .get(&format!("/v1/documents/{id}/content"), clinician)
+        .await;
+    assert_eq!(
+        reply.problem(StatusCode::FORBIDDEN),
+        "/problems/break-glass-required"
+    );
+    world
+        .post(
+            &format!("/v1/patients/{patient_id}/break-glass"),
+            clinician,
+            &json!({"reason": "Overnight emergency, patient unresponsive"}),
+        )
+        .await
+        .ok(StatusCode::CREATED);
+    world
+        .get(&format!("/v1/documents/{id}/content"), clinician)
+        .await
+        .ok_status(StatusCode::OK);
+    let (break_glass, purpose): (bool, Option<String>) = sqlx::query_as(
+        "SELECT break_glass, purpose FROM audit.events
+         WHERE tenant_id = $1 AND action = 'document.read' ORDER BY occurred_at DESC LIMIT 1",
+    )
+    .bind(world.a.id.as_uuid())
+    .fetch_one(&world.db.admin)
+    .await
+    .unwrap();
+    assert!(break_glass);
+    assert_eq!(
+        purpose.as_deref(),
+        Some("Overnight emergency, patient unresponsive")
+    );
+}
