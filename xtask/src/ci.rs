@@ -26,6 +26,10 @@ pub fn run_ci() -> anyhow::Result<()> {
         "poppler-utils (the PDF reader of the notes PDF tests)",
         ensure_poppler_utils,
     )?;
+    step(
+        "moto's S3-compatible server (the documents store's S3 test)",
+        ensure_moto_server,
+    )?;
     step("cargo fmt --check", || {
         shell("cargo", &["fmt", "--all", "--", "--check"])
     })?;
@@ -223,6 +227,52 @@ pub fn ensure_poppler_utils() -> anyhow::Result<()> {
     apt_install("poppler-utils")?;
     if !installed() {
         bail!("installing poppler-utils failed: pdftoppm is not on PATH");
+    }
+    Ok(())
+}
+
+/// The moto release the S3 storage test runs against.
+const MOTO_VERSION: &str = "5.2.5";
+
+/// The documents crate's S3 test stores through a real S3-compatible server: moto's
+/// `moto_server`, installed from PyPI into a virtualenv at `target/s3-test-server`
+/// (where the test looks for it). Debian's `python3-venv` is installed first when
+/// `python3 -m venv` is missing.
+pub fn ensure_moto_server() -> anyhow::Result<()> {
+    let venv = root().join("target/s3-test-server");
+    let binary = venv.join("bin/moto_server");
+    if binary.is_file() {
+        return Ok(());
+    }
+    let has_venv = || {
+        std::process::Command::new("python3")
+            .args(["-c", "import venv, ensurepip"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if !has_venv() {
+        if !Path::new("/usr/bin/apt-get").exists() {
+            bail!("python3 with venv is missing and this is not a Debian-like system: install it");
+        }
+        apt_install("python3-venv")?;
+    }
+    let venv_text = venv.to_str().context("the workspace path is not UTF-8")?;
+    shell("python3", &["-m", "venv", venv_text])?;
+    let pip = venv.join("bin/pip");
+    shell(
+        pip.to_str().context("the workspace path is not UTF-8")?,
+        &[
+            "install",
+            "--quiet",
+            &format!("moto[server]=={MOTO_VERSION}"),
+        ],
+    )?;
+    if !binary.is_file() {
+        bail!(
+            "installing moto[server] failed: {} is missing",
+            binary.display()
+        );
     }
     Ok(())
 }

@@ -29,6 +29,12 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("unsupported media type")]
     UnsupportedMediaType,
+    #[error("document larger than {0} bytes")]
+    DocumentTooLarge(u64),
+    #[error("document type refused: {0}")]
+    UnsupportedDocumentType(String),
+    #[error("document link refused")]
+    LinkRefused { expired: bool },
     #[error("idempotency key reused with a different request")]
     IdempotencyKeyReused,
     #[error("conflict: {0}")]
@@ -101,6 +107,30 @@ impl ApiError {
                 "unsupported-media-type",
                 "Unsupported media type",
                 Some("send Content-Type: application/json".into()),
+            ),
+            Self::DocumentTooLarge(limit_bytes) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "document-too-large",
+                "Document too large",
+                Some(format!("a document may be at most {limit_bytes} bytes")),
+            ),
+            Self::UnsupportedDocumentType(detail) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-document-type",
+                "Unsupported document type",
+                Some(detail.clone()),
+            ),
+            Self::LinkRefused { expired: true } => (
+                StatusCode::FORBIDDEN,
+                "link-expired",
+                "Link expired",
+                Some("ask for a new link".into()),
+            ),
+            Self::LinkRefused { expired: false } => (
+                StatusCode::FORBIDDEN,
+                "link-invalid",
+                "Link invalid",
+                Some("the link was altered or is not a document link".into()),
             ),
             Self::IdempotencyKeyReused => (
                 StatusCode::UNPROCESSABLE_ENTITY,

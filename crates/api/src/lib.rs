@@ -49,6 +49,8 @@ pub struct AppState {
     /// The job kinds this deployment runs: a schedule may name only these, with
     /// arguments they accept.
     pub jobs: platform::jobs::Registry,
+    /// Where document content is stored, and the upload limit.
+    pub documents: documents::Storage,
 }
 
 /// Tunables of the API.

@@ -7,8 +7,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::routes::{
-    admin, assessment_responses, assessments, audit_log, consents, jobs, notes, patients, sagas,
-    schedules, webhooks,
+    admin, assessment_responses, assessments, audit_log, consents, documents, jobs, notes,
+    patients, sagas, schedules, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -34,6 +34,10 @@ use crate::routes::{
         notes::late, notes::configure, notes::add_supervisor, notes::render_pdf, notes::pdf_status,
         consents::grant, consents::list, consents::read, consents::revoke,
         consents::record_release, consents::patient_disclosures, consents::disclosure_report,
+        documents::upload, documents::list, documents::read, documents::download, documents::remove,
+        documents::create_link, documents::download_by_link, documents::place_hold, documents::release_hold,
+        documents::retention_rules, documents::set_retention_rule, documents::clear_retention_rule,
+        documents::scope_rules, documents::set_scope_rule,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerAuth),
@@ -48,6 +52,7 @@ use crate::routes::{
         (name = "assessments", description = "Measurement-based care: plans, enrolments (one or a batch), guardianships, backfills, the clinician's due lists; responses, score history, one-time links, safety events"),
         (name = "notes", description = "Progress notes (v2: structured sections): drafts, signatures, co-signatures, amendments; a signed note never changes"),
         (name = "consents", description = "Consents (treatment, telehealth, release of information to a named recipient, research), granted and revoked; releases of information, refused without a consent in force for the recipient (problem `consent-required`, 403); the accounting of disclosures"),
+        (name = "documents", description = "Documents: streamed, sniffed, size-limited uploads sealed before they reach object storage; downloads, short-lived signed links, legal holds, retention rules and role × category × care-team permission scopes"),
         (name = "notes-v1", description = "Deprecated: progress notes with one text body; responses carry Deprecation, Sunset and Link headers. Use /v2"),
     )
 )]

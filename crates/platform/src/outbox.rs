@@ -18,11 +18,12 @@ pub enum Outbox {
     Assessments,
     Notes,
     Compliance,
+    Documents,
 }
 
 impl Outbox {
     /// Every outbox, in the order the relay visits them.
-    pub const ALL: [Outbox; 7] = [
+    pub const ALL: [Outbox; 8] = [
         Outbox::Identity,
         Outbox::Clinical,
         Outbox::Audit,
@@ -30,6 +31,7 @@ impl Outbox {
         Outbox::Assessments,
         Outbox::Notes,
         Outbox::Compliance,
+        Outbox::Documents,
     ];
 
     /// The schema that owns this outbox, which is also the context's name.
@@ -42,6 +44,7 @@ impl Outbox {
             Outbox::Assessments => "assessments",
             Outbox::Notes => "notes",
             Outbox::Compliance => "compliance",
+            Outbox::Documents => "documents",
         }
     }
 
@@ -72,6 +75,7 @@ impl Outbox {
             Outbox::Assessments => insert!("assessments"),
             Outbox::Notes => insert!("notes"),
             Outbox::Compliance => insert!("compliance"),
+            Outbox::Documents => insert!("documents"),
         }
     }
 }

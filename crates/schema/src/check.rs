@@ -28,6 +28,7 @@ pub const CONTEXT_SCHEMAS: &[&str] = &[
     "assessments",
     "notes",
     "compliance",
+    "documents",
 ];
 
 /// The PHI vault: the only tables whose columns may be named like PHI (their values

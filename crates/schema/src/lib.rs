@@ -16,7 +16,7 @@ pub mod check;
 /// because [`db::Migrator::new`] sorts by version (and panics on a duplicate version,
 /// a wiring mistake caught at start-up).
 pub fn migrator() -> db::Migrator {
-    let contexts: [&[db::Migration]; 8] = [
+    let contexts: [&[db::Migration]; 9] = [
         platform::MIGRATIONS,
         identity::MIGRATIONS,
         clinical::MIGRATIONS,
@@ -25,6 +25,7 @@ pub fn migrator() -> db::Migrator {
         assessments::MIGRATIONS,
         notes::MIGRATIONS,
         compliance::MIGRATIONS,
+        documents::MIGRATIONS,
     ];
     db::Migrator::new(contexts.concat())
 }

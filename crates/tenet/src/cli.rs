@@ -49,6 +49,21 @@ pub struct Global {
         default_value = "json"
     )]
     pub log_format: LogFormat,
+    /// Where document content is kept, sealed: a path or `file:///path` (default
+    /// `<home>/documents`), or `s3://bucket[/prefix]`, configured by the standard
+    /// `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT` (for an
+    /// S3-compatible server) and `AWS_ALLOW_HTTP` variables.
+    #[arg(long, global = true, env = "TENET_DOCUMENTS_STORE")]
+    pub documents_store: Option<String>,
+    /// The largest document an upload may carry, in bytes.
+    #[arg(
+        long,
+        global = true,
+        env = "TENET_DOCUMENTS_SIZE_MAX_BYTES",
+        default_value_t = documents::storage::SIZE_MAX_BYTES_DEFAULT,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub documents_size_max_bytes: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +178,12 @@ pub enum Command {
     Releases {
         #[command(subcommand)]
         command: ReleasesCommand,
+    },
+    /// Documents of a tenant: list, show, upload, download, delete; legal holds,
+    /// retention rules, permission scopes and the lifecycle sweep.
+    Documents {
+        #[command(subcommand)]
+        command: DocumentsCommand,
     },
     /// Sagas: workflows of steps with compensations (across tenants, read only).
     Sagas {
@@ -934,6 +955,117 @@ pub enum ReleasesCommand {
         from: String,
         #[arg(long)]
         to: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DocumentsCommand {
+    /// A patient's documents (metadata only), newest first.
+    List {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        patient: uuid::Uuid,
+        /// Include deleted documents.
+        #[arg(long)]
+        deleted: bool,
+    },
+    /// One document's metadata: category, type, size, hash, status, hold.
+    Show {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        document: uuid::Uuid,
+    },
+    /// Store a file as a patient's document (sealed; audited as the operator).
+    Upload {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        patient: uuid::Uuid,
+        /// clinical_note, intake_form, consent_form, lab_result, imaging,
+        /// correspondence, identification or other.
+        #[arg(long)]
+        category: String,
+        /// The declared content type; the file's bytes must agree.
+        #[arg(long)]
+        content_type: String,
+        /// The file to store; its name is stored, sealed.
+        file: PathBuf,
+    },
+    /// Write a document's content to a file (audited as the operator).
+    Download {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        document: uuid::Uuid,
+        /// Where to write it; refuses to overwrite.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Delete a document's content (its metadata stays, as deleted).
+    Delete {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        document: uuid::Uuid,
+    },
+    /// Place a legal hold: no deletion until it is released.
+    Hold {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        document: uuid::Uuid,
+        /// A matter or case reference; not PHI.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Release a legal hold.
+    Release {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        document: uuid::Uuid,
+    },
+    /// Show the tenant's retention rules, or set (`--keep-days`) or clear (`--clear`)
+    /// one category's.
+    Retention {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        category: Option<String>,
+        /// Keep this many days after the anchor.
+        #[arg(long, requires = "category", conflicts_with = "clear")]
+        keep_days: Option<i32>,
+        /// `last_encounter` (the later of the patient's last encounter and the
+        /// document's creation) or `created`.
+        #[arg(long, default_value = "last_encounter")]
+        anchor: String,
+        /// Remove the category's rule (kept for ever).
+        #[arg(long, requires = "category")]
+        clear: bool,
+    },
+    /// Show the tenant's effective permission scope, or override one cell.
+    Scopes {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// admin, clinician, care_coordinator, auditor or integration.
+        #[arg(long, requires_all = ["category", "permission"])]
+        role: Option<String>,
+        #[arg(long, requires = "role")]
+        category: Option<String>,
+        /// The cell for care-team members (otherwise, for everyone else).
+        #[arg(long, requires = "role")]
+        on_care_team: bool,
+        /// none, read, write or delete.
+        #[arg(long, requires = "role")]
+        permission: Option<String>,
+    },
+    /// Run the lifecycle pass now for one tenant: delete what expired (not what is
+    /// held) and remove orphaned objects.
+    Sweep {
+        #[arg(long)]
+        tenant: uuid::Uuid,
     },
 }
 

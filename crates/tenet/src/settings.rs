@@ -170,3 +170,14 @@ pub fn smtp(
         .map_err(|err| anyhow::anyhow!("--smtp-url/--smtp-from: {err}"))?;
     Ok(Some(config))
 }
+
+/// The document store: `--documents-store` (a path, `file:///path` or
+/// `s3://bucket[/prefix]`), by default `<home>/documents`, with the upload limit.
+pub fn documents_storage(global: &Global) -> anyhow::Result<documents::Storage> {
+    let storage = match &global.documents_store {
+        Some(url) => documents::Storage::from_url(url),
+        None => documents::Storage::local(&global.home.join("documents")),
+    }
+    .context("opening the document store")?;
+    Ok(storage.with_size_max_bytes(global.documents_size_max_bytes))
+}

@@ -67,6 +67,8 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
     }
     listeners::check_tenants(&app, &mllp_specs).await?;
     let keyring = Keyring::new(settings::master_key(global)?);
+    let documents = settings::documents_storage(global)?;
+    tracing::info!(store = %documents.description(), "documents stored");
     let smtp = settings::smtp(args)?.map(Arc::new);
     let checkpoint_key = Arc::new(settings::checkpoint_key(global)?);
     let oidc = args.oidc_issuer.as_ref().map(|issuer| {
@@ -86,7 +88,7 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
         Arc::new(Worker::new(
             owner.clone(),
             app.clone(),
-            job_registry(&keyring, smtp.is_some()),
+            job_registry(&keyring, smtp.is_some(), &documents),
             config,
         ))
     });
@@ -119,7 +121,7 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
         ))
     });
     let metrics = api::metrics::Metrics::new();
-    let jobs = job_registry(&keyring, smtp.is_some());
+    let jobs = job_registry(&keyring, smtp.is_some(), &documents);
     // HL7 v2 over MLLP: every listener bound before anything is served, so a taken
     // port fails the start. One committer groups the commits of every listener.
     let mllp = if mllp_specs.is_empty() {
@@ -172,6 +174,7 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
             webhook_allow_private_hosts: args.webhook_allow_private_hosts,
         },
         jobs,
+        documents,
     };
     let http = if roles.api {
         Some(
@@ -395,7 +398,12 @@ pub fn event_handlers(
 
 /// The job kinds this binary runs. Contexts add theirs here as they gain jobs.
 /// `email_reminders`: whether an SMTP server is configured, so reminders may go by email.
-pub fn job_registry(keyring: &Keyring, email_reminders: bool) -> Registry {
+/// `documents`: where the lifecycle job deletes expired content.
+pub fn job_registry(
+    keyring: &Keyring,
+    email_reminders: bool,
+    documents: &documents::Storage,
+) -> Registry {
     use assessments::reminder::{Channel, ReminderSweep, Sweep};
     let available = if email_reminders {
         vec![Channel::Email, Channel::Webhook]
@@ -425,6 +433,9 @@ pub fn job_registry(keyring: &Keyring, email_reminders: bool) -> Registry {
         })
         .register(notes::pdf::RenderPdf {
             keyring: keyring.clone(),
+        })
+        .register(documents::lifecycle::Lifecycle {
+            storage: documents.clone(),
         })
 }
 

@@ -5,6 +5,7 @@ pub mod assessment_responses;
 pub mod assessments;
 pub mod audit_log;
 pub mod consents;
+pub mod documents;
 pub mod idempotency;
 pub mod jobs;
 pub mod notes;
@@ -32,6 +33,7 @@ pub fn v1() -> Router<AppState> {
         .merge(assessment_responses::router())
         .merge(notes::v1_router())
         .merge(consents::router())
+        .merge(documents::router())
 }
 
 /// Every `/v2` route: representations that changed shape (notes' `sections`).

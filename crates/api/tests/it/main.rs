@@ -31,6 +31,7 @@ mod automation;
 mod bad_input;
 mod consents;
 mod cross_tenant;
+mod documents;
 mod idempotency;
 mod jobs;
 mod notes;

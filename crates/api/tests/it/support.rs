@@ -35,6 +35,9 @@ pub const RSA_PEM: &str = include_str!("fixtures/rsa.pem");
 pub const RSA_PUBLIC_PEM: &str = include_str!("fixtures/rsa.pub.pem");
 pub const JWKS: &str = include_str!("fixtures/jwks.json");
 
+/// The upload limit of the test API's document store.
+pub const DOCUMENT_SIZE_MAX_BYTES: u64 = 1024 * 1024;
+
 /// The schemas whose tables the tests inspect.
 pub const SCHEMAS: [&str; 4] = ["identity", "clinical", "audit", "platform"];
 
@@ -344,6 +347,8 @@ pub struct World {
     pub a: Tenant,
     pub b: Tenant,
     pub client: Client,
+    /// The document store's directory, removed with the world.
+    pub documents_dir: tempfile::TempDir,
 }
 
 impl Deref for World {
@@ -378,6 +383,7 @@ impl World {
     pub async fn new() -> Self {
         let db = TestDb::migrated(&schema::migrator()).await;
         let keyring = Keyring::new(MasterKey::generate());
+        let documents_dir = tempfile::tempdir().unwrap();
         let oidc = OidcVerifier::with_static_jwks(OidcConfig::new(ISSUER, AUDIENCE), JWKS)
             .expect("the fixture key set parses");
         let state = AppState {
@@ -392,6 +398,10 @@ impl World {
                 webhook_allow_private_hosts: false,
             },
             jobs: job_registry(),
+            // A small limit, so the size test sends little.
+            documents: documents::Storage::local(documents_dir.path())
+                .unwrap()
+                .with_size_max_bytes(DOCUMENT_SIZE_MAX_BYTES),
         };
         let a = Tenant::create(&db.app, &keyring, "A").await;
         let b = Tenant::create(&db.app, &keyring, "B").await;
@@ -399,7 +409,13 @@ impl World {
             router: api::router(state),
             journal: Arc::default(),
         };
-        Self { db, a, b, client }
+        Self {
+            db,
+            a,
+            b,
+            client,
+            documents_dir,
+        }
     }
 
     /// Every table of the inspected schemas, as `schema.table`.

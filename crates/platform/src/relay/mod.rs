@@ -405,6 +405,7 @@ const fn pending_sql(outbox: Outbox) -> &'static str {
         Outbox::Assessments => pending!("assessments"),
         Outbox::Notes => pending!("notes"),
         Outbox::Compliance => pending!("compliance"),
+        Outbox::Documents => pending!("documents"),
     }
 }
 
@@ -428,6 +429,7 @@ const fn mark_delivered_sql(outbox: Outbox) -> &'static str {
         Outbox::Assessments => mark!("assessments"),
         Outbox::Notes => mark!("notes"),
         Outbox::Compliance => mark!("compliance"),
+        Outbox::Documents => mark!("documents"),
     }
 }
 

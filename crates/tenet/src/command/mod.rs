@@ -8,6 +8,7 @@ mod consents;
 mod critical_ranges;
 mod database;
 mod deadletters;
+mod documents;
 mod hl7;
 mod ingest;
 mod jobs;
@@ -68,6 +69,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Notes { command } => notes::run(global, command).await,
         Command::Consents { command } => consents::consents(global, command).await,
         Command::Releases { command } => consents::releases(global, command).await,
+        Command::Documents { command } => documents::run(global, command).await,
         Command::Ingest { command } => ingest::run(global, command).await,
         // No database: these read files and talk MLLP.
         Command::Hl7 { command } => hl7::run(command).await,

@@ -43,6 +43,7 @@ pub async fn run(global: &Global, command: SchedulesCommand) -> anyhow::Result<E
             let registry = crate::wiring::job_registry(
                 &identity::keyring::Keyring::new(identity::keyring::MasterKey::generate()),
                 false,
+                &documents::Storage::in_memory(),
             );
             let Some(version) = args_version.or_else(|| registry.version(&kind)) else {
                 tell(format!(

@@ -23,12 +23,42 @@ const SUBCOMMANDS: &[(&[&str], &[&str])] = &[
             "schedules",
             "sagas",
             "ingest",
+            "documents",
             "--home",
+            "--documents-store",
+            "--documents-size-max-bytes",
             "--database-url",
             "--log-format",
         ],
     ),
     (&["up"], &["--http", "--demo", "--checkpoint-secs"]),
+    (
+        &["documents"],
+        &[
+            "list",
+            "show",
+            "upload",
+            "download",
+            "delete",
+            "hold",
+            "release",
+            "retention",
+            "scopes",
+            "sweep",
+        ],
+    ),
+    (
+        &["documents", "upload"],
+        &["--tenant", "--patient", "--category", "--content-type"],
+    ),
+    (
+        &["documents", "retention"],
+        &["--category", "--keep-days", "--anchor", "--clear"],
+    ),
+    (
+        &["documents", "scopes"],
+        &["--role", "--category", "--on-care-team", "--permission"],
+    ),
     (
         &["serve"],
         &[

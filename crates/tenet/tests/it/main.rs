@@ -35,6 +35,7 @@ mod assessments;
 mod audit_log;
 mod check;
 mod consents;
+mod documents;
 mod events;
 mod help;
 mod hl7;
