@@ -205,6 +205,8 @@ pub enum GrantError {
     GrantedInFuture,
     #[error("valid_until must be after granted_at")]
     ValidUntil,
+    #[error("evidence_document_id: no such document of this patient")]
+    EvidenceNotFound,
     #[error(transparent)]
     Unexpected(Unexpected),
 }
@@ -389,6 +391,17 @@ pub async fn grant(
     }
     if clinical::patient::get(tx, new.patient_id).await?.is_none() {
         return Err(GrantError::UnknownPatient);
+    }
+    // The evidence is a stored document of the same patient (documents' narrow API:
+    // metadata only, nothing is opened).
+    if let Some(document_id) = new.evidence_document_id {
+        let document =
+            documents::document::get(tx, documents::DocumentId::new_unchecked(document_id)).await?;
+        if !document.is_some_and(|document| {
+            document.patient_id == new.patient_id && document.status == documents::Status::Stored
+        }) {
+            return Err(GrantError::EvidenceNotFound);
+        }
     }
     let consent = Consent {
         id: ConsentId::generate(),

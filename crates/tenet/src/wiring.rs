@@ -433,6 +433,7 @@ pub fn job_registry(
         })
         .register(notes::pdf::RenderPdf {
             keyring: keyring.clone(),
+            storage: documents.clone(),
         })
         .register(documents::lifecycle::Lifecycle {
             storage: documents.clone(),

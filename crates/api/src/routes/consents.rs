@@ -66,7 +66,8 @@ impl From<GrantError> for ApiError {
             | GrantError::RecipientNotAllowed
             | GrantError::Recipient(_)
             | GrantError::GrantedInFuture
-            | GrantError::ValidUntil => Self::InvalidInput(err.to_string()),
+            | GrantError::ValidUntil
+            | GrantError::EvidenceNotFound => Self::InvalidInput(err.to_string()),
             GrantError::Unexpected(err) => err.into(),
         }
     }

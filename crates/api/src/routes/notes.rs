@@ -108,7 +108,8 @@ impl From<RenderError> for ApiError {
             RenderError::Note(_)
             | RenderError::Vault(_)
             | RenderError::Job(_)
-            | RenderError::Audit(_) => Self::unexpected(err),
+            | RenderError::Audit(_)
+            | RenderError::Storing(_) => Self::unexpected(err),
             RenderError::Database(db_err) => db_err.into(),
         }
     }

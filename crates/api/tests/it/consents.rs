@@ -39,7 +39,31 @@ fn release_body(recipient: &str) -> Value {
     })
 }
 
+/// The signed consent form, uploaded as the patient's `consent_form` document.
+async fn consent_form(world: &World, patient_id: Uuid) -> Uuid {
+    let reply = world
+        .send(
+            axum::http::Request::builder()
+                .method(Method::POST)
+                .uri(format!(
+                    "/v1/patients/{patient_id}/documents?category=consent_form"
+                ))
+                .header(
+                    "authorization",
+                    format!("Bearer {}", world.a.clinician.token),
+                )
+                .header("content-type", "text/plain")
+                .header("document-filename", "consent.txt")
+                .body(axum::body::Body::from("I consent to the release."))
+                .unwrap(),
+        )
+        .await;
+    let created = reply.ok(StatusCode::CREATED);
+    created["id"].as_str().unwrap().parse().unwrap()
+}
+
 async fn grant_release_consent(world: &World, patient_id: Uuid, recipient: &str) -> Value {
+    let evidence = consent_form(world, patient_id).await;
     world
         .post(
             &format!("/v1/patients/{patient_id}/consents"),
@@ -47,7 +71,7 @@ async fn grant_release_consent(world: &World, patient_id: Uuid, recipient: &str)
             &json!({
                 "scope": "release_of_information",
                 "recipient": recipient,
-                "evidence_document_id": Uuid::now_v7(),
+                "evidence_document_id": evidence,
             }),
         )
         .await
@@ -471,4 +495,44 @@ async fn the_recipient_never_reaches_logs_error_bodies_or_plaintext_storage() {
     .await
     .unwrap();
     assert_eq!(stored, 0);
+}
+
+#[tokio::test]
+async fn a_consent_citing_evidence_that_is_no_document_of_the_patient_is_refused() {
+    let world = World::new().await;
+    let patient_id = patient_of_clinician(&world).await;
+    let other_patient = world
+        .create_patient(
+            &world.a.clinician.token,
+            &patient("Otherpatient", "MRN-C-9"),
+        )
+        .await;
+    let others_form = consent_form(&world, other_patient).await;
+    for evidence in [Uuid::now_v7(), others_form] {
+        let reply = world
+            .post(
+                &format!("/v1/patients/{patient_id}/consents"),
+                &world.a.clinician.token,
+                &json!({ "scope": "treatment", "evidence_document_id": evidence }),
+            )
+            .await;
+        reply.problem(StatusCode::UNPROCESSABLE_ENTITY);
+        let problem = reply.json();
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("evidence_document_id"),
+            "{problem}"
+        );
+    }
+    let own_form = consent_form(&world, patient_id).await;
+    world
+        .post(
+            &format!("/v1/patients/{patient_id}/consents"),
+            &world.a.clinician.token,
+            &json!({ "scope": "treatment", "evidence_document_id": own_form }),
+        )
+        .await
+        .ok(StatusCode::CREATED);
 }

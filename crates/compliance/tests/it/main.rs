@@ -76,7 +76,7 @@ impl World {
                 recipient: recipient.map(crate::recipient),
                 granted_at: None,
                 valid_until,
-                evidence_document_id: Some(uuid::Uuid::now_v7()),
+                evidence_document_id: None,
             },
         )
         .await

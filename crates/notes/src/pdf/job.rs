@@ -1,6 +1,9 @@
-//! The durable job `notes.render_pdf`: renders a signed note to PDF and records the
-//! rendition in the job's own transaction, so the hash is recorded exactly when the
-//! job succeeds. Its arguments are the note's id only — never content.
+//! The durable job `notes.render_pdf`: renders a signed note to PDF, stores the PDF
+//! as a document of the patient (category `clinical_note`, through the documents
+//! context's narrow API: sealed before it reaches object storage) and records the
+//! rendition with its hash and document id — all in the job's own transaction, so
+//! the rendition exists exactly when the job succeeds. Its arguments are the note's
+//! id only — never content.
 
 use std::time::Duration;
 
@@ -25,6 +28,8 @@ pub struct RenderPdfArgs {
 #[derive(Debug, Clone)]
 pub struct RenderPdf {
     pub keyring: Keyring,
+    /// Where the rendered PDF is stored, as a document.
+    pub storage: documents::Storage,
 }
 
 impl JobKind for RenderPdf {
@@ -43,13 +48,13 @@ impl JobKind for RenderPdf {
         args: RenderPdfArgs,
     ) -> Result<(), JobError> {
         let note_id = NoteId::new_unchecked(args.note_id);
-        match store::render_and_record(tx, &self.keyring, note_id).await {
-            Ok((pdf, rendition)) => {
+        match render_and_store(tx, &self.keyring, &self.storage, note_id).await {
+            Ok((n_pages, rendition)) => {
                 tracing::debug!(
                     %note_id,
                     rendition_id = %rendition.id,
-                    n_pages = pdf.n_pages,
-                    "note rendered to PDF"
+                    n_pages,
+                    "note rendered to PDF and stored"
                 );
                 Ok(())
             }
@@ -62,6 +67,38 @@ impl JobKind for RenderPdf {
             Err(err) => Err(JobError::Retry(format!("note {note_id}: {err}"))),
         }
     }
+}
+
+/// Renders the signed note, stores the PDF as a `clinical_note` document of its
+/// patient (file name `note-<id>.pdf`: no PHI) and records the rendition pointing at
+/// it, in `tx`. Returns the page count and the rendition.
+pub async fn render_and_store(
+    tx: &mut TenantTx,
+    keyring: &Keyring,
+    storage: &documents::Storage,
+    note_id: NoteId,
+) -> Result<(usize, store::Rendition), RenderError> {
+    let pdf = store::render_signed(tx, keyring, note_id).await?;
+    let patient_id = crate::listing::patient_of(tx, note_id)
+        .await?
+        .ok_or(RenderError::NotFound)?;
+    let document = documents::put_bytes(
+        tx,
+        keyring,
+        storage,
+        documents::NewDocument {
+            patient_id,
+            category: documents::Category::ClinicalNote,
+            filename: kernel::Phi::from(format!("note-{note_id}.pdf")),
+            content_type: "application/pdf".to_owned(),
+        },
+        bytes::Bytes::from(pdf.bytes),
+    )
+    .await
+    .map_err(RenderError::Storing)?;
+    let rendition =
+        store::record_rendition(tx, note_id, pdf.sha256, Some(document.id.into_uuid())).await?;
+    Ok((pdf.n_pages, rendition))
 }
 
 /// Enqueues `notes.render_pdf` for the signed note `note_id` in `tx`; a render

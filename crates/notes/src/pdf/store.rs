@@ -35,6 +35,8 @@ pub enum RenderError {
     Job(#[from] platform::jobs::EnqueueError),
     #[error("writing the audit event")]
     Audit(#[from] audit::AuditError),
+    #[error("storing the PDF as a document: {0}")]
+    Storing(#[source] documents::PutError),
     #[error("reading or writing renditions")]
     Database(#[from] sqlx::Error),
 }

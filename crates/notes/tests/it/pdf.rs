@@ -148,6 +148,9 @@ async fn the_render_job_records_the_rendition_hash_when_it_completes() {
         serde_json::json!({ "note_id": signed.id().as_uuid() })
     );
 
+    // A real document store on the local filesystem, as `tenet up` has by default.
+    let store_dir = std::env::temp_dir().join(format!("tenet-notes-pdf-{}", uuid::Uuid::now_v7()));
+    let storage = documents::Storage::local(&store_dir).unwrap();
     let mut config = WorkerConfig::new("test-worker");
     config.poll_interval = Duration::from_millis(20);
     let worker = Arc::new(Worker::new(
@@ -155,6 +158,7 @@ async fn the_render_job_records_the_rendition_hash_when_it_completes() {
         world.db.app.clone(),
         Registry::new().register(pdf::RenderPdf {
             keyring: world.keyring.clone(),
+            storage: storage.clone(),
         }),
         config,
     ));
@@ -176,7 +180,36 @@ async fn the_render_job_records_the_rendition_hash_when_it_completes() {
     assert_eq!(rendition.note_version, signed.header().version);
     assert_eq!(rendition.content_sha256, signed.state().content_sha256);
     assert_eq!(rendition.n_amendments, 0);
-    assert_eq!(rendition.document_id, None);
+    // The PDF is stored as the patient's clinical-note document, sealed at rest, and
+    // reads back byte for byte.
+    let document_id = documents::DocumentId::new_unchecked(
+        rendition
+            .document_id
+            .expect("the job stored the PDF as a document"),
+    );
+    let (document, content) = documents::document::read_bytes(
+        &mut tx,
+        &world.keyring,
+        &storage,
+        document_id,
+        "treatment",
+    )
+    .await
+    .unwrap();
+    assert_eq!(document.category, documents::Category::ClinicalNote);
+    assert_eq!(document.content_type, "application/pdf");
+    assert_eq!(content.expose().as_slice(), expected.bytes.as_slice());
+    let stored = std::fs::read_dir(&store_dir)
+        .unwrap()
+        .flat_map(|tenant_dir| std::fs::read_dir(tenant_dir.unwrap().path()).unwrap())
+        .map(|object| std::fs::read(object.unwrap().path()).unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(stored.len(), 1);
+    assert!(
+        !stored[0].windows(5).any(|window| window == b"%PDF-"),
+        "stored sealed"
+    );
+    std::fs::remove_dir_all(&store_dir).unwrap();
     let n_renders: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM audit.events WHERE tenant_id = $1 AND action = 'note.render'
              AND details->>'sha256' = $2",
