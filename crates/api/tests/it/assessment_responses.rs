@@ -2,14 +2,10 @@
 //! the care team's rule, tenants kept apart, links usable once, and no answer, score
 //! or token in logs, events or URLs.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use axum::body::Body;
 use axum::http::{Method, StatusCode, header};
 use kernel::TenantId;
 use serde_json::{Value, json};
-use tracing_subscriber::fmt::MakeWriter;
 use uuid::Uuid;
 
 use crate::support::{Client, Reply, World, patient, request};
@@ -496,41 +492,9 @@ async fn a_link_opens_a_form_without_phi_and_answers_once() {
     assert_eq!(world.count("assessments.responses").await, 1);
 }
 
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for LogBuffer {
-    type Writer = LogBuffer;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn answers_scores_and_link_tokens_never_reach_logs_events_audit_details_or_urls() {
-    // See phi_canary: a second, silent dispatcher keeps every callsite decided per event.
-    let _silent = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
-    let logs = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::TRACE)
-        .with_current_span(true)
-        .with_span_list(true)
-        .with_writer(logs.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = crate::support::LogCapture::start();
 
     let world = World::new().await;
     let clinician = &world.a.clinician.token;
@@ -602,7 +566,7 @@ async fn answers_scores_and_link_tokens_never_reach_logs_events_audit_details_or
         .ok(StatusCode::OK);
 
     let secret = token.rsplit('.').next().unwrap().to_owned();
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(logs.contains("request served"), "the logs were captured");
     let events: Vec<(String, Value)> =
         sqlx::query_as("SELECT event_type, payload FROM assessments.outbox")

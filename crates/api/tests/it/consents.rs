@@ -3,14 +3,10 @@
 //! revocation is once; another tenant's consent is not found; the role matrix; and
 //! the recipient never reaches logs, error bodies or plaintext storage.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
-use tracing_subscriber::fmt::MakeWriter;
 use uuid::Uuid;
 
 use crate::support::{World, json_request, patient};
@@ -417,42 +413,9 @@ async fn a_retried_grant_returns_the_same_consent() {
     assert_eq!(listed["consents"].as_array().unwrap().len(), 1);
 }
 
-/// A buffer every log line is written into.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for LogBuffer {
-    type Writer = LogBuffer;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn the_recipient_never_reaches_logs_error_bodies_or_plaintext_storage() {
-    // See phi_canary: a second, silent dispatcher makes every callsite decided per event.
-    let _silent = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
-    let logs = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::TRACE)
-        .with_current_span(true)
-        .with_span_list(true)
-        .with_writer(logs.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = crate::support::LogCapture::start();
 
     let world = World::new().await;
     let patient_id = patient_of_clinician(&world).await;
@@ -476,7 +439,7 @@ async fn the_recipient_never_reaches_logs_error_bodies_or_plaintext_storage() {
         .await
         .ok(StatusCode::OK);
 
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(logs.contains("request served"), "the capture works");
     assert!(!logs.to_lowercase().contains("zqxconsentcanary"), "{logs}");
     for reply in [refused, misplaced] {

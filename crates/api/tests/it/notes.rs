@@ -3,12 +3,8 @@
 //! change; amendments chain; co-signing needs a supervisor other than the author;
 //! another tenant's note is not found; note text never reaches the logs.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use axum::http::{Method, StatusCode, header};
 use serde_json::{Value, json};
-use tracing_subscriber::fmt::MakeWriter;
 use uuid::Uuid;
 
 use crate::support::{World, json_request, patient};
@@ -418,42 +414,9 @@ async fn another_tenants_note_is_not_found_and_late_notes_list_only_the_own_tena
         .problem(StatusCode::FORBIDDEN);
 }
 
-/// A buffer every log line is written into.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for LogBuffer {
-    type Writer = LogBuffer;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn note_text_never_reaches_logs_error_bodies_or_plaintext_storage() {
-    // See phi_canary: a second, silent dispatcher makes every callsite decided per event.
-    let _silent = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
-    let logs = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::TRACE)
-        .with_current_span(true)
-        .with_span_list(true)
-        .with_writer(logs.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = crate::support::LogCapture::start();
 
     let world = World::new().await;
     let patient_id = patient_of_clinician(&world).await;
@@ -493,7 +456,7 @@ async fn note_text_never_reaches_logs_error_bodies_or_plaintext_storage() {
         .await
         .ok(StatusCode::OK);
 
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(logs.contains("request served"), "the capture works");
     assert!(!logs.to_lowercase().contains("zqxnotecanary"), "{logs}");
     assert!(!headless.text().to_lowercase().contains("zqxnotecanary"));

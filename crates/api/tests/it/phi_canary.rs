@@ -6,13 +6,9 @@
 //! Only the success bodies of the PHI endpoints may contain them: returning a
 //! patient's identity to an authorised caller is their purpose.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use axum::body::Body;
 use axum::http::{Method, StatusCode, header};
 use serde_json::{Value, json};
-use tracing_subscriber::fmt::MakeWriter;
 
 use crate::support::{Exchange, World, request};
 
@@ -76,29 +72,6 @@ fn canary_patient() -> Value {
     })
 }
 
-/// A buffer every log line is written into.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for LogBuffer {
-    type Writer = LogBuffer;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 /// Whether the exchange is a successful answer of an endpoint whose purpose is to
 /// return PHI to its caller.
 fn is_phi_success(exchange: &Exchange) -> bool {
@@ -139,21 +112,7 @@ fn raw(
 
 #[tokio::test(flavor = "current_thread")]
 async fn phi_canaries_never_reach_logs_headers_error_bodies_metrics_urls_or_plaintext_storage() {
-    // tracing-core caches each callsite's interest process-wide. While only one
-    // dispatcher exists, a callsite first hit on another test's thread is decided by
-    // that thread's default (none) and cached as "never", which would silence it here
-    // too. A second, silent dispatcher alive for the whole test makes every callsite
-    // "sometimes": decided per event by the current thread's subscriber.
-    let _silent = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
-    let logs = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::TRACE)
-        .with_current_span(true)
-        .with_span_list(true)
-        .with_writer(logs.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = crate::support::LogCapture::start();
 
     let world = World::new().await;
     let (a, b) = (&world.a, &world.b);
@@ -566,7 +525,7 @@ async fn phi_canaries_never_reach_logs_headers_error_bodies_metrics_urls_or_plai
     );
     assert_clean(&metrics_text, "/metrics");
 
-    let log_text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let log_text = logs.text();
     assert!(
         log_text.contains("request served") && log_text.contains("/v1/patients/{id}"),
         "the logs were not captured: {log_text}"

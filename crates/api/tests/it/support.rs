@@ -504,3 +504,63 @@ pub fn rs256(claims: &Value) -> String {
         claims,
     )
 }
+
+/// Every log line written on this thread while it lives, as JSON at TRACE: what the
+/// PHI-canary tests search. Run such a test on a current-thread runtime.
+pub struct LogCapture {
+    buffer: LogBuffer,
+    // tracing-core caches each callsite's interest process-wide. While only one
+    // dispatcher exists, a callsite first hit on another test's thread is decided by
+    // that thread's default (none) and cached as "never", which would silence it here
+    // too. A second, silent dispatcher alive for the whole test makes every callsite
+    // "sometimes": decided per event by the current thread's subscriber.
+    _silent: tracing::Dispatch,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl LogCapture {
+    pub fn start() -> Self {
+        let silent = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+        let buffer = LogBuffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::TRACE)
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_writer(buffer.clone())
+            .finish();
+        Self {
+            buffer,
+            _silent: silent,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.buffer.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+/// A buffer every log line is written into.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
