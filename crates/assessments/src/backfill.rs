@@ -239,7 +239,20 @@ pub async fn step(
     .await?;
     let mut n_created = 0u64;
     for enrollment in &page {
-        n_created += backfill_one(tx, keyring, enrollment, from, until, now).await?;
+        match backfill_one(tx, keyring, enrollment, from, until, now).await {
+            Ok(n) => n_created += n,
+            // The patient's record is read before the enrolment's first write: one that
+            // cannot be read is passed over (and logged, ids only) rather than stopping
+            // the backfill of every enrolment after it; a re-run tries it again.
+            Err(BackfillError::Vault(err)) if enrollment::is_unreadable_record(&err) => {
+                tracing::warn!(
+                    enrollment_id = %enrollment.id,
+                    error = %err,
+                    "an enrolment was left out of the backfill: its patient's record cannot be read"
+                );
+            }
+            Err(err) => return Err(err),
+        }
     }
     // A page shorter than asked for is the last.
     let finished = (page.len() as i64) < limit;

@@ -181,6 +181,21 @@ pub async fn enroll_one(
     Ok(enrolled)
 }
 
+/// Whether reading a patient's facts failed on that patient's record itself (no
+/// identity record, a field or data key that no longer decrypts) rather than on the
+/// database: automation skips such an enrolment instead of failing for everyone. The
+/// failure happens in Rust, after the queries, so the transaction stays usable.
+pub(crate) fn is_unreadable_record(err: &identity::vault::VaultError) -> bool {
+    use identity::keyring::KeyringError;
+    use identity::vault::VaultError;
+    matches!(
+        err,
+        VaultError::NotFound
+            | VaultError::Undecryptable
+            | VaultError::Keyring(KeyringError::Corrupt { .. })
+    )
+}
+
 /// An enrolment as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Enrollment {

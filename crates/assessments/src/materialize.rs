@@ -21,11 +21,12 @@
 //!    plan's grace (or the tenant's default), or missed: `escalated_at` and an
 //!    `assessment.overdue` event (ids and codes only) for the care team.
 //!
-//! Each enrolment is evaluated under its own savepoint: one whose patient record
-//! cannot be read (no identity record, a field that no longer decrypts) is rolled
-//! back alone, counted in [`Report::n_failed`] and looked at again after
-//! [`FAILED_RECHECK`], so one bad record never stalls the tenant's other
-//! enrolments. Database errors still fail the run, which the job retries.
+//! An enrolment whose patient record cannot be read (no identity record, a field
+//! that no longer decrypts) is skipped — the record is read before the enrolment's
+//! first write, so nothing of it is half done — counted in [`Report::n_failed`] and
+//! looked at again after [`FAILED_RECHECK`], so one bad record never stalls the
+//! tenant's other enrolments. Database errors still fail the run, which the job
+//! retries.
 //!
 //! A backfilled instance is never escalated. `now` is a parameter everywhere
 //! ([`run_due`]), so tests step the clock like the scheduler's `tick(now)`.
@@ -234,22 +235,13 @@ pub async fn evaluate_due(
         ..Report::default()
     };
     for enrollment in claimed {
-        sqlx::query("SAVEPOINT materialize_enrollment")
-            .execute(&mut **tx)
-            .await?;
-        let mut counted = report;
-        match evaluate_one(tx, keyring, &enrollment, now, &mut counted).await {
-            Ok(()) => {
-                sqlx::query("RELEASE SAVEPOINT materialize_enrollment")
-                    .execute(&mut **tx)
-                    .await?;
-                report = counted;
-                report.n_evaluated += 1;
-            }
+        match evaluate_one(tx, keyring, &enrollment, now, &mut report).await {
+            Ok(()) => report.n_evaluated += 1,
+            // No savepoint is needed (and none is taken: hundreds of subtransactions
+            // in one run would overflow PostgreSQL's per-backend subtransaction cache):
+            // the patient's record is read before the enrolment's first write, and a
+            // record that cannot be read fails in Rust, leaving the transaction usable.
             Err(err) if err.is_the_patients_record() => {
-                sqlx::query("ROLLBACK TO SAVEPOINT materialize_enrollment")
-                    .execute(&mut **tx)
-                    .await?;
                 // Ids and the error's kind only: its message names no value.
                 tracing::warn!(
                     enrollment_id = %enrollment.id,
@@ -279,17 +271,8 @@ pub async fn evaluate_due(
 impl MaterializeError {
     /// The evaluation failed on this one patient's record, not on the database or
     /// the audit log: skipping it leaves the others' work intact.
-    fn is_the_patients_record(&self) -> bool {
-        use identity::keyring::KeyringError;
-        use identity::vault::VaultError;
-        matches!(
-            self,
-            Self::Vault(
-                VaultError::NotFound
-                    | VaultError::Undecryptable
-                    | VaultError::Keyring(KeyringError::Corrupt { .. })
-            )
-        )
+    pub(crate) fn is_the_patients_record(&self) -> bool {
+        matches!(self, Self::Vault(err) if enrollment::is_unreadable_record(err))
     }
 }
 
@@ -475,6 +458,8 @@ async fn evaluate_one(
         .expect("BUG: enrolment time zones are checked when enrolled");
     let patient_id = PatientId::new_unchecked(claimed.patient_id);
     let needs_birth_date = def.rules.iter().any(|rule| rule.when.has_age());
+    // Read before this enrolment's first write: a record that cannot be read is then
+    // skipped by the caller with nothing half done (see `evaluate_due`).
     let facts = enrollment::facts(tx, keyring, patient_id, needs_birth_date).await?;
     let sessions = if def.cadence.every_sessions.is_some() {
         enrollment::sessions(tx, patient_id).await?

@@ -237,3 +237,46 @@ async fn a_plans_backfill_job_goes_page_by_page_until_every_enrolment_is_done() 
         .await;
     assert_eq!(n_backfilled_enrollments, n_enrollments as i64);
 }
+
+#[tokio::test]
+async fn a_patient_record_that_no_longer_decrypts_is_passed_over_and_the_backfill_finishes() {
+    let world = World::new().await;
+    let plan = world.plan("monthly", &monthly_phq9(400)).await;
+    let now = at("2031-06-15T12:00:00Z");
+    let anchor = at("2030-06-15T12:00:00Z");
+    let broken_patient = world.patient(adult()).await;
+    let healthy_patient = world.patient(adult()).await;
+    let broken = world
+        .enroll(plan.id, broken_patient, "UTC", anchor, now)
+        .await;
+    let healthy = world
+        .enroll(plan.id, healthy_patient, "UTC", anchor, now)
+        .await;
+    sqlx::query(
+        "UPDATE identity.patient_phi SET birth_date =
+             (SELECT birth_date FROM identity.patient_phi WHERE patient_id = $2)
+         WHERE patient_id = $1",
+    )
+    .bind(broken_patient.as_uuid())
+    .bind(healthy_patient.as_uuid())
+    .execute(&world.db.admin)
+    .await
+    .unwrap();
+    let report = backfill::run(
+        &world.db.app,
+        &world.keyring,
+        world.tenant_id,
+        "user:test",
+        plan.id,
+        anchor,
+        now,
+        now,
+        BackfillOptions::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert!(report.finished);
+    assert!(world.instances(broken).await.is_empty());
+    assert!(world.instances(healthy).await.len() >= 11);
+}
