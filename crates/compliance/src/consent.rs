@@ -591,10 +591,10 @@ pub async fn require(
         Option<Vec<u8>>,
         OffsetDateTime,
         Option<OffsetDateTime>,
-        bool,
+        Option<OffsetDateTime>,
     );
     let candidates: Vec<Candidate> = sqlx::query_as(
-        "SELECT id, data_key_id, recipient_fingerprint, granted_at, valid_until, status = 'revoked'
+        "SELECT id, data_key_id, recipient_fingerprint, granted_at, valid_until, revoked_at
          FROM compliance.consents
          WHERE tenant_id = $1 AND patient_id = $2 AND scope = $3::compliance.consent_scope
          ORDER BY granted_at DESC, id DESC LIMIT $4",
@@ -607,7 +607,7 @@ pub async fn require(
     .await?;
     let mut in_force = None;
     let mut newest_lapsed: Option<ConsentError> = None;
-    for (id, data_key_id, fingerprint, granted_at, valid_until, revoked) in candidates {
+    for (id, data_key_id, fingerprint, granted_at, valid_until, revoked_at) in candidates {
         let consent_id = ConsentId(id);
         if scope == Scope::ReleaseOfInformation {
             // A recipient is matched with the key its consent was sealed with.
@@ -624,8 +624,11 @@ pub async fn require(
         if granted_at > at {
             continue;
         }
-        if revoked {
+        if revoked_at.is_some_and(|revoked_at| revoked_at <= at) {
+            // A revocation withdraws the patient's consent to this scope (and
+            // recipient) as of then: an older grant does not come back into force.
             newest_lapsed.get_or_insert(ConsentError::Revoked { scope, consent_id });
+            break;
         } else if valid_until.is_some_and(|until| until <= at) {
             newest_lapsed.get_or_insert(ConsentError::Expired { scope, consent_id });
         } else {

@@ -302,3 +302,45 @@ async fn a_release_that_says_nothing_of_what_was_released_is_refused() {
         Err(ReleaseError::Content)
     ));
 }
+
+#[tokio::test]
+async fn revoking_the_newest_consent_to_a_recipient_leaves_no_older_one_in_force() {
+    let world = world().await;
+    let tenant_id = world.tenant("Clinic").await;
+    let patient_id = world.patient(tenant_id).await;
+    let grant = || {
+        world.grant(
+            tenant_id,
+            patient_id,
+            Scope::ReleaseOfInformation,
+            Some(CANARY),
+            None,
+        )
+    };
+    let _older = grant().await;
+    let newer = grant().await;
+    let mut tx = world.tx(tenant_id).await;
+    consent::revoke(
+        &mut tx,
+        &world.keyring,
+        newer.id,
+        RevocationReason::PatientRequest,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let refused = try_release(&world, tenant_id, new_release(patient_id, CANARY)).await;
+    assert!(
+        matches!(
+            refused,
+            Err(ReleaseError::Consent(ConsentError::Revoked { .. }))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(n_releases(&world).await, 0);
+    // A new grant after the revocation is in force again.
+    grant().await;
+    try_release(&world, tenant_id, new_release(patient_id, CANARY))
+        .await
+        .unwrap();
+}
