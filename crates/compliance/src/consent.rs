@@ -10,7 +10,6 @@
 
 use std::fmt;
 
-use audit::AuditEntry;
 use db::TenantTx;
 use identity::keyring::Keyring;
 use kernel::PatientId;
@@ -325,7 +324,7 @@ async fn audit_consent(
     action: &'static str,
     consent: &Consent,
 ) -> Result<(), audit::AuditError> {
-    let mut entry = AuditEntry::patient(action, consent.patient_id).purpose("operations");
+    let mut entry = crate::audit_entry(tx, action, consent.patient_id);
     entry.details = serde_json::json!({
         "consent_id": consent.id.as_uuid(),
         "scope": consent.scope.as_str(),
@@ -520,7 +519,7 @@ pub async fn for_patient(
     for row in rows {
         consents.push(open_row(tx, keyring, row).await?);
     }
-    let mut entry = AuditEntry::patient("consent.list", patient_id).purpose("operations");
+    let mut entry = crate::audit_entry(tx, "consent.list", patient_id);
     entry.details = serde_json::json!({ "n_consents": consents.len() });
     audit::append(tx, entry).await?;
     Ok(consents)
@@ -642,7 +641,7 @@ pub async fn require(
         (None, Some(ConsentError::Expired { .. })) => "expired",
         (None, _) => "missing",
     };
-    let mut entry = AuditEntry::patient("consent.check", patient_id).purpose("operations");
+    let mut entry = crate::audit_entry(tx, "consent.check", patient_id);
     entry.details = serde_json::json!({
         "scope": scope.as_str(),
         "outcome": outcome,

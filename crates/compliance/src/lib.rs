@@ -72,3 +72,21 @@ macro_rules! unexpected_from {
     )+};
 }
 pub(crate) use unexpected_from;
+
+/// An audit entry about the patient with the purpose the edge recorded for the
+/// transaction (a break-glass grant's reason, flagged), else `operations`.
+pub(crate) fn audit_entry(
+    tx: &db::TenantTx,
+    action: &'static str,
+    patient_id: kernel::PatientId,
+) -> audit::AuditEntry {
+    let purpose_of_use = tx.purpose_of_use();
+    audit::AuditEntry::patient(action, patient_id)
+        .purpose(
+            purpose_of_use
+                .purpose
+                .clone()
+                .unwrap_or_else(|| "operations".to_owned()),
+        )
+        .break_glass(purpose_of_use.break_glass)
+}

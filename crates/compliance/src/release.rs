@@ -393,7 +393,7 @@ pub async fn for_patient(
     for row in rows {
         releases.push(to_release(tx, Some(keyring), row).await?);
     }
-    let mut entry = AuditEntry::patient("disclosure.list", patient_id).purpose("operations");
+    let mut entry = crate::audit_entry(tx, "disclosure.list", patient_id);
     entry.details = serde_json::json!({ "n_releases": releases.len() });
     audit::append(tx, entry).await?;
     Ok(releases)
@@ -443,11 +443,7 @@ pub async fn report(
         patient_ids.sort_unstable();
         patient_ids.dedup();
         for patient_id in patient_ids {
-            audit::append(
-                tx,
-                AuditEntry::patient("disclosure.read", patient_id).purpose("operations"),
-            )
-            .await?;
+            audit::append(tx, crate::audit_entry(tx, "disclosure.read", patient_id)).await?;
         }
     }
     Ok(releases)
@@ -470,8 +466,7 @@ pub async fn read(
         return Ok(None);
     };
     let release = to_release(tx, Some(keyring), row).await?;
-    let mut entry =
-        AuditEntry::patient("disclosure.read", release.patient_id).purpose("operations");
+    let mut entry = crate::audit_entry(tx, "disclosure.read", release.patient_id);
     entry.details = serde_json::json!({ "release_id": release.id.as_uuid() });
     audit::append(tx, entry).await?;
     Ok(Some(release))

@@ -340,6 +340,9 @@ where
     };
     audit_document(tx, "document.create", &document, None).await?;
     emit(tx, "document.stored", &document).await?;
+    // The tenant's first document starts its lifecycle sweep, which removes the
+    // objects of uploads that never committed even before any retention rule exists.
+    crate::lifecycle::ensure_schedule(tx, created_at).await?;
     Ok(document)
 }
 
@@ -349,11 +352,18 @@ pub(crate) async fn audit_document(
     document: &Document,
     reason: Option<DeletionReason>,
 ) -> Result<(), audit::AuditError> {
+    // The purpose the edge recorded for the transaction (a break-glass grant's
+    // reason, flagged), else treatment; a lifecycle deletion is for retention.
+    let purpose_of_use = tx.purpose_of_use().clone();
     let purpose = match reason {
-        Some(DeletionReason::RetentionExpired) => "retention",
-        _ => "treatment",
+        Some(DeletionReason::RetentionExpired) => "retention".to_owned(),
+        _ => purpose_of_use
+            .purpose
+            .unwrap_or_else(|| "treatment".to_owned()),
     };
-    let mut entry = AuditEntry::patient(action, document.patient_id).purpose(purpose);
+    let mut entry = AuditEntry::patient(action, document.patient_id)
+        .purpose(purpose)
+        .break_glass(purpose_of_use.break_glass);
     entry.details = serde_json::json!({
         "document_id": document.id.as_uuid(),
         "category": document.category.as_str(),
@@ -632,11 +642,7 @@ impl Decrypting {
 }
 
 /// Deletes a document on request: refused while it is under legal hold.
-pub async fn delete(
-    tx: &mut TenantTx,
-    storage: &Storage,
-    document_id: DocumentId,
-) -> Result<Document, DeleteError> {
+pub async fn delete(tx: &mut TenantTx, document_id: DocumentId) -> Result<Document, DeleteError> {
     let document = lock(tx, document_id).await?.ok_or(DeleteError::NotFound)?;
     if document.status == Status::Deleted {
         return Err(DeleteError::AlreadyDeleted);
@@ -644,7 +650,25 @@ pub async fn delete(
     if document.hold.is_some() {
         return Err(DeleteError::OnHold);
     }
-    remove(tx, storage, document, DeletionReason::Requested).await
+    remove(tx, document, DeletionReason::Requested).await
+}
+
+/// Removes a deleted document's sealed content from the store: call it after the
+/// deletion committed. Idempotent; the lifecycle sweep removes whatever a failure here
+/// leaves behind.
+pub async fn remove_content(
+    storage: &Storage,
+    tenant_id: kernel::TenantId,
+    document_id: DocumentId,
+) -> Result<(), object_store::Error> {
+    match storage
+        .store()
+        .delete(&Storage::object_key(tenant_id, document_id))
+        .await
+    {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(err) => Err(err),
+    }
 }
 
 /// Locks a document's row for a change.
@@ -662,10 +686,12 @@ pub(crate) async fn lock(
     Ok(row.map(Document::from))
 }
 
-/// Marks a locked, stored, unheld document deleted, audits it, then removes its object.
+/// Marks a locked, stored, unheld document deleted and audits it. The object is not
+/// touched here: removing it before the transaction commits would leave a `stored`
+/// row without content if the commit failed. The caller removes it after commit
+/// ([`remove_content`]), and the lifecycle's orphan sweep removes what that missed.
 pub(crate) async fn remove(
     tx: &mut TenantTx,
-    storage: &Storage,
     document: Document,
     reason: DeletionReason,
 ) -> Result<Document, DeleteError> {
@@ -690,15 +716,7 @@ pub(crate) async fn remove(
     };
     audit_document(tx, "document.delete", &document, Some(reason)).await?;
     emit(tx, "document.deleted", &document).await?;
-    match storage
-        .store()
-        .delete(&Storage::object_key(tx.tenant_id(), document.id))
-        .await
-    {
-        // Already gone: a retry after a commit that failed.
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(document),
-        Err(err) => Err(err.into()),
-    }
+    Ok(document)
 }
 
 /// The ciphertext length of a stored document (for `Content-Length`-free proxies and tests).

@@ -3,17 +3,21 @@
 //!
 //! [`try_run_once`] does one tenant's pass at an injected `now` in the caller's
 //! transaction, so tests step it deterministically; the [`Lifecycle`] job kind runs it
-//! on a daily platform schedule ([`ensure_schedule`], made when a tenant sets its
-//! first retention rule). Each deletion marks the row deleted with reason
-//! `retention_expired`, writes a `document.delete` audit event as `system` and removes
-//! the object. The patient's last encounter is read through the clinical context's
+//! on a daily platform schedule ([`ensure_schedule`], made with the tenant's first
+//! document or retention rule). Each deletion marks the row deleted with reason
+//! `retention_expired` and writes a `document.delete` audit event as `system`; the
+//! object goes once that deletion has been committed for [`ORPHAN_AGE`] (below), so a
+//! pass that rolls back never leaves a `stored` row without its content. Held
+//! documents are not even selected, so they never use up a pass's budget. The patient's last encounter is read through the clinical context's
 //! Rust API (`clinical::encounter::of_patient`), never its tables. A patient with an
 //! encounter in progress keeps every last-encounter-anchored document.
 //!
 //! Orphans — objects no stored row names, left by an upload whose transaction never
-//! committed, or by a deletion whose object removal failed — are removed once older
-//! than [`ORPHAN_AGE`], so an upload still between its object write and its commit is
-//! never touched.
+//! committed, or by a deletion — are removed once older than [`ORPHAN_AGE`] (a
+//! deleted document's once its deletion is that old), so an upload still between its
+//! object write and its commit, or a deletion not yet committed, is never touched.
+//! Objects are checked against the rows in batches while listing, and only real
+//! orphans count towards [`ORPHANS_MAX`], so live documents never crowd them out.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -38,6 +42,10 @@ pub const ORPHAN_AGE: time::Duration = time::Duration::hours(6);
 pub const EXAMINED_MAX: i64 = 2_000;
 /// Objects one pass removes as orphans at most.
 pub const ORPHANS_MAX: usize = 1_000;
+/// Objects one pass lists at most, orphans or not.
+pub const LISTED_MAX: usize = 200_000;
+/// Objects checked against the rows in one query.
+const ORPHAN_BATCH: usize = 500;
 
 const SCHEDULE_NAME: &str = "documents.lifecycle";
 /// Daily, at a quiet hour.
@@ -84,6 +92,7 @@ pub async fn try_run_once(
         let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM documents.documents
              WHERE tenant_id = $1 AND category = $2 AND status = 'stored' AND created_at <= $3
+               AND NOT legal_hold
              ORDER BY created_at, id LIMIT $4 FOR UPDATE"
         ))
         .bind(tx.tenant_id().as_uuid())
@@ -92,6 +101,17 @@ pub async fn try_run_once(
         .bind(budget)
         .fetch_all(&mut **tx)
         .await?;
+        let n_held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM documents.documents
+             WHERE tenant_id = $1 AND category = $2 AND status = 'stored' AND created_at <= $3
+               AND legal_hold",
+        )
+        .bind(tx.tenant_id().as_uuid())
+        .bind(rule.category)
+        .bind(now - keep)
+        .fetch_one(&mut **tx)
+        .await?;
+        report.n_held += u64::try_from(n_held).unwrap_or(0);
         budget -= rows.len() as i64;
         for document in rows.into_iter().map(Document::from) {
             let anchor_at = match rule.anchor {
@@ -120,12 +140,8 @@ pub async fn try_run_once(
             if anchor_at + keep > now {
                 continue;
             }
-            if document.hold.is_some() {
-                report.n_held += 1;
-                continue;
-            }
             let id = document.id;
-            document::remove(tx, storage, document, DeletionReason::RetentionExpired).await?;
+            document::remove(tx, document, DeletionReason::RetentionExpired).await?;
             report.deleted.push(id);
         }
     }
@@ -156,38 +172,56 @@ async fn remove_orphans(
     storage: &Storage,
     now: OffsetDateTime,
 ) -> Result<u64, SweepError> {
-    let tenant_id = tx.tenant_id();
-    let prefix = Storage::tenant_prefix(tenant_id);
-    let mut candidates: Vec<(object_store::path::Path, Option<Uuid>)> = Vec::new();
+    let prefix = Storage::tenant_prefix(tx.tenant_id());
+    let mut n_removed = 0u64;
+    let mut n_listed = 0usize;
+    let mut batch: Vec<(object_store::path::Path, Option<Uuid>)> = Vec::new();
     let mut objects = storage.store().list(Some(&prefix));
     while let Some(object) = objects.next().await {
         let object = object?;
+        n_listed += 1;
         let modified = OffsetDateTime::from_unix_timestamp(object.last_modified.timestamp())
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        if modified + ORPHAN_AGE > now {
-            continue;
+        if modified + ORPHAN_AGE <= now {
+            let document_id = object
+                .location
+                .filename()
+                .and_then(|name| Uuid::parse_str(name).ok());
+            batch.push((object.location, document_id));
         }
-        let document_id = object
-            .location
-            .filename()
-            .and_then(|name| Uuid::parse_str(name).ok());
-        candidates.push((object.location, document_id));
-        if candidates.len() >= ORPHANS_MAX {
+        if batch.len() >= ORPHAN_BATCH {
+            n_removed += remove_batch(tx, storage, &mut batch, now).await?;
+        }
+        if n_removed >= ORPHANS_MAX as u64 || n_listed >= LISTED_MAX {
             break;
         }
     }
     drop(objects);
-    let ids: Vec<Uuid> = candidates.iter().filter_map(|(_, id)| *id).collect();
-    let stored: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM documents.documents WHERE tenant_id = $1 AND id = ANY ($2) AND status = 'stored'",
+    n_removed += remove_batch(tx, storage, &mut batch, now).await?;
+    Ok(n_removed)
+}
+
+/// Removes the objects of `batch` that no row keeps: none names them, or their
+/// document's deletion is older than [`ORPHAN_AGE`] (so it has been committed).
+async fn remove_batch(
+    tx: &mut TenantTx,
+    storage: &Storage,
+    batch: &mut Vec<(object_store::path::Path, Option<Uuid>)>,
+    now: OffsetDateTime,
+) -> Result<u64, SweepError> {
+    let ids: Vec<Uuid> = batch.iter().filter_map(|(_, id)| *id).collect();
+    let kept: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM documents.documents WHERE tenant_id = $1 AND id = ANY ($2)
+           AND (status = 'stored' OR deleted_at > $3)",
     )
-    .bind(tenant_id.as_uuid())
+    .bind(tx.tenant_id().as_uuid())
     .bind(&ids)
+    .bind(now - ORPHAN_AGE)
     .fetch_all(&mut **tx)
     .await?;
     let mut n_removed = 0;
-    for (location, document_id) in candidates {
-        if document_id.is_some_and(|id| stored.contains(&id)) {
+    for (location, document_id) in batch.drain(..) {
+        if document_id.is_some_and(|id| kept.contains(&id)) {
             continue;
         }
         match storage.store().delete(&location).await {

@@ -58,8 +58,9 @@ pub enum LinkError {
 }
 
 /// What a token says, before its signature is checked: enough to open the right
-/// tenant's transaction as the right actor.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// tenant's transaction as the right actor. Its `Debug` leaves out the payload and
+/// MAC, which together are the bearer token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Claims {
     pub tenant_id: TenantId,
     pub document_id: DocumentId,
@@ -68,6 +69,17 @@ pub struct Claims {
     data_key_id: Uuid,
     payload: Vec<u8>,
     mac: Vec<u8>,
+}
+
+impl std::fmt::Debug for Claims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claims")
+            .field("tenant_id", &self.tenant_id)
+            .field("document_id", &self.document_id)
+            .field("expires_at", &self.expires_at)
+            .field("actor", &self.actor)
+            .finish_non_exhaustive()
+    }
 }
 
 fn mac_key(key: &SecretKey) -> Hmac<Sha256> {

@@ -281,6 +281,11 @@ async fn authorize(
     let standing = standing(tx, actor, patient_id).await?;
     let granted = scope::permission(tx, actor.role, category, standing.on_care_team).await?;
     if granted >= needed {
+        // What the documents context audits its writes with in this transaction.
+        tx.set_purpose_of_use(db::PurposeOfUse {
+            purpose: Some(standing.purpose.clone()),
+            break_glass: standing.break_glass,
+        });
         return Ok(standing);
     }
     if actor.role == Role::Clinician && !standing.on_care_team {
@@ -591,8 +596,15 @@ pub async fn remove(
     let document_id = parse_document_id(&id)?;
     let Session { actor, mut tx } = credential.open(&state).await?;
     authorize_document(&mut tx, &actor, document_id, Permission::Delete).await?;
-    document::delete(&mut tx, &state.documents, document_id).await?;
+    document::delete(&mut tx, document_id).await?;
+    let tenant_id = tx.tenant_id();
     tx.commit().await?;
+    // After the commit: the deletion is final, so its content may go. A failure here
+    // leaves sealed content for the lifecycle's orphan sweep, never a stored row
+    // without content.
+    if let Err(err) = document::remove_content(&state.documents, tenant_id, document_id).await {
+        tracing::warn!(%document_id, error = %err, "a deleted document's content stays until the lifecycle sweep");
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -423,17 +423,6 @@ fn parse_note_id(text: &str) -> Result<NoteId, ApiError> {
         .map_err(|_| ApiError::NotFound)
 }
 
-/// Checks the actor may open the patient's notes (care team, break-glass) and records
-/// the purpose that rests on in the transaction, which the notes context audits with.
-async fn open_for(tx: &mut TenantTx, actor: &Actor, patient_id: PatientId) -> Result<(), ApiError> {
-    let (_, access) = access_for(tx, actor, patient_id).await?;
-    tx.set_purpose_of_use(db::PurposeOfUse {
-        purpose: access.purpose,
-        break_glass: access.break_glass,
-    });
-    Ok(())
-}
-
 fn parse_if_match(headers: &HeaderMap) -> Result<Option<i32>, ApiError> {
     match headers.get(header::IF_MATCH) {
         None => Ok(None),
@@ -469,7 +458,7 @@ async fn authorize_note(
     let patient_id = listing::patient_of(tx, note_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    open_for(tx, actor, patient_id).await?;
+    access_for(tx, actor, patient_id).await?;
     Ok(patient_id)
 }
 
@@ -529,7 +518,7 @@ async fn create<R: Representation>(
     let content = content(template)?;
     let Session { actor, mut tx } = credential.open(&state).await?;
     let author_id = clinician_user(&actor)?;
-    open_for(&mut tx, &actor, patient_id).await?;
+    access_for(&mut tx, &actor, patient_id).await?;
     let path = format!("/patients/{patient_id}/notes");
     let idempotency = idempotency::claim(&mut tx, &headers, &path, bytes).await?;
     if let Idempotency::Replay(outcome) = &idempotency {
@@ -1010,7 +999,7 @@ pub async fn list(
 ) -> Result<Json<NoteList>, ApiError> {
     let patient_id: PatientId = id.parse().map_err(|_| ApiError::NotFound)?;
     let Session { actor, mut tx } = credential.open(&state).await?;
-    open_for(&mut tx, &actor, patient_id).await?;
+    access_for(&mut tx, &actor, patient_id).await?;
     let summaries = listing::for_patient(&mut tx, patient_id).await?;
     tx.commit().await?;
     Ok(Json(NoteList {

@@ -298,9 +298,25 @@ pub(crate) fn routine_purpose(role: Role) -> &'static str {
     }
 }
 
+/// [`decide_access`], and records the purpose it rests on in the transaction
+/// (`TenantTx::set_purpose_of_use`), which the contexts audit their reads and writes
+/// with — a break-glass grant's reason, flagged.
+pub(crate) async fn access_for(
+    tx: &mut TenantTx,
+    actor: &Actor,
+    patient_id: PatientId,
+) -> Result<(clinical::patient::Patient, Access), ApiError> {
+    let (patient, access) = decide_access(tx, actor, patient_id).await?;
+    tx.set_purpose_of_use(db::PurposeOfUse {
+        purpose: access.purpose.clone(),
+        break_glass: access.break_glass,
+    });
+    Ok((patient, access))
+}
+
 /// Decides on what basis `actor` may access the patient: role, care team or an
 /// active break-glass grant. Another tenant's patient is not found.
-pub(crate) async fn access_for(
+async fn decide_access(
     tx: &mut TenantTx,
     actor: &Actor,
     patient_id: PatientId,

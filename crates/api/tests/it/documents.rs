@@ -698,4 +698,30 @@ async fn a_clinician_off_the_care_team_reads_a_document_only_through_break_glass
         purpose.as_deref(),
         Some("Overnight emergency, patient unresponsive")
     );
+
+    // An upload under the same grant is recorded the same way, not as routine care.
+    let uploaded = upload(
+        &world,
+        clinician,
+        patient_id,
+        Category::LabResult,
+        "text/plain",
+        "potassium 6.1",
+    )
+    .await
+    .ok(StatusCode::CREATED);
+    let (break_glass, purpose): (bool, Option<String>) = sqlx::query_as(
+        "SELECT break_glass, purpose FROM audit.events
+         WHERE tenant_id = $1 AND action = 'document.create' AND details->>'document_id' = $2",
+    )
+    .bind(world.a.id.as_uuid())
+    .bind(uploaded["id"].as_str().unwrap())
+    .fetch_one(&world.db.admin)
+    .await
+    .unwrap();
+    assert!(break_glass);
+    assert_eq!(
+        purpose.as_deref(),
+        Some("Overnight emergency, patient unresponsive")
+    );
 }

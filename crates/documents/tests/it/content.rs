@@ -281,7 +281,7 @@ async fn another_tenants_document_is_not_found() {
         Err(OpenError::NotFound)
     ));
     assert!(matches!(
-        document::delete(&mut tx, &world.storage, document.id).await,
+        document::delete(&mut tx, document.id).await,
         Err(documents::DeleteError::NotFound)
     ));
     tx.commit().await.unwrap();
@@ -297,10 +297,14 @@ async fn a_deleted_document_keeps_its_metadata_but_not_its_content() {
         .stored(tenant_id, patient_id, Category::Other, "to go")
         .await;
     let mut tx = world.tx(tenant_id).await;
-    let deleted = document::delete(&mut tx, &world.storage, document.id)
+    let deleted = document::delete(&mut tx, document.id).await.unwrap();
+    // Until the deletion commits, the content stays: a failed commit must not leave a
+    // stored row without it.
+    assert!(world.object_path(tenant_id, &document).exists());
+    tx.commit().await.unwrap();
+    document::remove_content(&world.storage, tenant_id, document.id)
         .await
         .unwrap();
-    tx.commit().await.unwrap();
     assert_eq!(deleted.status, Status::Deleted);
     assert!(!world.object_path(tenant_id, &document).exists());
     assert!(matches!(
@@ -310,7 +314,7 @@ async fn a_deleted_document_keeps_its_metadata_but_not_its_content() {
     let mut tx = world.tx(tenant_id).await;
     assert!(!documents::exists(&mut tx, document.id).await.unwrap());
     assert!(matches!(
-        document::delete(&mut tx, &world.storage, document.id).await,
+        document::delete(&mut tx, document.id).await,
         Err(documents::DeleteError::AlreadyDeleted)
     ));
     drop(tx);

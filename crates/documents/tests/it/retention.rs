@@ -207,7 +207,7 @@ async fn a_document_on_legal_hold_cannot_be_deleted_until_released() {
         Err(HoldError::AlreadyHeld)
     ));
     assert!(matches!(
-        document::delete(&mut tx, &world.storage, document.id).await,
+        document::delete(&mut tx, document.id).await,
         Err(DeleteError::OnHold)
     ));
     tx.commit().await.unwrap();
@@ -215,9 +215,7 @@ async fn a_document_on_legal_hold_cannot_be_deleted_until_released() {
 
     let mut tx = world.tx(tenant_id).await;
     retention::release_hold(&mut tx, document.id).await.unwrap();
-    document::delete(&mut tx, &world.storage, document.id)
-        .await
-        .unwrap();
+    document::delete(&mut tx, document.id).await.unwrap();
     tx.commit().await.unwrap();
     let actions: Vec<String> = world
         .audit_actions(tenant_id, &document)

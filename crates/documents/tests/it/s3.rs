@@ -151,10 +151,14 @@ async fn a_document_round_trips_through_an_s3_compatible_store_as_ciphertext() {
     .await
     .unwrap();
     assert!(read.expose() == content.as_bytes());
-    documents::document::delete(&mut tx, &storage, document.id)
+    documents::document::delete(&mut tx, document.id)
         .await
         .unwrap();
+    let tenant_id = tx.tenant_id();
     tx.commit().await.unwrap();
+    documents::document::remove_content(&storage, tenant_id, document.id)
+        .await
+        .unwrap();
     assert!(matches!(
         s3.get(&key).await,
         Err(object_store::Error::NotFound { .. })

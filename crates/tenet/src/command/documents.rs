@@ -142,9 +142,14 @@ pub async fn run(global: &Global, command: DocumentsCommand) -> anyhow::Result<E
         }
         DocumentsCommand::Delete { tenant, document } => {
             let mut tx = tenant_tx(app, tenant).await?;
-            let deleted =
-                document::delete(&mut tx, &storage, DocumentId::new_unchecked(document)).await?;
+            let document_id = DocumentId::new_unchecked(document);
+            let deleted = document::delete(&mut tx, document_id).await?;
+            let tenant_id = tx.tenant_id();
             tx.commit().await?;
+            // After the commit; the lifecycle sweep removes it if this fails.
+            if let Err(err) = document::remove_content(&storage, tenant_id, document_id).await {
+                tracing::warn!(%document_id, error = %err, "the content stays until the lifecycle sweep");
+            }
             say(line(&deleted));
             Ok(ExitCode::SUCCESS)
         }
