@@ -252,16 +252,9 @@ async fn a_patient_record_that_no_longer_decrypts_is_passed_over_and_the_backfil
     let healthy = world
         .enroll(plan.id, healthy_patient, "UTC", anchor, now)
         .await;
-    sqlx::query(
-        "UPDATE identity.patient_phi SET birth_date =
-             (SELECT birth_date FROM identity.patient_phi WHERE patient_id = $2)
-         WHERE patient_id = $1",
-    )
-    .bind(broken_patient.as_uuid())
-    .bind(healthy_patient.as_uuid())
-    .execute(&world.db.admin)
-    .await
-    .unwrap();
+    world
+        .break_birth_date(broken_patient, healthy_patient)
+        .await;
     let report = backfill::run(
         &world.db.app,
         &world.keyring,

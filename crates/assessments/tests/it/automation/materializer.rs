@@ -292,18 +292,9 @@ async fn a_patient_record_that_no_longer_decrypts_skips_its_enrolment_and_not_th
     let healthy = world
         .enroll(plan.id, healthy_patient, "UTC", anchor, enrolled)
         .await;
-    // The broken patient's birth date now carries another patient's ciphertext: the
-    // vault's associated data (tenant, patient, field) makes it undecryptable.
-    sqlx::query(
-        "UPDATE identity.patient_phi SET birth_date =
-             (SELECT birth_date FROM identity.patient_phi WHERE patient_id = $2)
-         WHERE patient_id = $1",
-    )
-    .bind(broken_patient.as_uuid())
-    .bind(healthy_patient.as_uuid())
-    .execute(&world.db.admin)
-    .await
-    .unwrap();
+    world
+        .break_birth_date(broken_patient, healthy_patient)
+        .await;
 
     let report = world.materialize_at(enrolled).await;
     assert_eq!((report.n_evaluated, report.n_failed), (1, 1));

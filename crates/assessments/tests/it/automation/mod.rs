@@ -115,6 +115,22 @@ impl World {
         person_id.into_uuid()
     }
 
+    /// Gives `patient_id`'s birth date `donor`'s ciphertext, as a tampered or
+    /// misfiled record would: the vault's associated data (tenant, patient, field)
+    /// makes it undecryptable.
+    pub async fn break_birth_date(&self, patient_id: PatientId, donor: PatientId) {
+        sqlx::query(
+            "UPDATE identity.patient_phi SET birth_date =
+                 (SELECT birth_date FROM identity.patient_phi WHERE patient_id = $2)
+             WHERE patient_id = $1",
+        )
+        .bind(patient_id.as_uuid())
+        .bind(donor.as_uuid())
+        .execute(&self.db.admin)
+        .await
+        .unwrap();
+    }
+
     pub async fn plan(&self, name: &str, definition: &PlanDefinition) -> StoredPlan {
         let mut tx = self.tx().await;
         let plan = plan_store::create(&mut tx, name, definition, None, OffsetDateTime::now_utc())
