@@ -22,7 +22,7 @@ pub mod verify;
 pub use access::{AccessEntry, access_log};
 pub use append::{AuditEntry, AuditError, append, init_tenant_chain};
 pub use checkpoint::{CheckpointKey, write_checkpoint};
-pub use verify::{Problem, ProblemKind, VerifyReport, verify_tenant};
+pub use verify::{Problem, ProblemKind, VerifyOptions, VerifyReport, verify_tenant};
 
 /// How many independent chains ("lanes") each tenant's log has. Concurrent requests
 /// of one tenant lock different lanes instead of queueing behind one row.

@@ -54,6 +54,46 @@ impl TenantTx {
         Self::begin_inner(pool, tenant_id, actor_name, request_id, None, false).await
     }
 
+    /// A read-only transaction that sees one snapshot throughout (`REPEATABLE READ`),
+    /// for reads that must agree with each other while others write (a verifier's
+    /// rows and the heads it compares them with). With `snapshot`, an id from
+    /// [`TenantTx::export_snapshot`], it sees exactly that transaction's snapshot, so
+    /// several connections can read disjoint parts of one consistent state at once.
+    pub async fn begin_as_snapshot(
+        pool: &PgPool,
+        tenant_id: TenantId,
+        actor_name: &str,
+        snapshot: Option<&str>,
+    ) -> Result<Self, sqlx::Error> {
+        let import = match snapshot {
+            None => String::new(),
+            // Spliced, so checked: PostgreSQL's snapshot ids are hex digits and dashes.
+            Some(id)
+                if !id.is_empty()
+                    && id
+                        .bytes()
+                        .all(|byte| byte.is_ascii_hexdigit() || byte == b'-') =>
+            {
+                format!(" SET TRANSACTION SNAPSHOT '{id}';")
+            }
+            Some(_) => {
+                return Err(sqlx::Error::Protocol(
+                    "not a PostgreSQL snapshot id".to_owned(),
+                ));
+            }
+        };
+        let begin = format!("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;{import}");
+        Self::begin_with(pool, &begin, tenant_id, actor_name, None, None, false).await
+    }
+
+    /// Exports this transaction's snapshot for [`TenantTx::begin_as_snapshot`]; valid
+    /// while this transaction is open.
+    pub async fn export_snapshot(&mut self) -> Result<String, sqlx::Error> {
+        sqlx::query_scalar("SELECT pg_export_snapshot()")
+            .fetch_one(&mut *self.tx)
+            .await
+    }
+
     /// Like [`TenantTx::begin_as`], with `synchronous_commit` on for this transaction
     /// whatever the server's default, set in the same round trip: for a commit that is
     /// promised to someone outside as soon as it returns (an HL7 ACK, invariant I4).
@@ -87,6 +127,21 @@ impl TenantTx {
         timeout: Option<std::time::Duration>,
         durable: bool,
     ) -> Result<Self, sqlx::Error> {
+        Self::begin_with(
+            pool, "BEGIN;", tenant_id, actor_name, request_id, timeout, durable,
+        )
+        .await
+    }
+
+    async fn begin_with(
+        pool: &PgPool,
+        begin: &str,
+        tenant_id: TenantId,
+        actor_name: &str,
+        request_id: Option<RequestId>,
+        timeout: Option<std::time::Duration>,
+        durable: bool,
+    ) -> Result<Self, sqlx::Error> {
         // BEGIN and the settings travel in one round trip (a simple-protocol batch).
         // The values are spliced, not bound: ids are UUIDs we format, the timeout a
         // number, and the actor name is quoted below; set_config(..., true) keeps them
@@ -103,7 +158,7 @@ impl TenantTx {
             ""
         };
         let statement = format!(
-            "BEGIN; SELECT set_config('tenet.tenant_id', '{tenant_id}', true), \
+            "{begin} SELECT set_config('tenet.tenant_id', '{tenant_id}', true), \
              set_config('tenet.actor', {}, true), set_config('tenet.request_id', '{}', true){bounds}{durable}",
             quote_literal(actor_name),
             request_id.map(|id| id.to_string()).unwrap_or_default(),

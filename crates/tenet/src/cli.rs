@@ -1207,6 +1207,10 @@ pub enum AuditCommand {
         /// Only this tenant.
         #[arg(long)]
         tenant: Option<uuid::Uuid>,
+        /// Database connections reading a large tenant's log at once (default: the
+        /// machine's cores, at most 4). The hashing stays on one core either way.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4))]
+        streams: Option<u16>,
     },
     /// Sign the current chain heads of every tenant (or one).
     Checkpoint {

@@ -5,6 +5,8 @@
 //!   or the append itself fails.
 //! - [`tamper`]: a superuser does what an attacker would — edit, delete, reorder,
 //!   forge, truncate, rewrite — and `verify_tenant` must name exactly what was done.
+//! - [`segments`]: a large log read as several block ranges at once reports exactly
+//!   what one reader reports, and verifying while others append finds nothing.
 //! - [`append_only`]: the trigger and the grants that refuse changes in the first place.
 //! - [`access`]: the access report a patient is entitled to.
 //!
@@ -15,10 +17,11 @@
 mod access;
 mod append;
 mod append_only;
+mod segments;
 mod tamper;
 
 use audit::checkpoint::{Checkpoint, VerifyingKey};
-use audit::{AuditEntry, CheckpointKey, ProblemKind, VerifyReport};
+use audit::{AuditEntry, CheckpointKey, ProblemKind, VerifyOptions, VerifyReport};
 use db::TenantTx;
 use db::testing::TestDb;
 use identity::keyring::{Keyring, MasterKey};
@@ -81,17 +84,31 @@ async fn append_events(db: &TestDb, tenant_id: TenantId, n: usize) {
 
 /// Verifies `tenant_id`'s log as the owner, as `tenet audit verify` does.
 async fn verify_with(db: &TestDb, tenant_id: TenantId, keys: &[VerifyingKey]) -> VerifyReport {
-    let mut tx = TenantTx::begin_as(&db.owner, tenant_id, "system", None)
-        .await
-        .unwrap();
-    let report = audit::verify_tenant(&mut tx, keys, |_| {})
+    let report = audit::verify_tenant(&db.owner, tenant_id, keys, VerifyOptions::default(), |_| {})
         .await
         .expect("verifying the log");
-    tx.rollback().await.unwrap();
     for problem in &report.problems {
         assert_eq!(problem.tenant_id, tenant_id, "a problem of another tenant");
     }
     report
+}
+
+/// Verifies with `streams` readers at most.
+async fn verify_with_options(
+    db: &TestDb,
+    tenant_id: TenantId,
+    key: &CheckpointKey,
+    streams: usize,
+) -> VerifyReport {
+    audit::verify_tenant(
+        &db.owner,
+        tenant_id,
+        &[key.verifying_key()],
+        VerifyOptions { streams },
+        |_| {},
+    )
+    .await
+    .expect("verifying the log")
 }
 
 /// The problems `verify_tenant` finds, with `key` as the only known checkpoint key.

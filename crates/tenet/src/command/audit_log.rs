@@ -30,7 +30,11 @@ async fn audit(
             ));
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Verify { tenant } => {
+        AuditCommand::Verify { tenant, streams } => {
+            let mut options = audit::VerifyOptions::default();
+            if let Some(streams) = streams {
+                options.streams = usize::from(streams);
+            }
             let mut keys = vec![key.verifying_key()];
             // Keys retired from signing still verify the checkpoints they made.
             if let Ok(list) = std::env::var("TENET_CHECKPOINT_PUBLIC_KEYS") {
@@ -61,6 +65,7 @@ async fn audit(
                         .bind(tenant_entry.tenant_id.as_uuid())
                         .fetch_one(&mut *tx)
                         .await?;
+                tx.rollback().await?;
                 let bar = ProgressBar::new(u64::try_from(total).unwrap_or(0));
                 bar.set_style(
                     ProgressStyle::with_template(
@@ -70,9 +75,12 @@ async fn audit(
                     .progress_chars("=> "),
                 );
                 bar.set_prefix(tenant_entry.tenant_id.to_string());
-                let report = audit::verify_tenant(&mut tx, &keys, |n| bar.set_position(n)).await?;
+                let report =
+                    audit::verify_tenant(owner, tenant_entry.tenant_id, &keys, options, |n| {
+                        bar.set_position(n)
+                    })
+                    .await?;
                 bar.finish_and_clear();
-                tx.rollback().await?;
                 n_events += report.n_events;
                 n_checkpoints += report.n_checkpoints;
                 problems.extend(report.problems);
