@@ -175,6 +175,10 @@ pub enum ReleaseError {
     Content,
     #[error("released_at cannot be in the future")]
     InFuture,
+    /// A named document is not a stored document of this patient (another patient's,
+    /// deleted, or none at all): the accounting of disclosures must name what left.
+    #[error("document_ids: {0} is not a stored document of this patient")]
+    UnknownDocument(Uuid),
     /// No release-of-information consent for this recipient is in force.
     #[error(transparent)]
     Consent(ConsentError),
@@ -230,6 +234,17 @@ pub async fn record(
     }
     if clinical::patient::get(tx, new.patient_id).await?.is_none() {
         return Err(ReleaseError::UnknownPatient);
+    }
+    // Each released document is a stored document of this patient (documents' narrow
+    // API: metadata only, nothing is opened).
+    for &document_id in &new.document_ids {
+        let document =
+            documents::document::get(tx, documents::DocumentId::new_unchecked(document_id)).await?;
+        if !document.is_some_and(|document| {
+            document.patient_id == new.patient_id && document.status == documents::Status::Stored
+        }) {
+            return Err(ReleaseError::UnknownDocument(document_id));
+        }
     }
     let consent_id = consent::require(
         tx,

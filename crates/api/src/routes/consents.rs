@@ -108,9 +108,10 @@ impl From<ReleaseError> for ApiError {
     fn from(err: ReleaseError) -> Self {
         match err {
             ReleaseError::UnknownPatient => Self::NotFound,
-            ReleaseError::Recipient(_) | ReleaseError::Content | ReleaseError::InFuture => {
-                Self::InvalidInput(err.to_string())
-            }
+            ReleaseError::Recipient(_)
+            | ReleaseError::Content
+            | ReleaseError::InFuture
+            | ReleaseError::UnknownDocument(_) => Self::InvalidInput(err.to_string()),
             ReleaseError::Consent(err) => err.into(),
             ReleaseError::Unexpected(err) => err.into(),
         }

@@ -26,11 +26,11 @@ fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap()
 }
 
-fn release_body(recipient: &str) -> Value {
+fn release_body(recipient: &str, document_id: Uuid) -> Value {
     json!({
         "recipient": recipient,
         "purpose": "legal",
-        "document_ids": [Uuid::now_v7()],
+        "document_ids": [document_id],
         "description": "Zqxconsentcanary discharge summary",
     })
 }
@@ -87,10 +87,13 @@ fn report_uri() -> String {
 async fn a_release_is_refused_without_consent_and_recorded_and_reported_with_one() {
     let world = World::new().await;
     let patient_id = patient_of_clinician(&world).await;
+    let document = consent_form(&world, patient_id).await;
     let token = &world.a.clinician.token;
     let releases = format!("/v1/patients/{patient_id}/releases");
 
-    let refused = world.post(&releases, token, &release_body(CANARY)).await;
+    let refused = world
+        .post(&releases, token, &release_body(CANARY, document))
+        .await;
     assert_eq!(
         refused.problem(StatusCode::FORBIDDEN),
         "/problems/consent-required"
@@ -109,7 +112,11 @@ async fn a_release_is_refused_without_consent_and_recorded_and_reported_with_one
 
     // Another recipient is not covered.
     let elsewhere = world
-        .post(&releases, token, &release_body("Brightside Insurance"))
+        .post(
+            &releases,
+            token,
+            &release_body("Brightside Insurance", document),
+        )
         .await;
     assert_eq!(
         elsewhere.problem(StatusCode::FORBIDDEN),
@@ -117,7 +124,7 @@ async fn a_release_is_refused_without_consent_and_recorded_and_reported_with_one
     );
 
     let released = world
-        .post(&releases, token, &release_body(CANARY))
+        .post(&releases, token, &release_body(CANARY, document))
         .await
         .ok(StatusCode::CREATED);
     assert_eq!(released["consent_id"], consent["id"]);
@@ -169,7 +176,9 @@ async fn a_release_is_refused_without_consent_and_recorded_and_reported_with_one
     assert_eq!(revoked["status"], "revoked");
     assert_eq!(revoked["in_force"], false);
     assert_eq!(revoked["revocation_reason"], "patient_request");
-    let after = world.post(&releases, token, &release_body(CANARY)).await;
+    let after = world
+        .post(&releases, token, &release_body(CANARY, document))
+        .await;
     assert_eq!(
         after.problem(StatusCode::FORBIDDEN),
         "/problems/consent-required"
@@ -201,6 +210,7 @@ async fn a_release_is_refused_without_consent_and_recorded_and_reported_with_one
 async fn a_release_after_the_consent_expired_is_refused_as_expired() {
     let world = World::new().await;
     let patient_id = patient_of_clinician(&world).await;
+    let document = consent_form(&world, patient_id).await;
     let token = &world.a.clinician.token;
     let now = OffsetDateTime::now_utc();
     world
@@ -220,7 +230,7 @@ async fn a_release_after_the_consent_expired_is_refused_as_expired() {
         .post(
             &format!("/v1/patients/{patient_id}/releases"),
             token,
-            &release_body(CANARY),
+            &release_body(CANARY, document),
         )
         .await;
     assert_eq!(
@@ -270,6 +280,7 @@ async fn bad_consent_input_is_a_clear_problem() {
 async fn another_tenants_consent_is_not_found() {
     let world = World::new().await;
     let patient_id = patient_of_clinician(&world).await;
+    let document = consent_form(&world, patient_id).await;
     let consent = grant_release_consent(&world, patient_id, CANARY).await;
     let consent_id = consent["id"].as_str().unwrap();
     let other = &world.b.admin.token;
@@ -296,7 +307,7 @@ async fn another_tenants_consent_is_not_found() {
             .post(
                 &format!("/v1/patients/{patient_id}/releases"),
                 other,
-                &release_body(CANARY),
+                &release_body(CANARY, document),
             )
             .await
             .problem(StatusCode::NOT_FOUND),
@@ -317,6 +328,7 @@ async fn another_tenants_consent_is_not_found() {
 async fn roles_and_care_teams_decide_who_reaches_consents_and_disclosures() {
     let world = World::new().await;
     let patient_id = patient_of_clinician(&world).await;
+    let document = consent_form(&world, patient_id).await;
     let consent = grant_release_consent(&world, patient_id, CANARY).await;
     let consent_id = consent["id"].as_str().unwrap();
     let a = &world.a;
@@ -354,7 +366,7 @@ async fn roles_and_care_teams_decide_who_reaches_consents_and_disclosures() {
                 .post(
                     &format!("/v1/patients/{patient_id}/releases"),
                     token,
-                    &release_body(CANARY),
+                    &release_body(CANARY, document),
                 )
                 .await,
         ];
@@ -419,9 +431,12 @@ async fn the_recipient_never_reaches_logs_error_bodies_or_plaintext_storage() {
 
     let world = World::new().await;
     let patient_id = patient_of_clinician(&world).await;
+    let document = consent_form(&world, patient_id).await;
     let token = &world.a.clinician.token;
     let releases = format!("/v1/patients/{patient_id}/releases");
-    let refused = world.post(&releases, token, &release_body(CANARY)).await;
+    let refused = world
+        .post(&releases, token, &release_body(CANARY, document))
+        .await;
     let misplaced = world
         .post(
             &format!("/v1/patients/{patient_id}/consents"),
@@ -431,7 +446,7 @@ async fn the_recipient_never_reaches_logs_error_bodies_or_plaintext_storage() {
         .await;
     grant_release_consent(&world, patient_id, CANARY).await;
     world
-        .post(&releases, token, &release_body(CANARY))
+        .post(&releases, token, &release_body(CANARY, document))
         .await
         .ok(StatusCode::CREATED);
     world
@@ -498,4 +513,33 @@ async fn a_consent_citing_evidence_that_is_no_document_of_the_patient_is_refused
         )
         .await
         .ok(StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn a_release_naming_another_patients_document_is_refused() {
+    let world = World::new().await;
+    let patient_id = patient_of_clinician(&world).await;
+    let token = &world.a.clinician.token;
+    grant_release_consent(&world, patient_id, CANARY).await;
+    let other_patient = world
+        .create_patient(token, &patient("Otherpatient", "MRN-CONSENT-2"))
+        .await;
+    let document = consent_form(&world, other_patient).await;
+    let releases = format!("/v1/patients/{patient_id}/releases");
+    let refused = world
+        .post(&releases, token, &release_body(CANARY, document))
+        .await;
+    assert_eq!(
+        refused.problem(StatusCode::UNPROCESSABLE_ENTITY),
+        "/problems/invalid-input"
+    );
+    let listed = world
+        .get(&format!("/v1/patients/{patient_id}/disclosures"), token)
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(
+        listed["releases"].as_array().map(Vec::len),
+        Some(0),
+        "{listed}"
+    );
 }

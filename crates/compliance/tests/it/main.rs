@@ -21,12 +21,18 @@ pub const CANARY: &str = "Zqxcanary Oakwood Family Law";
 pub struct World {
     pub db: TestDb,
     pub keyring: Keyring,
+    /// Where documents (released ones, consent evidence) are stored.
+    pub storage: documents::Storage,
+    _store_dir: tempfile::TempDir,
 }
 
 pub async fn world() -> World {
+    let store_dir = tempfile::tempdir().unwrap();
     World {
         db: TestDb::migrated(&schema::migrator()).await,
         keyring: Keyring::new(MasterKey::generate()),
+        storage: documents::Storage::local(store_dir.path()).unwrap(),
+        _store_dir: store_dir,
     }
 }
 
@@ -55,6 +61,27 @@ impl World {
             .unwrap();
         tx.commit().await.unwrap();
         patient.id
+    }
+
+    /// A committed, stored document of `patient_id`.
+    pub async fn document(&self, tenant_id: TenantId, patient_id: PatientId) -> uuid::Uuid {
+        let mut tx = self.tx(tenant_id).await;
+        let document = documents::put_bytes(
+            &mut tx,
+            &self.keyring,
+            &self.storage,
+            documents::NewDocument {
+                patient_id,
+                category: documents::Category::Correspondence,
+                filename: kernel::Phi::new("letter.txt".to_owned()),
+                content_type: "text/plain".to_owned(),
+            },
+            bytes::Bytes::from_static(b"Discharge summary, as released."),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        document.id.into_uuid()
     }
 
     /// A committed consent.

@@ -8,12 +8,18 @@ use time::{Duration, OffsetDateTime};
 
 use crate::{CANARY, World, recipient, try_sql, world};
 
-fn new_release(patient_id: PatientId, to: &str) -> NewRelease {
+/// A release to `to` of one stored document of `patient_id`.
+async fn new_release(
+    world: &World,
+    tenant_id: TenantId,
+    patient_id: PatientId,
+    to: &str,
+) -> NewRelease {
     NewRelease {
         patient_id,
         recipient: recipient(to),
         purpose: Purpose::Legal,
-        document_ids: vec![uuid::Uuid::now_v7()],
+        document_ids: vec![world.document(tenant_id, patient_id).await],
         description: Some("Zqxdescription: discharge summary 2026".to_owned()),
         released_at: None,
     }
@@ -48,7 +54,7 @@ async fn a_release_is_refused_without_consent_and_records_nothing() {
     world
         .grant(tenant_id, patient_id, Scope::Treatment, None, None)
         .await;
-    let new = new_release(patient_id, CANARY);
+    let new = new_release(&world, tenant_id, patient_id, CANARY).await;
     assert!(!format!("{new:?}").contains("Zqx"), "{new:?}");
     let refused = try_release(&world, tenant_id, new).await;
     assert!(
@@ -87,7 +93,12 @@ async fn a_release_is_refused_after_the_consent_is_revoked() {
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    let refused = try_release(&world, tenant_id, new_release(patient_id, CANARY)).await;
+    let refused = try_release(
+        &world,
+        tenant_id,
+        new_release(&world, tenant_id, patient_id, CANARY).await,
+    )
+    .await;
     assert!(
         matches!(refused, Err(ReleaseError::Consent(ConsentError::Revoked { consent_id, .. })) if consent_id == granted.id),
         "{refused:?}"
@@ -116,13 +127,18 @@ async fn a_release_is_refused_after_the_consent_expires() {
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    let refused = try_release(&world, tenant_id, new_release(patient_id, CANARY)).await;
+    let refused = try_release(
+        &world,
+        tenant_id,
+        new_release(&world, tenant_id, patient_id, CANARY).await,
+    )
+    .await;
     assert!(
         matches!(refused, Err(ReleaseError::Consent(ConsentError::Expired { consent_id, .. })) if consent_id == granted.id),
         "{refused:?}"
     );
     // A release dated while it was in force is accepted (recorded late).
-    let mut backdated = new_release(patient_id, CANARY);
+    let mut backdated = new_release(&world, tenant_id, patient_id, CANARY).await;
     backdated.released_at = Some(OffsetDateTime::now_utc() - Duration::days(2));
     try_release(&world, tenant_id, backdated).await.unwrap();
     assert_eq!(n_releases(&world).await, 1);
@@ -145,7 +161,7 @@ async fn a_release_is_refused_for_a_recipient_the_consent_does_not_name() {
     let refused = try_release(
         &world,
         tenant_id,
-        new_release(patient_id, "Brightside Insurance"),
+        new_release(&world, tenant_id, patient_id, "Brightside Insurance").await,
     )
     .await;
     assert!(
@@ -157,7 +173,12 @@ async fn a_release_is_refused_for_a_recipient_the_consent_does_not_name() {
     );
     // Another patient's consent for the same recipient does not count either.
     let other_patient = world.patient(tenant_id).await;
-    let refused = try_release(&world, tenant_id, new_release(other_patient, CANARY)).await;
+    let refused = try_release(
+        &world,
+        tenant_id,
+        new_release(&world, tenant_id, other_patient, CANARY).await,
+    )
+    .await;
     assert!(
         matches!(refused, Err(ReleaseError::Consent(_))),
         "{refused:?}"
@@ -183,7 +204,13 @@ async fn a_release_with_a_valid_consent_is_recorded_and_listed_in_the_disclosure
     let released = try_release(
         &world,
         tenant_id,
-        new_release(patient_id, "  zqxcanary   OAKWOOD family law "),
+        new_release(
+            &world,
+            tenant_id,
+            patient_id,
+            "  zqxcanary   OAKWOOD family law ",
+        )
+        .await,
     )
     .await
     .unwrap();
@@ -267,9 +294,13 @@ async fn the_accounting_of_disclosures_is_append_only() {
             None,
         )
         .await;
-    let released = try_release(&world, tenant_id, new_release(patient_id, CANARY))
-        .await
-        .unwrap();
+    let released = try_release(
+        &world,
+        tenant_id,
+        new_release(&world, tenant_id, patient_id, CANARY).await,
+    )
+    .await
+    .unwrap();
     for sql in [
         "UPDATE compliance.releases SET purpose = 'other' WHERE tenant_id = $1 AND id = $2",
         "DELETE FROM compliance.releases WHERE tenant_id = $1 AND id = $2",
@@ -294,7 +325,7 @@ async fn a_release_that_says_nothing_of_what_was_released_is_refused() {
     let world = world().await;
     let tenant_id = world.tenant("Clinic").await;
     let patient_id = world.patient(tenant_id).await;
-    let mut new = new_release(patient_id, CANARY);
+    let mut new = new_release(&world, tenant_id, patient_id, CANARY).await;
     new.document_ids.clear();
     new.description = Some("   ".to_owned());
     assert!(matches!(
@@ -329,7 +360,12 @@ async fn revoking_the_newest_consent_to_a_recipient_leaves_no_older_one_in_force
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    let refused = try_release(&world, tenant_id, new_release(patient_id, CANARY)).await;
+    let refused = try_release(
+        &world,
+        tenant_id,
+        new_release(&world, tenant_id, patient_id, CANARY).await,
+    )
+    .await;
     assert!(
         matches!(
             refused,
@@ -340,7 +376,55 @@ async fn revoking_the_newest_consent_to_a_recipient_leaves_no_older_one_in_force
     assert_eq!(n_releases(&world).await, 0);
     // A new grant after the revocation is in force again.
     grant().await;
-    try_release(&world, tenant_id, new_release(patient_id, CANARY))
-        .await
-        .unwrap();
+    try_release(
+        &world,
+        tenant_id,
+        new_release(&world, tenant_id, patient_id, CANARY).await,
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_release_naming_a_document_that_is_not_this_patients_is_refused() {
+    let world = world().await;
+    let tenant_id = world.tenant("Clinic").await;
+    let patient_id = world.patient(tenant_id).await;
+    world
+        .grant(
+            tenant_id,
+            patient_id,
+            Scope::ReleaseOfInformation,
+            Some(CANARY),
+            None,
+        )
+        .await;
+    let other_patient = world.patient(tenant_id).await;
+    let others_document = world.document(tenant_id, other_patient).await;
+    let other_tenant = world.tenant("Elsewhere").await;
+    let elsewhere_patient = world.patient(other_tenant).await;
+    let other_tenants_document = world.document(other_tenant, elsewhere_patient).await;
+    for foreign in [
+        others_document,
+        other_tenants_document,
+        uuid::Uuid::now_v7(),
+    ] {
+        let mut new = new_release(&world, tenant_id, patient_id, CANARY).await;
+        new.document_ids.push(foreign);
+        let refused = try_release(&world, tenant_id, new).await;
+        assert!(
+            matches!(refused, Err(ReleaseError::UnknownDocument(id)) if id == foreign),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(n_releases(&world).await, 0);
+    // Its own stored documents are released.
+    try_release(
+        &world,
+        tenant_id,
+        new_release(&world, tenant_id, patient_id, CANARY).await,
+    )
+    .await
+    .unwrap();
+    assert_eq!(n_releases(&world).await, 1);
 }

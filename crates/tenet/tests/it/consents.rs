@@ -27,7 +27,25 @@ async fn a_release_is_refused_without_consent_then_recorded_listed_and_reported_
         .id
         .to_string();
     tx.commit().await.unwrap();
-    let document = uuid::Uuid::now_v7().to_string();
+    // The released document: one the operator stored for this patient.
+    let file = tenet.home.path().join("summary.txt");
+    std::fs::write(&file, "Discharge summary\n").unwrap();
+    let uploaded = tenet
+        .run(&[
+            "documents",
+            "upload",
+            "--tenant",
+            &tenant,
+            "--patient",
+            &patient_id,
+            "--category",
+            "correspondence",
+            "--content-type",
+            "text/plain",
+            file.to_str().unwrap(),
+        ])
+        .await;
+    let document = uploaded.ok().split_whitespace().next().unwrap().to_owned();
     let record = [
         "releases",
         "record",
