@@ -30,12 +30,15 @@ pub struct Session {
     pub tx: TenantTx,
 }
 
+#[derive(Clone)]
 enum Bearer {
     ApiKey(ApiKeyClaim),
     Jwt(String),
 }
 
-/// A bearer credential read from the request, not yet checked.
+/// A bearer credential read from the request, not yet checked. Cloned to check it
+/// again later in the same request (an upload checks before and after its body).
+#[derive(Clone)]
 pub struct Credential {
     bearer: Bearer,
     request_id: Option<RequestId>,
@@ -176,6 +179,7 @@ impl Authenticated {
 macro_rules! permission {
     ($(#[$meta:meta])* $name:ident, [$($role:ident),+], $why:literal) => {
         $(#[$meta])*
+        #[derive(Clone)]
         pub struct $name(Credential);
 
         impl $name {

@@ -219,7 +219,9 @@ pub async fn put_bytes(
 
 /// Streams `body` into the store, sealed, refusing it once it passes the store's size
 /// limit or when its bytes contradict the declared type; then records the metadata and
-/// the audit event in `tx`. The upload is never held whole in memory.
+/// the audit event in `tx`. The upload is never held whole in memory. `tx` stays open
+/// while the body streams: for a body from the network, use [`stage`] with no
+/// transaction open and [`record`] afterwards.
 pub async fn put<S, E>(
     tx: &mut TenantTx,
     keyring: &Keyring,
@@ -231,13 +233,57 @@ where
     S: Stream<Item = Result<Bytes, E>> + Send,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    check_filename(new.filename.expose())?;
-    let tenant_id = tx.tenant_id();
-    let document_id = DocumentId::generate();
     let data_key = keyring.active_key(tx).await?;
-    let object_key = Storage::object_key(tenant_id, document_id);
+    let staged = stage(storage, tx.tenant_id(), &data_key, new, body).await?;
+    record(tx, &staged).await
+}
 
-    let mut body = std::pin::pin!(body);
+/// Content in the store, sealed, that no row names yet: [`record`] makes it a
+/// document; dropped unrecorded, its object is an orphan the lifecycle sweep removes
+/// after [`crate::lifecycle::ORPHAN_AGE`] (or [`discard`] removes it now).
+#[must_use = "a staged upload is recorded or discarded"]
+pub struct Staged {
+    tenant_id: TenantId,
+    document_id: DocumentId,
+    patient_id: PatientId,
+    category: Category,
+    content_type: &'static str,
+    size_bytes: i64,
+    content_sha256: [u8; 32],
+    filename_sealed: Vec<u8>,
+    data_key_id: Uuid,
+    object_key: object_store::path::Path,
+}
+
+impl std::fmt::Debug for Staged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Staged")
+            .field("document_id", &self.document_id)
+            .field("category", &self.category)
+            .field("size_bytes", &self.size_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Streams `body` into the store, sealed with `data_key` (the tenant's active key),
+/// refusing it once it passes the store's size limit or when its bytes contradict the
+/// declared type. Holds no database connection: a slow upload ties up nothing shared.
+pub async fn stage<S, E>(
+    storage: &Storage,
+    tenant_id: TenantId,
+    data_key: &DataKey,
+    new: NewDocument,
+    body: S,
+) -> Result<Staged, PutError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Send,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    check_filename(new.filename.expose())?;
+    let document_id = DocumentId::generate();
+    let object_key = Storage::object_key(tenant_id, document_id);
+    // Fused: a short body ends during the sniffing and is asked again after it.
+    let mut body = std::pin::pin!(body.fuse());
     // Gather the first bytes and sniff them before anything is written.
     let mut head: Vec<u8> = Vec::with_capacity(SNIFF_LEN);
     let mut rest: Option<Bytes> = None;
@@ -296,24 +342,34 @@ where
     writer.write(&sealer.finish());
     writer.finish().await?;
 
-    let document = Document {
-        id: document_id,
-        patient_id: new.patient_id,
-        category: new.category,
-        content_type: content_type.to_owned(),
-        size_bytes: i64::try_from(size_bytes).expect("BUG: size bounded by the limit"),
-        content_sha256: sha256.finalize().into(),
-        status: Status::Stored,
-        created_by: tx.actor().to_owned(),
-        created_at: OffsetDateTime::now_utc(),
-        deleted_at: None,
-        deletion_reason: None,
-        hold: None,
-    };
     let filename_sealed = data_key.key.seal(
         new.filename.expose().as_bytes(),
         &filename_aad(tenant_id, document_id),
     );
+    Ok(Staged {
+        tenant_id,
+        document_id,
+        patient_id: new.patient_id,
+        category: new.category,
+        content_type,
+        size_bytes: i64::try_from(size_bytes).expect("BUG: size bounded by the limit"),
+        content_sha256: sha256.finalize().into(),
+        filename_sealed,
+        data_key_id: data_key.id,
+        object_key,
+    })
+}
+
+/// Records `staged` as a document in `tx`, with its audit event and its outbox event.
+/// The caller re-checks in `tx` that the actor may still upload for the patient. If
+/// `tx` does not commit, [`discard`] the object (or leave it to the sweep).
+pub async fn record(tx: &mut TenantTx, staged: &Staged) -> Result<Document, PutError> {
+    assert_eq!(
+        tx.tenant_id(),
+        staged.tenant_id,
+        "BUG: an upload recorded in another tenant's transaction"
+    );
+    let created_by = tx.actor().to_owned();
     let created_at: OffsetDateTime = sqlx::query_scalar(
         "INSERT INTO documents.documents
              (tenant_id, id, patient_id, category, filename_sealed, content_type, size_bytes,
@@ -321,22 +377,32 @@ where
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          RETURNING created_at",
     )
-    .bind(tenant_id.as_uuid())
-    .bind(document_id.as_uuid())
-    .bind(new.patient_id.as_uuid())
-    .bind(new.category)
-    .bind(filename_sealed)
-    .bind(content_type)
-    .bind(document.size_bytes)
-    .bind(&document.content_sha256[..])
-    .bind(data_key.id)
-    .bind(object_key.as_ref())
-    .bind(&document.created_by)
+    .bind(staged.tenant_id.as_uuid())
+    .bind(staged.document_id.as_uuid())
+    .bind(staged.patient_id.as_uuid())
+    .bind(staged.category)
+    .bind(&staged.filename_sealed)
+    .bind(staged.content_type)
+    .bind(staged.size_bytes)
+    .bind(&staged.content_sha256[..])
+    .bind(staged.data_key_id)
+    .bind(staged.object_key.as_ref())
+    .bind(&created_by)
     .fetch_one(&mut **tx)
     .await?;
     let document = Document {
+        id: staged.document_id,
+        patient_id: staged.patient_id,
+        category: staged.category,
+        content_type: staged.content_type.to_owned(),
+        size_bytes: staged.size_bytes,
+        content_sha256: staged.content_sha256,
+        status: Status::Stored,
+        created_by,
         created_at,
-        ..document
+        deleted_at: None,
+        deletion_reason: None,
+        hold: None,
     };
     audit_document(tx, "document.create", &document, None).await?;
     emit(tx, "document.stored", &document).await?;
@@ -344,6 +410,14 @@ where
     // objects of uploads that never committed even before any retention rule exists.
     crate::lifecycle::ensure_schedule(tx, created_at).await?;
     Ok(document)
+}
+
+/// Removes the object of an upload that was not recorded (refused on the re-check, or
+/// its transaction failed). Best effort: what fails here the sweep removes later.
+pub async fn discard(storage: &Storage, staged: Staged) {
+    if let Err(err) = storage.store().delete(&staged.object_key).await {
+        tracing::warn!(document_id = %staged.document_id, error = %err, "an unrecorded upload's object was not removed; the lifecycle sweep will");
+    }
 }
 
 pub(crate) async fn audit_document(

@@ -31,8 +31,8 @@ pub mod storage;
 
 pub use category::{Category, DocumentId, Permission};
 pub use document::{
-    DeleteError, Document, NewDocument, OpenError, Opened, PutError, Status, exists, open, put,
-    put_bytes,
+    DeleteError, Document, NewDocument, OpenError, Opened, PutError, Staged, Status, discard,
+    exists, open, put, put_bytes, record, stage,
 };
 pub use storage::Storage;
 

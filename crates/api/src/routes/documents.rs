@@ -359,24 +359,31 @@ pub async fn upload(
         .ok_or_else(|| {
             ApiError::InvalidInput("send the file name in the Document-Filename header".to_owned())
         })?;
+    // Three steps, so that no database connection waits on a slow client: check the
+    // credential and the permission (and answer a replay) in one short transaction;
+    // stream the body into the store with none open; then check both again and record
+    // the document in a second. Whatever is streamed but not recorded is removed.
+    let again = credential.clone();
     let Session { actor, mut tx } = credential.open(&state).await?;
     authorize(&mut tx, &actor, patient_id, category, Permission::Write).await?;
     // The key covers what identifies the upload, not the streamed body.
     let path = format!("/patients/{patient_id}/documents");
     let fingerprint = format!("{category}\n{content_type}\n{filename}");
-    let idempotency = idempotency::claim(&mut tx, &headers, &path, fingerprint.as_bytes()).await?;
-    if let Idempotency::Replay(outcome) = &idempotency {
-        let document_id = DocumentId::new_unchecked(outcome.resource_id.ok_or(ApiError::NotFound)?);
-        let document = document::get(&mut tx, document_id)
-            .await?
-            .ok_or(ApiError::NotFound)?;
+    if let Some(replayed) = replay(&mut tx, &headers, &path, &fingerprint).await? {
         tx.commit().await?;
-        return Ok(created(&document));
+        return Ok(created(&replayed));
     }
-    let stored = documents::put(
-        &mut tx,
-        &state.keyring,
+    let data_key = state
+        .keyring
+        .active_key(&mut tx)
+        .await
+        .map_err(PutError::from)?;
+    tx.rollback().await?;
+
+    let staged = documents::stage(
         &state.documents,
+        actor.tenant_id,
+        &data_key,
         NewDocument {
             patient_id,
             category,
@@ -386,11 +393,71 @@ pub async fn upload(
         body.into_data_stream(),
     )
     .await?;
-    idempotency
-        .record(&mut tx, 201, "document", Some(stored.id.into_uuid()))
-        .await?;
-    tx.commit().await?;
-    Ok(created(&stored))
+
+    // The second transaction. Its commit is the upload's point of no return: an error
+    // before it leaves the object unnamed, and it is removed now; an error from the
+    // commit itself may hide a commit that happened, so that object is left to the
+    // sweep, which removes it only if no stored row names it.
+    let mut committing = false;
+    let recorded: Result<(Document, bool), ApiError> = async {
+        let Session { actor, mut tx } = again.open(&state).await?;
+        authorize(&mut tx, &actor, patient_id, category, Permission::Write).await?;
+        let idempotency =
+            idempotency::claim(&mut tx, &headers, &path, fingerprint.as_bytes()).await?;
+        if let Idempotency::Replay(outcome) = &idempotency {
+            // A retry of the same upload was recorded while this one streamed.
+            let document = replayed_document(&mut tx, outcome).await?;
+            tx.commit().await?;
+            return Ok((document, false));
+        }
+        let document = documents::record(&mut tx, &staged).await?;
+        idempotency
+            .record(&mut tx, 201, "document", Some(document.id.into_uuid()))
+            .await?;
+        committing = true;
+        tx.commit().await?;
+        Ok((document, true))
+    }
+    .await;
+    match recorded {
+        Ok((document, true)) => Ok(created(&document)),
+        Ok((document, false)) => {
+            documents::discard(&state.documents, staged).await;
+            Ok(created(&document))
+        }
+        Err(err) => {
+            if !committing {
+                documents::discard(&state.documents, staged).await;
+            }
+            Err(err)
+        }
+    }
+}
+
+/// The document an earlier request with the same idempotency key created.
+async fn replayed_document(
+    tx: &mut TenantTx,
+    outcome: &platform::idempotency::StoredOutcome,
+) -> Result<Document, ApiError> {
+    let document_id = DocumentId::new_unchecked(outcome.resource_id.ok_or(ApiError::NotFound)?);
+    document::get(tx, document_id)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+/// Answers a retried upload from its first transaction, before any body is read.
+async fn replay(
+    tx: &mut TenantTx,
+    headers: &HeaderMap,
+    path: &str,
+    fingerprint: &str,
+) -> Result<Option<Document>, ApiError> {
+    // Claiming here only peeks: the caller rolls this transaction back, and with it a
+    // fresh claim; the key is claimed for good in the transaction that records.
+    match idempotency::claim(tx, headers, path, fingerprint.as_bytes()).await? {
+        Idempotency::Replay(outcome) => replayed_document(tx, &outcome).await.map(Some),
+        Idempotency::None | Idempotency::Fresh(_) => Ok(None),
+    }
 }
 
 fn created(document: &Document) -> Response {

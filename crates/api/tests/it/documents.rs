@@ -725,3 +725,129 @@ async fn a_clinician_off_the_care_team_reads_a_document_only_through_break_glass
         Some("Overnight emergency, patient unresponsive")
     );
 }
+
+/// Files under the document store's directory: the stored objects.
+fn n_objects(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| {
+                    let path = entry.path();
+                    if path.is_dir() { n_objects(&path) } else { 1 }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// An upload whose body arrives when the test says: it returns once the upload has
+/// taken its first part (past the checks, streaming), and the sender ends the body
+/// when dropped.
+async fn stalled_upload(
+    world: &World,
+    token: &str,
+    patient_id: PatientId,
+    i: usize,
+) -> (
+    tokio::sync::mpsc::Sender<Result<axum::body::Bytes, std::io::Error>>,
+    tokio::task::JoinHandle<Reply>,
+) {
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    let body = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|part| (part, receiver))
+    });
+    let request = request(
+        Method::POST,
+        &format!(
+            "/v1/patients/{patient_id}/documents?category={}",
+            Category::Correspondence
+        ),
+        Some(token),
+    )
+    .header(header::CONTENT_TYPE, "text/plain")
+    .header("document-filename", format!("{CANARY} {i}.txt"))
+    .body(Body::from_stream(body))
+    .unwrap();
+    let client = world.client.clone();
+    let reply = tokio::spawn(async move { client.send(request).await });
+    for part in [
+        format!("{CANARY} part one of {i}\n"),
+        "part two\n".to_owned(),
+    ] {
+        // The channel holds one part: the second send returns once the upload has
+        // taken the first.
+        tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            sender.send(Ok(part.into())),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("upload {i} never started streaming its body"))
+        .unwrap();
+    }
+    (sender, reply)
+}
+
+#[tokio::test]
+async fn slow_uploads_hold_no_database_connection_and_are_checked_again_when_they_end() {
+    let world = World::new().await;
+    let clinician = &world.a.clinician;
+    let patient_id = patient(&world, world.a.id, &[clinician.user_id]).await;
+
+    // More uploads stalled mid-body than the pool has connections (16).
+    let mut uploads = Vec::new();
+    for i in 0..24 {
+        uploads.push(stalled_upload(&world, &clinician.token, patient_id, i).await);
+    }
+    let in_transaction: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+    )
+    .fetch_one(&world.db.admin)
+    .await
+    .unwrap();
+    assert_eq!(in_transaction, 0, "no transaction waits on a body");
+    // The API still answers everyone else.
+    let listed = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        world.get(
+            &format!("/v1/patients/{patient_id}/documents"),
+            &clinician.token,
+        ),
+    )
+    .await
+    .expect("the API answers while uploads stall");
+    assert_eq!(listed.ok(StatusCode::OK)["documents"], json!([]));
+    for (sender, reply) in uploads {
+        drop(sender);
+        reply.await.unwrap().ok(StatusCode::CREATED);
+    }
+    let stored = n_objects(world.documents_dir.path());
+    assert_eq!(stored, 24);
+
+    // Credentials are checked again once the body is in: a key revoked while its
+    // upload streamed stores nothing, and leaves no object behind.
+    let mut uploads = Vec::new();
+    for i in 0..3 {
+        uploads.push(stalled_upload(&world, &clinician.token, patient_id, i).await);
+    }
+    let mut tx = TenantTx::begin_as(&world.db.app, world.a.id, "system", None)
+        .await
+        .unwrap();
+    assert!(
+        identity::api_key::revoke(&mut tx, clinician.key_id)
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+    for (sender, reply) in uploads {
+        drop(sender);
+        reply.await.unwrap().problem(StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(n_objects(world.documents_dir.path()), stored);
+    let n_rows: i64 = sqlx::query_scalar("SELECT count(*) FROM documents.documents")
+        .fetch_one(&world.db.admin)
+        .await
+        .unwrap();
+    assert_eq!(n_rows, 24);
+}
