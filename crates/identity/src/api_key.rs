@@ -291,6 +291,64 @@ pub async fn list(tx: &mut TenantTx) -> Result<Vec<ApiKeyInfo>, sqlx::Error> {
         .collect())
 }
 
+/// The principal an audit name (`api_key:<id>` or `user:<id>`, see
+/// [`Actor::audit_name`]) names in the transaction's tenant, as it stands now: `None`
+/// if it is unknown, revoked or disabled, or its tenant is. For re-checking, when a
+/// grant it made is used later (a signed link), that its maker may still do what the
+/// grant allows.
+pub async fn actor_in_force(
+    tx: &mut TenantTx,
+    audit_name: &str,
+) -> Result<Option<Actor>, sqlx::Error> {
+    let tenant_id = tx.tenant_id();
+    let parsed = audit_name
+        .split_once(':')
+        .and_then(|(kind, id)| Some((kind, id.parse::<uuid::Uuid>().ok()?)));
+    let row: Option<(String, Option<uuid::Uuid>)> = match parsed {
+        Some(("api_key", key_id)) => {
+            sqlx::query_as(
+                "SELECT k.role::text, k.user_id
+                 FROM identity.api_keys k JOIN identity.tenants t USING (tenant_id)
+                 LEFT JOIN identity.users u ON u.tenant_id = k.tenant_id AND u.id = k.user_id
+                 WHERE k.tenant_id = $1 AND k.id = $2 AND k.status = 'active'
+                   AND t.status = 'active' AND coalesce(u.status = 'active', true)",
+            )
+            .bind(tenant_id.as_uuid())
+            .bind(key_id)
+            .fetch_optional(&mut **tx)
+            .await?
+        }
+        Some(("user", user_id)) => {
+            sqlx::query_as(
+                "SELECT u.role::text, u.id
+                 FROM identity.users u JOIN identity.tenants t USING (tenant_id)
+                 WHERE u.tenant_id = $1 AND u.id = $2 AND u.status = 'active'
+                   AND t.status = 'active'",
+            )
+            .bind(tenant_id.as_uuid())
+            .bind(user_id)
+            .fetch_optional(&mut **tx)
+            .await?
+        }
+        _ => None,
+    };
+    Ok(row.map(|(role, user_id)| {
+        let (kind, id) = parsed.expect("BUG: a row only for a parsed name");
+        Actor {
+            tenant_id,
+            kind: if kind == "api_key" {
+                ActorKind::ApiKey(ApiKeyId::new_unchecked(id))
+            } else {
+                ActorKind::User(UserId::new_unchecked(id))
+            },
+            role: role
+                .parse()
+                .expect("BUG: identity.role enum and kernel::Role disagree"),
+            user_id: user_id.map(UserId::new_unchecked),
+        }
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

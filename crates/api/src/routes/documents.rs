@@ -694,7 +694,8 @@ pub struct LinkView {
 }
 
 /// Make a short-lived signed link to a document's content: whoever holds it may
-/// download the content until it expires, audited as the link's maker.
+/// download the content until it expires, audited as the link's maker, and only while
+/// the maker may still read the document.
 #[utoipa::path(post, path = "/v1/documents/{id}/link", tag = "documents",
     params(("id" = Uuid, Path, description = "Document id")),
     request_body = NewLink,
@@ -762,7 +763,28 @@ pub async fn download_by_link(
     let document_id = claims
         .verify(&mut tx, &state.keyring, OffsetDateTime::now_utc())
         .await?;
-    stream(tx, &state, document_id, "treatment", false).await
+    // The link carries its maker's access, not more: a maker revoked or disabled
+    // since, or who may no longer read this document (off the care team, a break-glass
+    // grant run out, a narrowed scope), makes the link void.
+    let maker = identity::api_key::actor_in_force(&mut tx, &claims.actor)
+        .await?
+        .ok_or(ApiError::LinkRefused { expired: false })?;
+    let (_, standing) = authorize_document(&mut tx, &maker, document_id, Permission::Read)
+        .await
+        .map_err(|err| match err {
+            ApiError::Forbidden(_) | ApiError::BreakGlassRequired | ApiError::NotFound => {
+                ApiError::LinkRefused { expired: false }
+            }
+            err => err,
+        })?;
+    stream(
+        tx,
+        &state,
+        document_id,
+        &standing.purpose,
+        standing.break_glass,
+    )
+    .await
 }
 
 /// Why a document is held.

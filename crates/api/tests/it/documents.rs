@@ -851,3 +851,59 @@ async fn slow_uploads_hold_no_database_connection_and_are_checked_again_when_the
         .unwrap();
     assert_eq!(n_rows, 24);
 }
+
+/// Follows a signed link with no other credential.
+async fn follow(world: &World, url: &str) -> Reply {
+    world
+        .send(request(Method::GET, url, None).body(Body::empty()).unwrap())
+        .await
+}
+
+#[tokio::test]
+async fn a_signed_link_dies_with_its_makers_access() {
+    let world = World::new().await;
+    let clinician = &world.a.clinician;
+    let patient_id = patient(&world, world.a.id, &[clinician.user_id]).await;
+    let id = stored(&world, &clinician.token, patient_id, Category::LabResult).await;
+    let link = |token: String| {
+        let world = &world;
+        async move {
+            world
+                .post(&format!("/v1/documents/{id}/link"), &token, &json!({}))
+                .await
+                .ok(StatusCode::CREATED)["url"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+
+    // Off the care team since: the clinician could no longer read it, nor can the link.
+    let url = link(clinician.token.clone()).await;
+    assert_eq!(follow(&world, &url).await.status, StatusCode::OK);
+    sqlx::query("DELETE FROM clinical.care_team_members WHERE tenant_id = $1 AND patient_id = $2")
+        .bind(world.a.id.as_uuid())
+        .bind(patient_id.as_uuid())
+        .execute(&world.db.admin)
+        .await
+        .unwrap();
+    assert_eq!(
+        follow(&world, &url).await.problem(StatusCode::FORBIDDEN),
+        "/problems/link-invalid"
+    );
+
+    // The maker's key revoked since: void too, while a link of an admin still works.
+    let admins = link(world.a.admin.token.clone()).await;
+    assert_eq!(follow(&world, &admins).await.status, StatusCode::OK);
+    let mut tx = TenantTx::begin_as(&world.db.app, world.a.id, "system", None)
+        .await
+        .unwrap();
+    identity::api_key::revoke(&mut tx, world.a.admin.key_id)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        follow(&world, &admins).await.problem(StatusCode::FORBIDDEN),
+        "/problems/link-invalid"
+    );
+}
