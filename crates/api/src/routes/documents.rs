@@ -333,6 +333,7 @@ pub struct UploadQuery {
         (status = 413, description = "Larger than the store's limit", body = crate::error::Problem),
         (status = 415, description = "A type not accepted, or content that contradicts the declared type", body = crate::error::Problem),
         (status = 422, body = crate::error::Problem),
+        (status = 503, description = "Too many uploads streaming at once; try again shortly", body = crate::error::Problem),
     ),
     security(("bearer" = [])))]
 pub async fn upload(
@@ -363,8 +364,11 @@ pub async fn upload(
     // credential and the permission (and answer a replay) in one short transaction;
     // stream the body into the store with none open; then check both again and record
     // the document in a second. Whatever is streamed but not recorded is removed.
-    let again = credential.clone();
+    // Uploads streaming at once are bounded (each buffers up to a few parts): past the
+    // bound, a clear 503 rather than memory without limit.
+    let _slot = UPLOADS.try_acquire().map_err(|_| ApiError::Unavailable)?;
     let Session { actor, mut tx } = credential.open(&state).await?;
+    let request_id = tx.request_id();
     authorize(&mut tx, &actor, patient_id, category, Permission::Write).await?;
     // The key covers what identifies the upload, not the streamed body.
     let path = format!("/patients/{patient_id}/documents");
@@ -400,7 +404,13 @@ pub async fn upload(
     // sweep, which removes it only if no stored row names it.
     let mut committing = false;
     let recorded: Result<(Document, bool), ApiError> = async {
-        let Session { actor, mut tx } = again.open(&state).await?;
+        // The principal as it stands now: a key revoked or a user disabled while the
+        // body streamed stores nothing. (A token that merely expired meanwhile was
+        // valid when the upload began, so it is not asked for again.)
+        let mut tx = TenantTx::begin(&state.pool, &actor, request_id).await?;
+        let actor = identity::api_key::actor_in_force(&mut tx, &actor.audit_name())
+            .await?
+            .ok_or(ApiError::Unauthenticated)?;
         authorize(&mut tx, &actor, patient_id, category, Permission::Write).await?;
         let idempotency =
             idempotency::claim(&mut tx, &headers, &path, fingerprint.as_bytes()).await?;
@@ -433,6 +443,10 @@ pub async fn upload(
         }
     }
 }
+
+/// Uploads streaming at once in this process, at most.
+pub const UPLOADS_MAX: usize = 64;
+static UPLOADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(UPLOADS_MAX);
 
 /// The document an earlier request with the same idempotency key created.
 async fn replayed_document(

@@ -142,6 +142,7 @@ async fn verifying_while_requests_append_sees_one_consistent_log() {
     };
     for streams in [1, 2, 1, 2, 3] {
         let report = verify_with_options(&db, tenant_id, &key, streams).await;
+        assert_eq!(report.streams, streams, "readers used");
         assert_eq!(
             report.problems,
             vec![],
