@@ -404,9 +404,16 @@ async fn a_release_naming_a_document_that_is_not_this_patients_is_refused() {
     let other_tenant = world.tenant("Elsewhere").await;
     let elsewhere_patient = world.patient(other_tenant).await;
     let other_tenants_document = world.document(other_tenant, elsewhere_patient).await;
+    let deleted = world.document(tenant_id, patient_id).await;
+    let mut tx = world.tx(tenant_id).await;
+    documents::document::delete(&mut tx, documents::DocumentId::new_unchecked(deleted))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
     for foreign in [
         others_document,
         other_tenants_document,
+        deleted,
         uuid::Uuid::now_v7(),
     ] {
         let mut new = new_release(&world, tenant_id, patient_id, CANARY).await;
