@@ -30,15 +30,12 @@ pub struct Session {
     pub tx: TenantTx,
 }
 
-#[derive(Clone)]
 enum Bearer {
     ApiKey(ApiKeyClaim),
     Jwt(String),
 }
 
-/// A bearer credential read from the request, not yet checked. Cloned to check it
-/// again later in the same request (an upload checks before and after its body).
-#[derive(Clone)]
+/// A bearer credential read from the request, not yet checked.
 pub struct Credential {
     bearer: Bearer,
     request_id: Option<RequestId>,
@@ -179,7 +176,6 @@ impl Authenticated {
 macro_rules! permission {
     ($(#[$meta:meta])* $name:ident, [$($role:ident),+], $why:literal) => {
         $(#[$meta])*
-        #[derive(Clone)]
         pub struct $name(Credential);
 
         impl $name {

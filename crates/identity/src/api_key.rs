@@ -105,7 +105,6 @@ pub async fn create(
 
 /// A presented key split into its parts, not yet checked against the database.
 /// `Debug` never shows the secret.
-#[derive(Clone)]
 pub struct ApiKeyClaim {
     pub tenant_id: TenantId,
     pub key_id: ApiKeyId,
