@@ -236,10 +236,12 @@ pub async fn record(
         return Err(ReleaseError::UnknownPatient);
     }
     // Each released document is a stored document of this patient (documents' narrow
-    // API: metadata only, nothing is opened).
+    // API: metadata only, nothing is opened), held so that a deletion cannot commit
+    // between this check and the release: the accounting names only what was stored.
     for &document_id in &new.document_ids {
         let document =
-            documents::document::get(tx, documents::DocumentId::new_unchecked(document_id)).await?;
+            documents::document::get_held(tx, documents::DocumentId::new_unchecked(document_id))
+                .await?;
         if !document.is_some_and(|document| {
             document.patient_id == new.patient_id && document.status == documents::Status::Stored
         }) {

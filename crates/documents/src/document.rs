@@ -536,6 +536,24 @@ pub async fn get(
     Ok(row.map(Document::from))
 }
 
+/// A document's metadata, held against change until the caller's transaction ends
+/// (`FOR SHARE`): for contexts that record something about the document as it stands
+/// (a release names what left). A deletion committed first is seen (the document reads
+/// `deleted`); one that comes later waits for the caller's commit. Metadata only.
+pub async fn get_held(
+    tx: &mut TenantTx,
+    document_id: DocumentId,
+) -> Result<Option<Document>, sqlx::Error> {
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM documents.documents WHERE tenant_id = $1 AND id = $2 FOR SHARE"
+    ))
+    .bind(tx.tenant_id().as_uuid())
+    .bind(document_id.as_uuid())
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(Document::from))
+}
+
 /// Whether the tenant has this document, stored (not deleted): for contexts that
 /// point at one (a consent's evidence).
 pub async fn exists(tx: &mut TenantTx, document_id: DocumentId) -> Result<bool, sqlx::Error> {

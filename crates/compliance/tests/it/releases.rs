@@ -435,3 +435,45 @@ async fn a_release_naming_a_document_that_is_not_this_patients_is_refused() {
     .unwrap();
     assert_eq!(n_releases(&world).await, 1);
 }
+
+#[tokio::test]
+async fn a_document_being_released_cannot_be_deleted_until_the_release_commits() {
+    let world = world().await;
+    let tenant_id = world.tenant("Clinic").await;
+    let patient_id = world.patient(tenant_id).await;
+    world
+        .grant(
+            tenant_id,
+            patient_id,
+            Scope::ReleaseOfInformation,
+            Some(CANARY),
+            None,
+        )
+        .await;
+    let new = new_release(&world, tenant_id, patient_id, CANARY).await;
+    let document_id = documents::DocumentId::new_unchecked(new.document_ids[0]);
+    let mut releasing = world.tx(tenant_id).await;
+    release::record(&mut releasing, &world.keyring, new)
+        .await
+        .unwrap();
+    // A deletion meanwhile waits on the release (here it gives up after 300 ms)...
+    let mut deleting = world.tx(tenant_id).await;
+    sqlx::query("SET LOCAL lock_timeout = '300ms'")
+        .execute(&mut *deleting)
+        .await
+        .unwrap();
+    let waited = documents::document::delete(&mut deleting, document_id).await;
+    assert!(
+        format!("{waited:?}").contains("lock timeout"),
+        "the deletion did not wait for the release: {waited:?}"
+    );
+    drop(deleting);
+    releasing.commit().await.unwrap();
+    // ...and goes through once the release committed, naming a document then stored.
+    let mut deleting = world.tx(tenant_id).await;
+    documents::document::delete(&mut deleting, document_id)
+        .await
+        .unwrap();
+    deleting.commit().await.unwrap();
+    assert_eq!(n_releases(&world).await, 1);
+}
