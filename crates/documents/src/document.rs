@@ -526,8 +526,17 @@ pub async fn get(
     tx: &mut TenantTx,
     document_id: DocumentId,
 ) -> Result<Option<Document>, sqlx::Error> {
+    read_one(tx, document_id, "").await
+}
+
+/// One document's row, read with `locking` (`FOR SHARE`, `FOR UPDATE` or nothing).
+async fn read_one(
+    tx: &mut TenantTx,
+    document_id: DocumentId,
+    locking: &'static str,
+) -> Result<Option<Document>, sqlx::Error> {
     let row: Option<Row> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM documents.documents WHERE tenant_id = $1 AND id = $2"
+        "SELECT {COLUMNS} FROM documents.documents WHERE tenant_id = $1 AND id = $2 {locking}"
     ))
     .bind(tx.tenant_id().as_uuid())
     .bind(document_id.as_uuid())
@@ -544,14 +553,7 @@ pub async fn get_held(
     tx: &mut TenantTx,
     document_id: DocumentId,
 ) -> Result<Option<Document>, sqlx::Error> {
-    let row: Option<Row> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM documents.documents WHERE tenant_id = $1 AND id = $2 FOR SHARE"
-    ))
-    .bind(tx.tenant_id().as_uuid())
-    .bind(document_id.as_uuid())
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(row.map(Document::from))
+    read_one(tx, document_id, "FOR SHARE").await
 }
 
 /// Whether the tenant has this document, stored (not deleted): for contexts that
@@ -768,14 +770,7 @@ pub(crate) async fn lock(
     tx: &mut TenantTx,
     document_id: DocumentId,
 ) -> Result<Option<Document>, sqlx::Error> {
-    let row: Option<Row> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM documents.documents WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
-    ))
-    .bind(tx.tenant_id().as_uuid())
-    .bind(document_id.as_uuid())
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(row.map(Document::from))
+    read_one(tx, document_id, "FOR UPDATE").await
 }
 
 /// Marks a locked, stored, unheld document deleted and audits it. The object is not
