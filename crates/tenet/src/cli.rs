@@ -882,7 +882,8 @@ pub enum ConsentsCommand {
         /// treatment, telehealth, release_of_information or research.
         #[arg(long)]
         scope: String,
-        /// Whom information may be released to (release_of_information only).
+        /// Whom information may be released to (release_of_information only); `-`
+        /// reads it from standard input, out of the process list.
         #[arg(long)]
         recipient: Option<String>,
         /// When it lapses (RFC 3339).
@@ -927,6 +928,8 @@ pub enum ReleasesCommand {
         tenant: uuid::Uuid,
         #[arg(long)]
         patient: uuid::Uuid,
+        /// Whom it was released to; `-` reads it from standard input, out of the
+        /// process list.
         #[arg(long)]
         recipient: String,
         /// treatment, payment, healthcare_operations, patient_request, legal,
@@ -936,7 +939,7 @@ pub enum ReleasesCommand {
         /// A released document's id (repeat for several).
         #[arg(long = "document")]
         documents: Vec<uuid::Uuid>,
-        /// What was released, in words.
+        /// What was released, in words; `-` reads it from standard input.
         #[arg(long)]
         description: Option<String>,
     },

@@ -1,7 +1,9 @@
 //! `tenet consents grant|revoke|list|show` and `tenet releases record|list|report`:
 //! a tenant's consents and its accounting of disclosures, for operators. Each runs in
 //! a transaction of the tenant as `operator`, audited like the API. Recipients and
-//! release descriptions are PHI: they are sealed on the way in and never printed.
+//! release descriptions are PHI: they are sealed on the way in and never printed, and
+//! `-` takes them from standard input rather than the command line, which every user
+//! of the machine can read in the process list.
 
 use std::process::ExitCode;
 
@@ -17,6 +19,27 @@ use super::tenant_tx;
 use crate::cli::{ConsentsCommand, Global, ReleasesCommand};
 use crate::output::say;
 use crate::settings;
+
+/// A PHI argument as given, or, for `-`, the first line of standard input: a value on
+/// the command line is visible to every user of the machine (`ps`), one on standard
+/// input is not. Only one argument of a command may read standard input.
+fn phi_argument(value: String, flag: &str, stdin_taken: &mut bool) -> anyhow::Result<String> {
+    if value != "-" {
+        return Ok(value);
+    }
+    anyhow::ensure!(
+        !*stdin_taken,
+        "only one of --recipient and --description can be `-` (read from standard input)"
+    );
+    *stdin_taken = true;
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|err| anyhow::anyhow!("reading {flag} from standard input: {err}"))?;
+    let line = line.trim_end_matches(['\r', '\n']).to_owned();
+    anyhow::ensure!(!line.is_empty(), "{flag} -: standard input held no line");
+    Ok(line)
+}
 
 fn parse_time(text: &str, flag: &str) -> anyhow::Result<OffsetDateTime> {
     OffsetDateTime::parse(text, &Rfc3339)
@@ -39,6 +62,9 @@ pub async fn consents(global: &Global, command: ConsentsCommand) -> anyhow::Resu
                     "--scope must be treatment, telehealth, release_of_information or research"
                 )
             })?;
+            let recipient = recipient
+                .map(|recipient| phi_argument(recipient, "--recipient", &mut false))
+                .transpose()?;
             let recipient = recipient.as_deref().map(Recipient::parse).transpose()?;
             let valid_until = valid_until
                 .as_deref()
@@ -137,6 +163,11 @@ pub async fn releases(global: &Global, command: ReleasesCommand) -> anyhow::Resu
                     "--purpose must be treatment, payment, healthcare_operations, patient_request, legal, public_health, research or other"
                 )
             })?;
+            let mut stdin_taken = false;
+            let recipient = phi_argument(recipient, "--recipient", &mut stdin_taken)?;
+            let description = description
+                .map(|text| phi_argument(text, "--description", &mut stdin_taken))
+                .transpose()?;
             let mut tx = tenant_tx(app, tenant).await?;
             let release = release::record(
                 &mut tx,

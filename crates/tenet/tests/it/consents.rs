@@ -65,22 +65,43 @@ async fn a_release_is_refused_without_consent_then_recorded_listed_and_reported_
     refused.failed();
     assert!(refused.stderr.contains("not consented"), "{refused}");
 
+    // `-` reads the recipient from standard input, out of the process list.
     let granted = tenet
-        .run(&[
-            "consents",
-            "grant",
-            "--tenant",
-            &tenant,
-            "--patient",
-            &patient_id,
-            "--scope",
-            "release_of_information",
-            "--recipient",
-            CANARY,
-        ])
+        .run_with_stdin(
+            &[
+                "consents",
+                "grant",
+                "--tenant",
+                &tenant,
+                "--patient",
+                &patient_id,
+                "--scope",
+                "release_of_information",
+                "--recipient",
+                "-",
+            ],
+            format!("{CANARY}\n").as_bytes(),
+        )
         .await;
     let consent_id = single_line(granted.ok()).to_owned();
-    let recorded = tenet.run(&record).await;
+    let from_stdin = record.map(|arg| if arg == CANARY { "-" } else { arg });
+    let elsewhere = tenet
+        .run_with_stdin(&from_stdin, b"Someone Else Entirely\n")
+        .await;
+    elsewhere.failed();
+    assert!(elsewhere.stderr.contains("not consented"), "{elsewhere}");
+    let both = [&from_stdin[..], &["--description", "-"]].concat();
+    let refused = tenet.run_with_stdin(&both, CANARY.as_bytes()).await;
+    refused.failed();
+    assert!(
+        refused
+            .stderr
+            .contains("only one of --recipient and --description"),
+        "{refused}"
+    );
+    let recorded = tenet
+        .run_with_stdin(&from_stdin, format!("{CANARY}\r\n").as_bytes())
+        .await;
     let release_id = single_line(recorded.ok()).to_owned();
 
     let listed = tenet

@@ -117,6 +117,24 @@ impl Tenet {
         Run::new(args, output)
     }
 
+    /// Runs `tenet args...` to completion with `stdin` on its standard input.
+    async fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Run {
+        use tokio::io::AsyncWriteExt;
+        let mut child = self
+            .command(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("running tenet");
+        let mut input = child.stdin.take().expect("a piped stdin");
+        input.write_all(stdin).await.expect("writing stdin");
+        drop(input);
+        let output = child.wait_with_output().await.expect("tenet's output");
+        Run::new(args, output)
+    }
+
     /// Runs `sql` as the cluster superuser.
     async fn as_superuser(&self, sql: &str) {
         sqlx::raw_sql(sql)
