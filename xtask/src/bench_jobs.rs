@@ -38,10 +38,13 @@ fn psql_bin() -> PathBuf {
         .into_iter()
         .flatten()
         .flatten()
-        .map(|entry| entry.path().join("bin/psql"))
-        .filter(|psql| psql.is_file())
+        .filter_map(|entry| {
+            let major: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let psql = entry.path().join("bin/psql");
+            psql.is_file().then_some((major, psql))
+        })
         .max()
-        .unwrap_or_else(|| PathBuf::from("psql"))
+        .map_or_else(|| PathBuf::from("psql"), |(_, psql)| psql)
 }
 
 /// The port of the peers' PostgreSQL (`pg.sh` reads the same variable).

@@ -392,10 +392,12 @@ pub async fn grant(
         return Err(GrantError::UnknownPatient);
     }
     // The evidence is a stored document of the same patient (documents' narrow API:
-    // metadata only, nothing is opened).
+    // metadata only, nothing is opened), held until the grant commits.
     if let Some(document_id) = new.evidence_document_id {
         let document =
-            documents::document::get(tx, documents::DocumentId::new_unchecked(document_id)).await?;
+            documents::document::get_held(tx, &[documents::DocumentId::new_unchecked(document_id)])
+                .await?
+                .pop();
         if !document.is_some_and(|document| {
             document.patient_id == new.patient_id && document.status == documents::Status::Stored
         }) {

@@ -238,12 +238,17 @@ pub async fn record(
     // Each released document is a stored document of this patient (documents' narrow
     // API: metadata only, nothing is opened), held so that a deletion cannot commit
     // between this check and the release: the accounting names only what was stored.
+    let ids: Vec<_> = new
+        .document_ids
+        .iter()
+        .map(|&id| documents::DocumentId::new_unchecked(id))
+        .collect();
+    let held = documents::document::get_held(tx, &ids).await?;
     for &document_id in &new.document_ids {
-        let document =
-            documents::document::get_held(tx, documents::DocumentId::new_unchecked(document_id))
-                .await?;
-        if !document.is_some_and(|document| {
-            document.patient_id == new.patient_id && document.status == documents::Status::Stored
+        if !held.iter().any(|document| {
+            *document.id.as_uuid() == document_id
+                && document.patient_id == new.patient_id
+                && document.status == documents::Status::Stored
         }) {
             return Err(ReleaseError::UnknownDocument(document_id));
         }

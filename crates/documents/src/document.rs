@@ -24,10 +24,11 @@ use std::sync::Arc;
 use audit::AuditEntry;
 use bytes::Bytes;
 use db::TenantTx;
+use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
 use identity::keyring::{DataKey, Keyring, KeyringError};
 use kernel::{PatientId, Phi, TenantId};
-use object_store::WriteMultipart;
+use object_store::{MultipartUpload, PutPayload, UploadPart};
 use platform::outbox::{self, Event, Outbox};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -302,8 +303,7 @@ where
     }
     let content_type = sniff::check(&new.content_type, &head)?;
 
-    let upload = storage.store().put_multipart(&object_key).await?;
-    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_LEN);
+    let mut writer = Parts::new(storage.store().put_multipart(&object_key).await?);
     let mut sealer = Sealer::new(data_key.key.clone(), tenant_id, document_id);
     let mut sha256 = Sha256::new();
     let mut size_bytes: u64 = 0;
@@ -325,10 +325,7 @@ where
             }
             sha256.update(&chunk);
             let sealed = sealer.push(&chunk);
-            if !sealed.is_empty() {
-                writer.wait_for_capacity(PARTS_IN_FLIGHT_MAX).await?;
-                writer.write(&sealed);
-            }
+            writer.write(&sealed).await?;
         }
         Ok(())
     }
@@ -336,10 +333,13 @@ where
     if let Err(err) = streamed {
         // Nothing of a refused upload stays; an abort that fails leaves parts the
         // store's own expiry (S3 lifecycle) or the orphan sweep removes.
-        let _ = writer.abort().await;
+        writer.abort().await;
         return Err(err);
     }
-    writer.write(&sealer.finish());
+    if let Err(err) = writer.write(&sealer.finish()).await {
+        writer.abort().await;
+        return Err(err.into());
+    }
     writer.finish().await?;
 
     let filename_sealed = data_key.key.seal(
@@ -358,6 +358,76 @@ where
         data_key_id: data_key.id,
         object_key,
     })
+}
+
+/// A multipart upload sent in parts of [`PART_LEN`], at most [`PARTS_IN_FLIGHT_MAX`]
+/// in flight, and aborted whenever it fails. (`object_store::WriteMultipart` 0.12
+/// sends the last part from its `finish`, which aborts a failed completion but leaves
+/// the parts behind when that last part fails.)
+struct Parts {
+    upload: Box<dyn MultipartUpload>,
+    buffer: Vec<u8>,
+    in_flight: FuturesUnordered<UploadPart>,
+}
+
+impl Parts {
+    fn new(upload: Box<dyn MultipartUpload>) -> Self {
+        Self {
+            upload,
+            buffer: Vec::with_capacity(PART_LEN),
+            in_flight: FuturesUnordered::new(),
+        }
+    }
+
+    /// Buffers `data`, sending each full part, and waits while too many are in flight.
+    async fn write(&mut self, mut data: &[u8]) -> object_store::Result<()> {
+        while !data.is_empty() {
+            let take = (PART_LEN - self.buffer.len()).min(data.len());
+            self.buffer.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buffer.len() == PART_LEN {
+                self.send();
+                while self.in_flight.len() > PARTS_IN_FLIGHT_MAX {
+                    if let Some(part) = self.in_flight.next().await {
+                        part?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self) {
+        let part = std::mem::replace(&mut self.buffer, Vec::with_capacity(PART_LEN));
+        self.in_flight
+            .push(self.upload.put_part(PutPayload::from(part)));
+    }
+
+    /// Sends the last part, waits for every part and completes the upload; aborts it
+    /// on any failure.
+    async fn finish(mut self) -> object_store::Result<()> {
+        let finished = async {
+            if !self.buffer.is_empty() {
+                self.send();
+            }
+            while let Some(part) = self.in_flight.next().await {
+                part?;
+            }
+            self.upload.complete().await.map(|_| ())
+        }
+        .await;
+        if finished.is_err() {
+            self.abort().await;
+        }
+        finished
+    }
+
+    /// Gives the upload up. An abort that fails leaves parts the store's own expiry
+    /// (S3 lifecycle) or the orphan sweep removes.
+    async fn abort(mut self) {
+        self.in_flight = FuturesUnordered::new();
+        let _ = self.upload.abort().await;
+    }
 }
 
 /// Records `staged` as a document in `tx`, with its audit event and its outbox event.
@@ -529,7 +599,7 @@ pub async fn get(
     read_one(tx, document_id, "").await
 }
 
-/// One document's row, read with `locking` (`FOR SHARE`, `FOR UPDATE` or nothing).
+/// One document's row, read with `locking` (`FOR UPDATE` or nothing).
 async fn read_one(
     tx: &mut TenantTx,
     document_id: DocumentId,
@@ -545,15 +615,26 @@ async fn read_one(
     Ok(row.map(Document::from))
 }
 
-/// A document's metadata, held against change until the caller's transaction ends
-/// (`FOR SHARE`): for contexts that record something about the document as it stands
-/// (a release names what left). A deletion committed first is seen (the document reads
-/// `deleted`); one that comes later waits for the caller's commit. Metadata only.
+/// Documents' metadata, held against change until the caller's transaction ends
+/// (`FOR SHARE`): for contexts that record something about documents as they stand (a
+/// release names what left, a consent its evidence). A deletion committed first is seen
+/// (the document reads `deleted`); one that comes later waits for the caller's commit.
+/// The rows are locked in the order the retention sweep locks them (`created_at, id`),
+/// so the two cannot deadlock. Ids the tenant does not have are absent from the result.
 pub async fn get_held(
     tx: &mut TenantTx,
-    document_id: DocumentId,
-) -> Result<Option<Document>, sqlx::Error> {
-    read_one(tx, document_id, "FOR SHARE").await
+    document_ids: &[DocumentId],
+) -> Result<Vec<Document>, sqlx::Error> {
+    let ids: Vec<Uuid> = document_ids.iter().map(|id| *id.as_uuid()).collect();
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM documents.documents WHERE tenant_id = $1 AND id = ANY ($2)
+         ORDER BY created_at, id FOR SHARE"
+    ))
+    .bind(tx.tenant_id().as_uuid())
+    .bind(&ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows.into_iter().map(Document::from).collect())
 }
 
 /// Whether the tenant has this document, stored (not deleted): for contexts that

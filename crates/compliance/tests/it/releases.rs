@@ -463,8 +463,9 @@ async fn a_document_being_released_cannot_be_deleted_until_the_release_commits()
         .await
         .unwrap();
     let waited = documents::document::delete(&mut deleting, document_id).await;
+    // 55P03: lock_not_available.
     assert!(
-        format!("{waited:?}").contains("lock timeout"),
+        format!("{waited:?}").contains("55P03"),
         "the deletion did not wait for the release: {waited:?}"
     );
     drop(deleting);

@@ -179,7 +179,7 @@ async fn an_upload_over_the_limit_is_refused_while_streaming_and_leaves_nothing(
     assert!(listed.is_empty());
 }
 
-fn walk(dir: &std::path::Path) -> usize {
+pub fn walk(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|entry| {

@@ -4,6 +4,7 @@
 //! links, legal holds and the retention lifecycle.
 
 mod content;
+mod faults;
 mod links;
 mod retention;
 mod s3;

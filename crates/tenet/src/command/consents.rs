@@ -20,25 +20,93 @@ use crate::cli::{ConsentsCommand, Global, ReleasesCommand};
 use crate::output::say;
 use crate::settings;
 
-/// A PHI argument as given, or, for `-`, the first line of standard input: a value on
-/// the command line is visible to every user of the machine (`ps`), one on standard
-/// input is not. Only one argument of a command may read standard input.
-fn phi_argument(value: String, flag: &str, stdin_taken: &mut bool) -> anyhow::Result<String> {
-    if value != "-" {
-        return Ok(value);
-    }
-    anyhow::ensure!(
-        !*stdin_taken,
-        "only one of --recipient and --description can be `-` (read from standard input)"
-    );
-    *stdin_taken = true;
-    let mut line = String::new();
+/// The most a `-` argument reads from standard input.
+const STDIN_LEN_MAX: u64 = 64 * 1024;
+
+/// All of standard input, bounded, without its trailing line break: the value of a PHI
+/// argument given as `-`. A value on the command line is visible to every user of the
+/// machine (`ps`); one on standard input is not. Read before any connection is opened.
+fn from_stdin(flag: &str, one_line: bool) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
     std::io::stdin()
-        .read_line(&mut line)
+        .take(STDIN_LEN_MAX + 1)
+        .read_to_string(&mut text)
         .map_err(|err| anyhow::anyhow!("reading {flag} from standard input: {err}"))?;
-    let line = line.trim_end_matches(['\r', '\n']).to_owned();
-    anyhow::ensure!(!line.is_empty(), "{flag} -: standard input held no line");
-    Ok(line)
+    anyhow::ensure!(
+        text.len() as u64 <= STDIN_LEN_MAX,
+        "{flag} -: standard input holds more than {STDIN_LEN_MAX} bytes"
+    );
+    let text = text.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(!text.is_empty(), "{flag} -: standard input is empty");
+    anyhow::ensure!(
+        !one_line || !text.contains(['\r', '\n']),
+        "{flag} -: standard input must hold one line"
+    );
+    Ok(text.to_owned())
+}
+
+/// `value`, or for `-` what standard input holds.
+fn argument(value: String, flag: &str, one_line: bool) -> anyhow::Result<String> {
+    if value == "-" {
+        from_stdin(flag, one_line)
+    } else {
+        Ok(value)
+    }
+}
+
+/// Reads the `-` arguments of a grant.
+fn consents_stdin(command: ConsentsCommand) -> anyhow::Result<ConsentsCommand> {
+    Ok(match command {
+        ConsentsCommand::Grant {
+            tenant,
+            patient,
+            scope,
+            recipient,
+            valid_until,
+            evidence_document,
+        } => ConsentsCommand::Grant {
+            tenant,
+            patient,
+            scope,
+            recipient: recipient
+                .map(|value| argument(value, "--recipient", true))
+                .transpose()?,
+            valid_until,
+            evidence_document,
+        },
+        other => other,
+    })
+}
+
+/// Reads the `-` arguments of a release: at most one of them.
+fn releases_stdin(command: ReleasesCommand) -> anyhow::Result<ReleasesCommand> {
+    Ok(match command {
+        ReleasesCommand::Record {
+            tenant,
+            patient,
+            recipient,
+            purpose,
+            documents,
+            description,
+        } => {
+            anyhow::ensure!(
+                !(recipient == "-" && description.as_deref() == Some("-")),
+                "only one of --recipient and --description can be `-` (read from standard input)"
+            );
+            ReleasesCommand::Record {
+                tenant,
+                patient,
+                recipient: argument(recipient, "--recipient", true)?,
+                purpose,
+                documents,
+                description: description
+                    .map(|value| argument(value, "--description", false))
+                    .transpose()?,
+            }
+        }
+        other => other,
+    })
 }
 
 fn parse_time(text: &str, flag: &str) -> anyhow::Result<OffsetDateTime> {
@@ -47,6 +115,7 @@ fn parse_time(text: &str, flag: &str) -> anyhow::Result<OffsetDateTime> {
 }
 
 pub async fn consents(global: &Global, command: ConsentsCommand) -> anyhow::Result<ExitCode> {
+    let command = consents_stdin(command)?;
     let keyring = Keyring::new(settings::master_key(global)?);
     super::with_pools(global, async |_owner, app| match command {
         ConsentsCommand::Grant {
@@ -62,9 +131,6 @@ pub async fn consents(global: &Global, command: ConsentsCommand) -> anyhow::Resu
                     "--scope must be treatment, telehealth, release_of_information or research"
                 )
             })?;
-            let recipient = recipient
-                .map(|recipient| phi_argument(recipient, "--recipient", &mut false))
-                .transpose()?;
             let recipient = recipient.as_deref().map(Recipient::parse).transpose()?;
             let valid_until = valid_until
                 .as_deref()
@@ -148,6 +214,7 @@ pub async fn consents(global: &Global, command: ConsentsCommand) -> anyhow::Resu
 }
 
 pub async fn releases(global: &Global, command: ReleasesCommand) -> anyhow::Result<ExitCode> {
+    let command = releases_stdin(command)?;
     let keyring = Keyring::new(settings::master_key(global)?);
     super::with_pools(global, async |_owner, app| match command {
         ReleasesCommand::Record {
@@ -163,11 +230,6 @@ pub async fn releases(global: &Global, command: ReleasesCommand) -> anyhow::Resu
                     "--purpose must be treatment, payment, healthcare_operations, patient_request, legal, public_health, research or other"
                 )
             })?;
-            let mut stdin_taken = false;
-            let recipient = phi_argument(recipient, "--recipient", &mut stdin_taken)?;
-            let description = description
-                .map(|text| phi_argument(text, "--description", &mut stdin_taken))
-                .transpose()?;
             let mut tx = tenant_tx(app, tenant).await?;
             let release = release::record(
                 &mut tx,

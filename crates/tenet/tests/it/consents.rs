@@ -90,6 +90,17 @@ async fn a_release_is_refused_without_consent_then_recorded_listed_and_reported_
         .await;
     elsewhere.failed();
     assert!(elsewhere.stderr.contains("not consented"), "{elsewhere}");
+    let two_lines = tenet
+        .run_with_stdin(
+            &from_stdin,
+            format!("{CANARY}\nand someone else\n").as_bytes(),
+        )
+        .await;
+    two_lines.failed();
+    assert!(
+        two_lines.stderr.contains("must hold one line"),
+        "{two_lines}"
+    );
     let both = [&from_stdin[..], &["--description", "-"]].concat();
     let refused = tenet.run_with_stdin(&both, CANARY.as_bytes()).await;
     refused.failed();

@@ -163,13 +163,18 @@ async fn a_webhook_gets_a_signed_event_without_phi_and_a_schedule_fires_its_job(
     assert!(schedule.ok().contains("next slot"), "{schedule}");
     // Its first slot is the next whole minute; the test brings it to the start of this
     // one, a slot just reached, rather than wait up to a minute for the clock.
-    sqlx::query(
+    let moved = sqlx::query(
         "UPDATE platform.schedules SET next_slot_at = date_trunc('minute', now())
-         WHERE name = 'every-minute-probe'",
+         WHERE name = 'every-minute-probe' AND next_slot_at <= now() + interval '60 seconds'",
     )
     .execute(&tenet.db.admin)
     .await
     .unwrap();
+    assert_eq!(
+        moved.rows_affected(),
+        1,
+        "the schedule's first slot is not the next minute"
+    );
     let refused = tenet
         .run(&[
             "schedules",
