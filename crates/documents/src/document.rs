@@ -637,8 +637,8 @@ pub async fn get_held(
     Ok(rows.into_iter().map(Document::from).collect())
 }
 
-/// Whether the tenant has this document, stored (not deleted): for contexts that
-/// point at one (a consent's evidence).
+/// Whether the tenant has this document, stored (not deleted). A context that records
+/// something about the document takes [`get_held`] instead, which holds it.
 pub async fn exists(tx: &mut TenantTx, document_id: DocumentId) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM documents.documents WHERE tenant_id = $1 AND id = $2 AND status = 'stored')",

@@ -478,3 +478,54 @@ async fn a_document_being_released_cannot_be_deleted_until_the_release_commits()
     deleting.commit().await.unwrap();
     assert_eq!(n_releases(&world).await, 1);
 }
+
+#[tokio::test]
+async fn a_release_naming_documents_newest_first_cannot_deadlock_with_their_deletion() {
+    let world = world().await;
+    let tenant_id = world.tenant("Clinic").await;
+    let patient_id = world.patient(tenant_id).await;
+    world
+        .grant(
+            tenant_id,
+            patient_id,
+            Scope::ReleaseOfInformation,
+            Some(CANARY),
+            None,
+        )
+        .await;
+    let older = world.document(tenant_id, patient_id).await;
+    let newer = world.document(tenant_id, patient_id).await;
+    // A deletion takes the older document (the retention sweep locks in creation
+    // order too)...
+    let mut deleting = world.tx(tenant_id).await;
+    documents::document::delete(&mut deleting, documents::DocumentId::new_unchecked(older))
+        .await
+        .unwrap();
+    // ...while a release names both, newest first. Locked in the order named, it would
+    // hold the newer one and wait for the older: a deadlock with the next step.
+    let mut new = new_release(&world, tenant_id, patient_id, CANARY).await;
+    new.document_ids = vec![newer, older];
+    let releasing = {
+        let mut tx = world.tx(tenant_id).await;
+        let keyring = world.keyring.clone();
+        tokio::spawn(async move {
+            let result = release::record(&mut tx, &keyring, new).await;
+            (result, tx)
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // A deadlock (40P01) or a lock timeout (55P03) would fail here or in the release.
+    sqlx::query("SET LOCAL lock_timeout = '3s'")
+        .execute(&mut *deleting)
+        .await
+        .unwrap();
+    documents::document::delete(&mut deleting, documents::DocumentId::new_unchecked(newer))
+        .await
+        .expect("the deletion of the newer document is not blocked by the release");
+    deleting.commit().await.unwrap();
+    let (result, _tx) = releasing.await.unwrap();
+    assert!(
+        matches!(result, Err(ReleaseError::UnknownDocument(_))),
+        "{result:?}"
+    );
+}

@@ -46,67 +46,44 @@ fn from_stdin(flag: &str, one_line: bool) -> anyhow::Result<String> {
     Ok(text.to_owned())
 }
 
-/// `value`, or for `-` what standard input holds.
-fn argument(value: String, flag: &str, one_line: bool) -> anyhow::Result<String> {
+/// Replaces a `-` in `value` by what standard input holds.
+fn resolve(value: &mut String, flag: &str, one_line: bool) -> anyhow::Result<()> {
     if value == "-" {
-        from_stdin(flag, one_line)
-    } else {
-        Ok(value)
+        *value = from_stdin(flag, one_line)?;
     }
+    Ok(())
 }
 
 /// Reads the `-` arguments of a grant.
-fn consents_stdin(command: ConsentsCommand) -> anyhow::Result<ConsentsCommand> {
-    Ok(match command {
-        ConsentsCommand::Grant {
-            tenant,
-            patient,
-            scope,
-            recipient,
-            valid_until,
-            evidence_document,
-        } => ConsentsCommand::Grant {
-            tenant,
-            patient,
-            scope,
-            recipient: recipient
-                .map(|value| argument(value, "--recipient", true))
-                .transpose()?,
-            valid_until,
-            evidence_document,
-        },
-        other => other,
-    })
+fn consents_stdin(command: &mut ConsentsCommand) -> anyhow::Result<()> {
+    if let ConsentsCommand::Grant {
+        recipient: Some(recipient),
+        ..
+    } = command
+    {
+        resolve(recipient, "--recipient", true)?;
+    }
+    Ok(())
 }
 
 /// Reads the `-` arguments of a release: at most one of them.
-fn releases_stdin(command: ReleasesCommand) -> anyhow::Result<ReleasesCommand> {
-    Ok(match command {
-        ReleasesCommand::Record {
-            tenant,
-            patient,
-            recipient,
-            purpose,
-            documents,
-            description,
-        } => {
-            anyhow::ensure!(
-                !(recipient == "-" && description.as_deref() == Some("-")),
-                "only one of --recipient and --description can be `-` (read from standard input)"
-            );
-            ReleasesCommand::Record {
-                tenant,
-                patient,
-                recipient: argument(recipient, "--recipient", true)?,
-                purpose,
-                documents,
-                description: description
-                    .map(|value| argument(value, "--description", false))
-                    .transpose()?,
-            }
+fn releases_stdin(command: &mut ReleasesCommand) -> anyhow::Result<()> {
+    if let ReleasesCommand::Record {
+        recipient,
+        description,
+        ..
+    } = command
+    {
+        anyhow::ensure!(
+            !(recipient == "-" && description.as_deref() == Some("-")),
+            "only one of --recipient and --description can be `-` (read from standard input)"
+        );
+        resolve(recipient, "--recipient", true)?;
+        if let Some(description) = description {
+            resolve(description, "--description", false)?;
         }
-        other => other,
-    })
+    }
+    Ok(())
 }
 
 fn parse_time(text: &str, flag: &str) -> anyhow::Result<OffsetDateTime> {
@@ -114,8 +91,8 @@ fn parse_time(text: &str, flag: &str) -> anyhow::Result<OffsetDateTime> {
         .map_err(|_| anyhow::anyhow!("{flag} must be an RFC 3339 time"))
 }
 
-pub async fn consents(global: &Global, command: ConsentsCommand) -> anyhow::Result<ExitCode> {
-    let command = consents_stdin(command)?;
+pub async fn consents(global: &Global, mut command: ConsentsCommand) -> anyhow::Result<ExitCode> {
+    consents_stdin(&mut command)?;
     let keyring = Keyring::new(settings::master_key(global)?);
     super::with_pools(global, async |_owner, app| match command {
         ConsentsCommand::Grant {
@@ -213,8 +190,8 @@ pub async fn consents(global: &Global, command: ConsentsCommand) -> anyhow::Resu
     .await
 }
 
-pub async fn releases(global: &Global, command: ReleasesCommand) -> anyhow::Result<ExitCode> {
-    let command = releases_stdin(command)?;
+pub async fn releases(global: &Global, mut command: ReleasesCommand) -> anyhow::Result<ExitCode> {
+    releases_stdin(&mut command)?;
     let keyring = Keyring::new(settings::master_key(global)?);
     super::with_pools(global, async |_owner, app| match command {
         ReleasesCommand::Record {
