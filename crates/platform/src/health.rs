@@ -70,29 +70,31 @@ impl Default for HealthConfig {
 type Row = (String, i64, f64, String);
 
 const JOB_LEASE_EXPIRED: &str = r#"
-SELECT format('jobs %s (queue %s)', kind, queue), count(*),
-       extract(epoch FROM now() - min(lease_expires_at))::float8,
-       string_agg(DISTINCT coalesce(worker_id, '?'), ', ')
-FROM platform.jobs
-WHERE state = 'running' AND lease_expires_at < now() - make_interval(secs => $1)
-GROUP BY kind, queue
-ORDER BY kind, queue
+SELECT format('jobs %s (queue %s)', j.kind, j.queue), count(*),
+       extract(epoch FROM now() - min(l.expires_at))::float8,
+       string_agg(DISTINCT coalesce(j.worker_id, '?'), ', ')
+FROM platform.job_leases l
+CROSS JOIN LATERAL unnest(l.job_ids) AS held(id)
+JOIN platform.jobs j ON j.tenant_id = l.tenant_id AND j.id = held.id AND j.lease_id = l.id
+WHERE l.expires_at < now() - make_interval(secs => $1)
+GROUP BY j.kind, j.queue
+ORDER BY j.kind, j.queue
 "#;
 
 const JOB_OVERDUE: &str = r#"
 SELECT format('jobs %s (queue %s)', kind, queue), count(*),
        extract(epoch FROM now() - min(run_at))::float8, ''
 FROM platform.jobs
-WHERE state IN ('scheduled', 'retrying') AND run_at < now() - make_interval(secs => $1)
+WHERE runnable AND run_at < now() - make_interval(secs => $1)
 GROUP BY kind, queue
 ORDER BY kind, queue
 "#;
 
 const DEAD_LETTERS: &str = r#"
 SELECT format('jobs %s (queue %s)', kind, queue), count(*),
-       extract(epoch FROM now() - min(finished_at))::float8, ''
+       extract(epoch FROM now() - min(dead_letter_at))::float8, ''
 FROM platform.jobs
-WHERE state = 'dead' AND discarded_at IS NULL
+WHERE dead_letter_at IS NOT NULL
 GROUP BY kind, queue
 ORDER BY kind, queue
 "#;
@@ -276,14 +278,24 @@ pub struct QueueStat {
 }
 
 /// Queue depth and age, per queue and state, across tenants (owner role). Reads the
-/// partial indexes of runnable, running and dead jobs, never the finished history.
+/// partial indexes of runnable and dead jobs and the leases of running ones, never the
+/// finished history.
 pub async fn queue_stats(owner: &PgPool) -> Result<Vec<QueueStat>, sqlx::Error> {
     let rows: Vec<(String, String, i64, f64)> = sqlx::query_as(
         "SELECT queue, state::text, count(*),
-                coalesce(extract(epoch FROM now() - min(CASE WHEN state = 'dead' THEN finished_at ELSE run_at END))::float8, 0)
-         FROM platform.jobs
-         WHERE state IN ('scheduled', 'retrying', 'running')
-            OR (state = 'dead' AND discarded_at IS NULL)
+                coalesce(extract(epoch FROM now() - min(since))::float8, 0)
+         FROM (
+             SELECT queue, state, run_at AS since FROM platform.jobs WHERE runnable
+             UNION ALL
+             SELECT j.queue, j.state, j.run_at
+             FROM platform.job_leases l
+             CROSS JOIN LATERAL unnest(l.job_ids) AS held(id)
+             JOIN platform.jobs j
+               ON j.tenant_id = l.tenant_id AND j.id = held.id AND j.lease_id = l.id
+             UNION ALL
+             SELECT queue, state, dead_letter_at FROM platform.jobs
+             WHERE dead_letter_at IS NOT NULL
+         ) AS pending
          GROUP BY queue, state
          ORDER BY queue, state",
     )

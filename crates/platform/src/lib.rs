@@ -81,4 +81,11 @@ pub const MIGRATIONS: &[Migration] = &[
         up: include_str!("../migrations/2026112406_dead_letter_grants.up.sql"),
         down: include_str!("../migrations/2026112406_dead_letter_grants.down.sql"),
     },
+    Migration {
+        version: 2026113001,
+        context: "platform",
+        name: "jobs_hot",
+        up: include_str!("../migrations/2026113001_jobs_hot.up.sql"),
+        down: include_str!("../migrations/2026113001_jobs_hot.down.sql"),
+    },
 ];

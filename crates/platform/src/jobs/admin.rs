@@ -41,7 +41,7 @@ pub struct JobRow {
     pub discarded_at: Option<OffsetDateTime>,
 }
 
-const COLUMNS: &str = "tenant_id, id, kind, args_version, args, queue, priority, run_at, state::text AS state, attempts, attempts_max, lease_expires_at, fencing_token, worker_id, last_error, unique_key, created_at, updated_at, finished_at, discarded_at";
+const COLUMNS: &str = "tenant_id, id, kind, args_version, args, queue, priority, run_at, state::text AS state, attempts, attempts_max, (SELECT l.expires_at FROM platform.job_leases l WHERE l.tenant_id = jobs.tenant_id AND l.id = jobs.lease_id) AS lease_expires_at, fencing_token, worker_id, last_error, unique_key, created_at, updated_at, finished_at, discarded_at";
 
 /// The job states, as the database enum spells them.
 pub const STATES: &[&str] = &[
@@ -86,9 +86,9 @@ pub async fn dead_letters(
 ) -> Result<Vec<JobRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM platform.jobs
-         WHERE state = 'dead' AND discarded_at IS NULL
+         WHERE dead_letter_at IS NOT NULL
            AND ($1::uuid IS NULL OR tenant_id = $1)
-         ORDER BY finished_at DESC, id DESC
+         ORDER BY dead_letter_at DESC, id DESC
          LIMIT $2"
     ))
     .bind(tenant_id.map(TenantId::into_uuid))
@@ -99,11 +99,9 @@ pub async fn dead_letters(
 
 /// How many dead letters wait, of the jobs the connection sees.
 pub async fn count_dead_letters(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM platform.jobs WHERE state = 'dead' AND discarded_at IS NULL",
-    )
-    .fetch_one(conn)
-    .await
+    sqlx::query_scalar("SELECT count(*) FROM platform.jobs WHERE dead_letter_at IS NOT NULL")
+        .fetch_one(conn)
+        .await
 }
 
 pub async fn show(conn: &mut PgConnection, job_id: JobId) -> Result<Option<JobRow>, sqlx::Error> {
@@ -175,7 +173,7 @@ pub async fn retry(conn: &mut PgConnection, job_id: JobId) -> Result<(), AdminEr
 pub async fn cancel(conn: &mut PgConnection, job_id: JobId) -> Result<(), AdminError> {
     let done = sqlx::query(
         "UPDATE platform.jobs
-         SET state = 'cancelled', fencing_token = fencing_token + 1, lease_expires_at = NULL,
+         SET state = 'cancelled', fencing_token = fencing_token + 1, lease_id = NULL,
              worker_id = NULL, finished_at = now(), updated_at = now()
          WHERE id = $1 AND state IN ('scheduled', 'retrying', 'running')",
     )

@@ -329,8 +329,7 @@ pub(crate) async fn enqueue_erased(
             "INSERT INTO platform.jobs
                  (tenant_id, id, kind, args_version, args, queue, priority, run_at, attempts_max, unique_key)
              VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, now()), $9, $10)
-             ON CONFLICT (tenant_id, unique_key)
-                 WHERE unique_key IS NOT NULL AND state IN ('scheduled', 'retrying', 'running')
+             ON CONFLICT (tenant_id, pending_unique_key) WHERE pending_unique_key IS NOT NULL
                  DO NOTHING
              RETURNING id",
         )
@@ -351,7 +350,7 @@ pub(crate) async fn enqueue_erased(
         }
         let twin: Option<uuid::Uuid> = sqlx::query_scalar(
             "SELECT id FROM platform.jobs
-             WHERE tenant_id = $1 AND unique_key = $2 AND state IN ('scheduled', 'retrying', 'running')",
+             WHERE tenant_id = $1 AND pending_unique_key = $2",
         )
         .bind(tx.tenant_id().as_uuid())
         .bind(job.unique_key)

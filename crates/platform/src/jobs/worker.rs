@@ -4,8 +4,20 @@
 //! [`Worker::try_run_one`] does one unit of work; [`Worker::run`] is the loop, with
 //! `concurrency` jobs at a time. Claims, heartbeats, rescues and hand-backs run on the
 //! owner pool — the one role with a policy that sees every tenant's jobs (ARCHITECTURE.md,
-//! "Decisions") — and touch only `platform.jobs`. A job's own work, its completion and
-//! its failure run on the service role's pool in a [`TenantTx`] of the job's tenant.
+//! "Decisions") — and touch only `platform.jobs` and `platform.job_leases`. A job's own
+//! work, its completion and its failure run on the service role's pool in a
+//! [`TenantTx`] of the job's tenant.
+//!
+//! Leases: a claim takes its jobs under one lease per tenant (a row of
+//! `platform.job_leases` listing the jobs, with their expiry), and each job names its
+//! lease in `lease_id` while it runs. Heartbeats renew leases, not jobs; the rescue
+//! takes back the jobs still under a lease that expired. A lease whose jobs all left it
+//! (completed, failed, or lost to a rescue, cancel or hand-back) is deleted by the
+//! worker's next claim. A lease with a job whose transaction failed, or that lost a
+//! lease which expired and may still hold it, is renewed until its other jobs end and
+//! then left to expire, so the rescue takes that job back. Completion changes no
+//! indexed column of `platform.jobs` (save a unique key's), so its row version is
+//! heap-only (HOT) where the page has room: the `jobs_hot` migration says how.
 //!
 //! Fencing: each claim gives the job a new `fencing_token`; completion and failure
 //! update the job only where the token is still the one claimed, the state is still
@@ -34,7 +46,8 @@ use super::{JobContext, JobError, Registry};
 pub const CLAIM_BATCH_MAX: usize = 64;
 /// The most jobs run in one transaction (see [`super::JobKind::BATCHABLE`]).
 pub const RUN_BATCH_MAX: usize = 32;
-/// The most expired leases one rescue takes.
+/// The most expired leases one rescue takes (each holds at most [`CLAIM_BATCH_MAX`]
+/// jobs).
 pub const RESCUE_BATCH_MAX: i64 = 1000;
 /// The longest `last_error` kept, in characters.
 pub const LAST_ERROR_LEN_MAX: usize = 2000;
@@ -100,6 +113,9 @@ pub struct ClaimedJob {
     pub attempt: u32,
     pub attempts_max: u32,
     pub fencing_token: i64,
+    /// The lease (`platform.job_leases`) the job is held under: one per claim and
+    /// tenant.
+    pub lease_id: i64,
 }
 
 /// How one run ended.
@@ -123,6 +139,24 @@ static OUTCOMES: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 impl Outcome {
     /// Stable, for metric labels.
     pub const NAMES: [&'static str; 4] = ["succeeded", "retrying", "dead", "lease_lost"];
+
+    /// Whether the job is known to be no longer under the lease it ran under: its
+    /// completion or failure cleared it. A lost lease may be one that expired and that
+    /// nobody rescued yet, with the job still under it: that lease must stay, so the
+    /// rescue takes the job back.
+    pub fn left_its_lease(self) -> bool {
+        !matches!(self, Outcome::LeaseLost(_))
+    }
+
+    /// The job it is the outcome of.
+    pub fn job_id(self) -> JobId {
+        match self {
+            Outcome::Succeeded(id)
+            | Outcome::Retrying(id)
+            | Outcome::Dead(id)
+            | Outcome::LeaseLost(id) => id,
+        }
+    }
 
     fn index(self) -> usize {
         match self {
@@ -160,7 +194,7 @@ WITH picked AS (
     SELECT tenant_id, id FROM (
         SELECT * FROM (
             SELECT tenant_id, id FROM platform.jobs
-            WHERE state IN ('scheduled', 'retrying') AND tenant_id > $1
+            WHERE runnable AND tenant_id > $1
               AND run_at <= now() AND kind = ANY ($2)
               AND ($6::text[] IS NULL OR queue = ANY ($6)) AND queue <> ALL ($7)
             ORDER BY tenant_id, priority, run_at
@@ -170,7 +204,7 @@ WITH picked AS (
         UNION ALL
         SELECT * FROM (
             SELECT tenant_id, id FROM platform.jobs
-            WHERE state IN ('scheduled', 'retrying') AND tenant_id <= $1
+            WHERE runnable AND tenant_id <= $1
               AND run_at <= now() AND kind = ANY ($2)
               AND ($6::text[] IS NULL OR queue = ANY ($6)) AND queue <> ALL ($7)
             ORDER BY tenant_id, priority, run_at
@@ -179,13 +213,24 @@ WITH picked AS (
         ) AS from_start
     ) AS both_halves
     LIMIT $3
+),
+leased AS (
+    INSERT INTO platform.job_leases (tenant_id, worker_id, expires_at, job_ids)
+    SELECT tenant_id, $5, now() + make_interval(secs => $4), array_agg(id)
+    FROM picked
+    GROUP BY tenant_id
+    RETURNING tenant_id, id, job_ids
+),
+released AS (
+    DELETE FROM platform.job_leases
+    WHERE (tenant_id, id) IN (SELECT * FROM unnest($8::uuid[], $9::bigint[]))
 )
 UPDATE platform.jobs j
 SET state = 'running', attempts = j.attempts + 1, fencing_token = j.fencing_token + 1,
-    lease_expires_at = now() + make_interval(secs => $4), worker_id = $5, updated_at = now()
-FROM picked
-WHERE j.tenant_id = picked.tenant_id AND j.id = picked.id
-RETURNING j.tenant_id, j.id, j.kind, j.args_version, j.args, j.attempts, j.attempts_max, j.fencing_token
+    lease_id = leased.id, worker_id = $5, updated_at = now()
+FROM leased CROSS JOIN LATERAL unnest(leased.job_ids) AS held(id)
+WHERE j.tenant_id = leased.tenant_id AND j.id = held.id
+RETURNING j.tenant_id, j.id, j.kind, j.args_version, j.args, j.attempts, j.attempts_max, j.fencing_token, j.lease_id
 "#;
 
 /// Serialises the claims of one limited queue across every worker, so the count of its
@@ -194,9 +239,14 @@ const LOCK_QUEUE: &str =
     "SELECT pg_advisory_xact_lock(hashtextextended('tenet.jobs.queue:' || $1, 0))";
 
 /// The jobs of a queue running now, leases expired or not (an expired one is still
-/// running until it is rescued).
-const COUNT_RUNNING: &str =
-    "SELECT count(*) FROM platform.jobs WHERE state = 'running' AND queue = $1";
+/// running until it is rescued): the jobs still under the leases that list them.
+const COUNT_RUNNING: &str = r#"
+SELECT count(*)
+FROM platform.job_leases l
+CROSS JOIN LATERAL unnest(l.job_ids) AS held(id)
+JOIN platform.jobs j ON j.tenant_id = l.tenant_id AND j.id = held.id AND j.lease_id = l.id
+WHERE j.queue = $1
+"#;
 
 /// Planner settings for the claim's transaction. With statistics taken while the table
 /// was empty, a bulk enqueue can make a sequential scan and a sort look cheap, and a
@@ -208,12 +258,16 @@ const COUNT_RUNNING: &str =
 /// depends on it — its completion — flushes the WAL up to and including the claim.
 pub const CLAIM_PLANNER_SETTINGS: &str = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; SET LOCAL synchronous_commit = off";
 
-/// Completes a job in its own transaction, only under the claimed token and lease.
+/// Completes a job in its own transaction, only under the claimed token and an
+/// unexpired lease. It changes no indexed column: the new row version is heap-only
+/// where its page has room (migration `jobs_hot`).
 const COMPLETE: &str = r#"
-UPDATE platform.jobs
-SET state = 'succeeded', lease_expires_at = NULL, finished_at = now(), updated_at = now()
-WHERE tenant_id = $1 AND id = $2 AND fencing_token = $3 AND state = 'running'
-  AND lease_expires_at > clock_timestamp()
+UPDATE platform.jobs j
+SET state = 'succeeded', lease_id = NULL, finished_at = now(), updated_at = now()
+WHERE j.tenant_id = $1 AND j.id = $2 AND j.fencing_token = $3 AND j.state = 'running'
+  AND EXISTS (SELECT 1 FROM platform.job_leases l
+              WHERE l.tenant_id = j.tenant_id AND l.id = j.lease_id
+                AND l.expires_at > clock_timestamp())
 "#;
 
 /// Completes a batch of one tenant's jobs in the transaction that did their work, only
@@ -221,10 +275,13 @@ WHERE tenant_id = $1 AND id = $2 AND fencing_token = $3 AND state = 'running'
 /// batch was completed.
 const COMPLETE_BATCH: &str = r#"
 UPDATE platform.jobs j
-SET state = 'succeeded', lease_expires_at = NULL, finished_at = now(), updated_at = now()
+SET state = 'succeeded', lease_id = NULL, finished_at = now(), updated_at = now()
 FROM unnest($2::uuid[], $3::bigint[]) AS c(id, fencing_token)
 WHERE j.tenant_id = $1 AND j.id = c.id AND j.fencing_token = c.fencing_token
-  AND j.state = 'running' AND j.lease_expires_at > clock_timestamp()
+  AND j.state = 'running'
+  AND EXISTS (SELECT 1 FROM platform.job_leases l
+              WHERE l.tenant_id = j.tenant_id AND l.id = j.lease_id
+                AND l.expires_at > clock_timestamp())
 "#;
 
 /// Planner settings for a batch's completion, its transaction's last statement (the
@@ -238,58 +295,71 @@ const FAIL: &str = r#"
 UPDATE platform.jobs
 SET state = $4::platform.job_state,
     run_at = CASE WHEN $4 = 'retrying' THEN now() + make_interval(secs => $5) ELSE run_at END,
-    last_error = $6, lease_expires_at = NULL, worker_id = NULL, updated_at = now(),
+    last_error = $6, lease_id = NULL, worker_id = NULL, updated_at = now(),
     finished_at = CASE WHEN $4 = 'dead' THEN now() END
 WHERE tenant_id = $1 AND id = $2 AND fencing_token = $3 AND state = 'running'
 "#;
 
-/// Extends the leases this worker holds. Rows locked by their own completion are
-/// skipped (a completing job needs no longer lease), so a heartbeat never waits on,
-/// or deadlocks with, a batch's completion that locks the same rows in another order.
+/// Extends the leases this worker holds: one row per claim and tenant, whatever
+/// its number of jobs. Rows locked by their release or their rescue are skipped, so a
+/// heartbeat never waits on, or deadlocks with, either (both lock several leases).
 const HEARTBEAT: &str = r#"
-WITH held AS (
-    SELECT j.tenant_id, j.id
-    FROM platform.jobs j
-    JOIN unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS h(tenant_id, id, fencing_token)
-      ON j.tenant_id = h.tenant_id AND j.id = h.id AND j.fencing_token = h.fencing_token
-    WHERE j.state = 'running'
-    FOR UPDATE OF j SKIP LOCKED
-)
-UPDATE platform.jobs j
-SET lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
-FROM held
-WHERE j.tenant_id = held.tenant_id AND j.id = held.id
+UPDATE platform.job_leases
+SET expires_at = now() + make_interval(secs => $3)
+WHERE (tenant_id, id) IN (
+    SELECT tenant_id, id FROM platform.job_leases
+    WHERE (tenant_id, id) IN (SELECT * FROM unnest($1::uuid[], $2::bigint[]))
+    FOR UPDATE SKIP LOCKED)
+"#;
+
+/// Deletes leases none of whose jobs is still held under them (every job finished, or
+/// was rescued, cancelled or handed back): for leases whose jobs' fates are not all
+/// known, as at shutdown. A lease with a job still under it stays, to expire and be
+/// rescued.
+const RELEASE_IF_EMPTY: &str = r#"
+DELETE FROM platform.job_leases l
+WHERE (l.tenant_id, l.id) IN (SELECT * FROM unnest($1::uuid[], $2::bigint[]))
+  AND NOT EXISTS (
+      SELECT 1 FROM unnest(l.job_ids) AS held(id)
+      JOIN platform.jobs j ON j.tenant_id = l.tenant_id AND j.id = held.id
+      WHERE j.lease_id = l.id)
 "#;
 
 /// Gives jobs back at shutdown: the attempt does not count, the token moves on.
 const HAND_BACK: &str = r#"
 UPDATE platform.jobs j
 SET state = 'retrying', run_at = now(), attempts = greatest(j.attempts - 1, 0),
-    fencing_token = j.fencing_token + 1, lease_expires_at = NULL, worker_id = NULL,
+    fencing_token = j.fencing_token + 1, lease_id = NULL, worker_id = NULL,
     last_error = 'handed back at worker shutdown', updated_at = now()
 FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS h(tenant_id, id, fencing_token)
 WHERE j.tenant_id = h.tenant_id AND j.id = h.id AND j.fencing_token = h.fencing_token
   AND j.state = 'running'
 "#;
 
-/// Takes back jobs whose lease expired (their worker died or hung). The attempt counts:
-/// a job that kills its worker every time ends `dead`.
+/// Takes back the jobs of leases that expired (their worker died or hung), and deletes
+/// those leases. The attempt counts: a job that kills its worker every time ends
+/// `dead`. A job listed by an expired lease but no longer under it (it finished, or
+/// was cancelled or handed back) is left alone.
 const RESCUE: &str = r#"
 WITH expired AS (
-    SELECT tenant_id, id FROM platform.jobs
-    WHERE state = 'running' AND lease_expires_at < now()
-    ORDER BY lease_expires_at
-    LIMIT $1
-    FOR UPDATE SKIP LOCKED
+    DELETE FROM platform.job_leases
+    WHERE (tenant_id, id) IN (
+        SELECT tenant_id, id FROM platform.job_leases
+        WHERE expires_at < now()
+        ORDER BY expires_at
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED)
+    RETURNING tenant_id, id, job_ids
 )
 UPDATE platform.jobs j
 SET state = CASE WHEN j.attempts >= j.attempts_max THEN 'dead' ELSE 'retrying' END::platform.job_state,
-    run_at = now(), fencing_token = j.fencing_token + 1, lease_expires_at = NULL,
+    run_at = now(), fencing_token = j.fencing_token + 1, lease_id = NULL,
     last_error = 'lease expired: worker ' || coalesce(j.worker_id, '?') || ' stopped renewing it',
     worker_id = NULL, updated_at = now(),
     finished_at = CASE WHEN j.attempts >= j.attempts_max THEN now() END
-FROM expired
-WHERE j.tenant_id = expired.tenant_id AND j.id = expired.id
+FROM expired CROSS JOIN LATERAL unnest(expired.job_ids) AS held(id)
+WHERE j.tenant_id = expired.tenant_id AND j.id = held.id AND j.lease_id = expired.id
+  AND j.state = 'running'
 RETURNING j.tenant_id, j.kind, j.args_version, j.args, j.state = 'dead', j.last_error
 "#;
 
@@ -298,8 +368,18 @@ RETURNING j.tenant_id, j.kind, j.args_version, j.args, j.state = 'dead', j.last_
 type RescuedRow = (Uuid, String, i32, serde_json::Value, bool, Option<String>);
 
 /// What the claim returns: tenant, id, kind, args version, args, attempt,
-/// attempts_max, fencing token.
-type ClaimRow = (Uuid, Uuid, String, i32, serde_json::Value, i32, i32, i64);
+/// attempts_max, fencing token, lease.
+type ClaimRow = (
+    Uuid,
+    Uuid,
+    String,
+    i32,
+    serde_json::Value,
+    i32,
+    i32,
+    i64,
+    i64,
+);
 
 /// A worker: claims and runs the kinds of its registry.
 pub struct Worker {
@@ -310,7 +390,62 @@ pub struct Worker {
     config: WorkerConfig,
     /// The tenant the last claim ended at: the next claim starts after it.
     cursor: Mutex<Uuid>,
+    /// Jobs running in [`Worker::run`]: id → (tenant, fencing token), for a hand-back.
     in_flight: Mutex<HashMap<Uuid, (Uuid, i64)>>,
+    /// The leases this worker holds and renews.
+    leases: Mutex<Leases>,
+}
+
+/// A worker's leases: how many of each lease's jobs have not ended here yet, and the
+/// leases whose jobs all left them, to delete with the next claim. Only [`Worker::run`]
+/// and [`Worker::try_run_one`] hold leases here, after their claim committed: a job
+/// claimed through [`Worker::claim`] alone keeps its lease until the lease expires.
+#[derive(Default)]
+struct Leases {
+    /// lease → (its tenant, jobs not ended yet, whether one ended without a recorded
+    /// outcome).
+    held: HashMap<i64, (Uuid, usize, bool)>,
+    released: Vec<(Uuid, i64)>,
+}
+
+impl Leases {
+    /// Holds the leases of jobs whose claim committed, to renew them.
+    fn hold(&mut self, jobs: &[ClaimedJob]) {
+        for job in jobs {
+            self.held
+                .entry(job.lease_id)
+                .or_insert((*job.tenant_id.as_uuid(), 0, false))
+                .1 += 1;
+        }
+    }
+
+    /// One job of `lease` ended: `settled` when it is known to have left the lease
+    /// (see [`Outcome::left_its_lease`]). A lease whose jobs all settled is released;
+    /// one with a job that did not (its transaction failed, it panicked, it lost an
+    /// expired lease nobody rescued yet) is renewed until its other jobs end, then
+    /// expires, and the rescue takes that job back.
+    fn ended(&mut self, lease: i64, settled: bool) {
+        let Some((tenant_id, left, unsettled)) = self.held.get_mut(&lease) else {
+            return;
+        };
+        *left = left.saturating_sub(1);
+        *unsettled |= !settled;
+        if *left == 0 {
+            let (tenant_id, unsettled) = (*tenant_id, *unsettled);
+            self.held.remove(&lease);
+            if !unsettled {
+                self.released.push((tenant_id, lease));
+            }
+        }
+    }
+
+    /// The leases still held, as the (tenants, ids) arrays a statement binds.
+    fn held(&self) -> (Vec<Uuid>, Vec<i64>) {
+        self.held
+            .iter()
+            .map(|(id, (tenant_id, _, _))| (*tenant_id, *id))
+            .unzip()
+    }
 }
 
 impl Worker {
@@ -333,6 +468,7 @@ impl Worker {
             config,
             cursor: Mutex::new(Uuid::nil()),
             in_flight: Mutex::new(HashMap::new()),
+            leases: Mutex::new(Leases::default()),
         }
     }
 
@@ -423,6 +559,12 @@ impl Worker {
         excluded: &[String],
     ) -> Result<Vec<ClaimedJob>, sqlx::Error> {
         let cursor = *self.cursor.lock().expect("BUG: cursor lock poisoned");
+        // Leases released since the last claim are deleted by this one. Should it fail,
+        // they expire, and the rescue deletes them without touching a job.
+        let (released_tenants, released): (Vec<Uuid>, Vec<i64>) =
+            std::mem::take(&mut self.leases().released)
+                .into_iter()
+                .unzip();
         let rows: Vec<ClaimRow> = sqlx::query_as(CLAIM)
             .bind(cursor)
             .bind(&self.kinds)
@@ -431,6 +573,8 @@ impl Worker {
             .bind(&self.config.worker_id)
             .bind(only)
             .bind(excluded)
+            .bind(&released_tenants)
+            .bind(&released)
             .fetch_all(&mut *tx)
             .await?;
         // Round-robin: continue after the last tenant served (the rows of an UPDATE
@@ -450,6 +594,7 @@ impl Worker {
                     attempt,
                     attempts_max,
                     fencing_token,
+                    lease_id,
                 )| {
                     ClaimedJob {
                         tenant_id: TenantId::new_unchecked(tenant_id),
@@ -460,6 +605,7 @@ impl Worker {
                         attempt: u32::try_from(attempt).unwrap_or(0),
                         attempts_max: u32::try_from(attempts_max).unwrap_or(1),
                         fencing_token,
+                        lease_id,
                     }
                 },
             )
@@ -682,7 +828,18 @@ impl Worker {
         let Some(job) = self.claim(1).await?.pop() else {
             return Ok(None);
         };
-        self.run_claimed(job).await.map(Some)
+        let lease_id = job.lease_id;
+        self.leases().hold(std::slice::from_ref(&job));
+        let outcome = self.run_claimed(job).await;
+        let settled = outcome
+            .as_ref()
+            .is_ok_and(|outcome| outcome.left_its_lease());
+        self.leases().ended(lease_id, settled);
+        outcome.map(Some)
+    }
+
+    fn leases(&self) -> std::sync::MutexGuard<'_, Leases> {
+        self.leases.lock().expect("BUG: leases lock poisoned")
     }
 
     /// Splits claimed jobs into what runs together: runs of a batchable kind, by tenant
@@ -744,17 +901,45 @@ impl Worker {
         Ok(n_rescued)
     }
 
-    /// Extends the lease of every job this worker is running.
+    /// Extends the leases this worker holds jobs under; returns how many it extended.
     pub async fn heartbeat(&self) -> Result<u64, sqlx::Error> {
-        let (tenants, ids, tokens) = self.in_flight_arrays();
-        if ids.is_empty() {
+        let (tenants, held) = self.leases().held();
+        if held.is_empty() {
             return Ok(0);
         }
         Ok(sqlx::query(HEARTBEAT)
             .bind(tenants)
-            .bind(ids)
-            .bind(tokens)
+            .bind(held)
             .bind(self.config.lease.as_secs_f64())
+            .execute(&self.owner)
+            .await?
+            .rows_affected())
+    }
+
+    /// Deletes every lease this worker knows of that no job is still held under (at
+    /// shutdown: after the hand-back, a lease may still hold a job whose transaction
+    /// failed; it stays, to expire and be rescued).
+    async fn release_all(
+        &self,
+        (mut tenants, mut ids): (Vec<Uuid>, Vec<i64>),
+    ) -> Result<u64, sqlx::Error> {
+        {
+            let mut leases = self.leases();
+            let (held_tenants, held) = leases.held();
+            leases.held.clear();
+            for (tenant_id, id) in leases.released.drain(..) {
+                tenants.push(tenant_id);
+                ids.push(id);
+            }
+            tenants.extend(held_tenants);
+            ids.extend(held);
+        }
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        Ok(sqlx::query(RELEASE_IF_EMPTY)
+            .bind(tenants)
+            .bind(ids)
             .execute(&self.owner)
             .await?
             .rows_affected())
@@ -817,6 +1002,8 @@ impl Worker {
                     }
                 }
                 Ok(jobs) => {
+                    // Committed: from here the heartbeat renews their leases.
+                    self.leases().hold(&jobs);
                     for batch in self.batches(jobs) {
                         let permits = permits
                             .clone()
@@ -833,13 +1020,24 @@ impl Worker {
                                     *job.job_id.as_uuid(),
                                     (*job.tenant_id.as_uuid(), job.fencing_token),
                                 );
-                            guards.push(InFlight(self.clone(), *job.job_id.as_uuid()));
+                            guards.push(InFlight {
+                                worker: self.clone(),
+                                job_id: job.job_id,
+                                lease_id: job.lease_id,
+                                settled: false,
+                            });
                         }
                         let worker = self.clone();
                         tasks.spawn(async move {
                             let _permits = permits;
-                            let _in_flight = guards;
-                            worker.run_batch(batch).await.map(|_| ())
+                            let mut in_flight = guards;
+                            let outcomes = worker.run_batch(batch).await?;
+                            for guard in &mut in_flight {
+                                guard.settled = outcomes.iter().any(|outcome| {
+                                    outcome.job_id() == guard.job_id && outcome.left_its_lease()
+                                });
+                            }
+                            Ok(())
                         });
                     }
                 }
@@ -862,11 +1060,15 @@ impl Worker {
             }
         })
         .await;
+        // The leases to delete once their jobs are no longer under them; read before an
+        // abort, which forgets the leases of the aborted jobs as it drops them.
+        let mut leases = self.leases().held();
         if drained.is_err() {
             // Their transactions roll back as the tasks are dropped; the hand-back
             // moves the token on, so nothing they did can still complete.
             // Read the set first: an aborted task leaves it as it drops.
             let (tenants, ids, tokens) = self.in_flight_arrays();
+            leases = self.leases().held();
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
             match sqlx::query(HAND_BACK)
@@ -887,17 +1089,29 @@ impl Worker {
         }
         heartbeat.abort();
         let _ = heartbeat.await;
+        if let Err(err) = self.release_all(leases).await {
+            tracing::warn!(error = %err, "deleting finished leases failed; they expire and the rescue deletes them");
+        }
         tracing::info!(worker_id = %self.config.worker_id, "job worker stopped");
     }
 }
 
-/// Removes a job from the heartbeat set when its task ends, however it ends.
-struct InFlight(Arc<Worker>, Uuid);
+/// A job running in [`Worker::run`]; dropped when its task ends, however it ends.
+struct InFlight {
+    worker: Arc<Worker>,
+    job_id: JobId,
+    lease_id: i64,
+    /// Its outcome was recorded: it is no longer under its lease.
+    settled: bool,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if let Ok(mut in_flight) = self.0.in_flight.lock() {
-            in_flight.remove(&self.1);
+        if let Ok(mut in_flight) = self.worker.in_flight.lock() {
+            in_flight.remove(self.job_id.as_uuid());
+        }
+        if let Ok(mut leases) = self.worker.leases.lock() {
+            leases.ended(self.lease_id, self.settled);
         }
     }
 }

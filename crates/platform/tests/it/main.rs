@@ -247,7 +247,8 @@ async fn job(db: &TestDb, job_id: JobId) -> admin::JobRow {
 
 async fn expire_lease(admin: &PgPool, job_id: JobId) {
     sqlx::query(
-        "UPDATE platform.jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1",
+        "UPDATE platform.job_leases SET expires_at = now() - interval '1 second'
+         WHERE (tenant_id, id) = (SELECT tenant_id, lease_id FROM platform.jobs WHERE id = $1)",
     )
     .bind(job_id.as_uuid())
     .execute(admin)
@@ -411,12 +412,17 @@ async fn an_expired_lease_cannot_complete_even_before_anyone_rescues_it() {
         Outcome::LeaseLost(job_id)
     );
     assert_eq!(n_effects(&db, job_id).await, 0);
+    rescue_and_run_once(&db, &worker, job_id).await;
+}
+
+/// The rescue takes `job_id` back, and the job then runs, once in effect.
+async fn rescue_and_run_once(db: &TestDb, worker: &Worker, job_id: JobId) {
     assert_eq!(worker.rescue_expired().await.unwrap(), 1);
     assert_eq!(
         worker.try_run_one().await.unwrap(),
         Some(Outcome::Succeeded(job_id))
     );
-    assert_eq!(n_effects(&db, job_id).await, 1);
+    assert_eq!(n_effects(db, job_id).await, 1);
 }
 
 #[tokio::test]
@@ -646,6 +652,102 @@ async fn a_heartbeat_keeps_a_slow_jobs_lease_and_shutdown_hands_back_what_cannot
         ("retrying", 0)
     );
     assert_eq!(n_effects(&db, endless).await, 0);
+    let n_leases: i64 = sqlx::query_scalar("SELECT count(*) FROM platform.job_leases")
+        .fetch_one(&db.admin)
+        .await
+        .unwrap();
+    assert_eq!(
+        n_leases, 0,
+        "the leases of finished and handed-back jobs are deleted"
+    );
+}
+
+#[tokio::test]
+async fn a_job_that_lost_an_expired_lease_nobody_rescued_yet_is_still_rescued() {
+    let db = setup().await;
+    let job_id = enqueue(
+        &db,
+        TenantId::generate(),
+        JobSpec::<Effect>::new(EffectArgs {
+            fail_first: false,
+            sleep_ms: 1000,
+        }),
+    )
+    .await;
+    let worker = Arc::new(worker(&db, config("w")));
+    let running = tokio::spawn({
+        let worker = worker.clone();
+        async move { worker.try_run_one().await.unwrap() }
+    });
+    wait_until(
+        &db,
+        "SELECT count(*) = 1 FROM platform.jobs WHERE state = 'running'",
+    )
+    .await;
+    // Its heartbeat failed, say: the lease runs out while the job runs, and its
+    // completion is refused.
+    expire_lease(&db.admin, job_id).await;
+    assert_eq!(running.await.unwrap(), Some(Outcome::LeaseLost(job_id)));
+    assert_eq!(job(&db, job_id).await.state, "running");
+    // The worker claims again before anyone rescues: the lease the job is still under
+    // must survive that claim ...
+    assert!(worker.claim(1).await.unwrap().is_empty());
+    // ... so the rescue takes the job back, and it runs once.
+    rescue_and_run_once(&db, &worker, job_id).await;
+}
+
+#[tokio::test]
+async fn completing_jobs_writes_no_index_entries_and_a_drained_worker_leaves_no_lease() {
+    let db = setup().await;
+    const PER_TENANT: usize = 150;
+    for _ in 0..2 {
+        enqueue_batch(&db, TenantId::generate(), &[false; PER_TENANT]).await;
+    }
+    let mut config = config("w");
+    config.concurrency = 64;
+    let worker = Arc::new(worker(&db, config));
+    let (stop, stopped) = watch::channel(false);
+    let running = tokio::spawn(worker.clone().run(stopped));
+    wait_until(
+        &db,
+        &format!(
+            "SELECT count(*) = {} FROM platform.jobs WHERE state = 'succeeded'",
+            2 * PER_TENANT
+        ),
+    )
+    .await;
+    stop.send(true).unwrap();
+    running.await.unwrap();
+    let n_leases: i64 = sqlx::query_scalar("SELECT count(*) FROM platform.job_leases")
+        .fetch_one(&db.admin)
+        .await
+        .unwrap();
+    assert_eq!(n_leases, 0, "a worker deletes the leases it is done with");
+
+    // Each job was updated twice, by its claim and by its completion. The claim
+    // takes the job out of the runnable index, so it needs a new index entry; the
+    // completion must not (a heap-only update), save where the page had no room.
+    let n_updates = 2 * 2 * PER_TENANT as i64;
+    let mut updates = (0, 0);
+    for _ in 0..300 {
+        updates = sqlx::query_as(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+             WHERE relid = 'platform.jobs'::regclass",
+        )
+        .fetch_one(&db.admin)
+        .await
+        .unwrap();
+        if updates.0 >= n_updates {
+            break;
+        }
+        // Backends report their statistics when idle, at most once a second.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (all, hot): (i64, i64) = updates;
+    assert_eq!(all, n_updates, "{updates:?}");
+    // Most completions: a page whose room went to other jobs' versions forces an
+    // index entry (fillfactor 70 leaves about one in twenty without room).
+    assert!(hot >= n_updates / 2 * 2 / 3, "{updates:?}");
 }
 
 async fn wait_until(db: &TestDb, condition: &str) {
@@ -748,6 +850,8 @@ async fn the_claim_walks_the_runnable_index_even_with_statistics_from_an_empty_t
             .bind("w")
             .bind(None::<Vec<String>>)
             .bind(vec!["narrow".to_owned()])
+            .bind(Vec::<Uuid>::new())
+            .bind(Vec::<i64>::new())
             .fetch_all(&mut *tx)
             .await
             .unwrap();
@@ -772,6 +876,97 @@ async fn the_migrated_schema_with_jobs_passes_tenet_check() {
         "{}",
         schema::check::render_text(&violations)
     );
+}
+
+#[tokio::test]
+async fn the_lease_migration_moves_running_jobs_under_leases_and_back() {
+    const JOBS_HOT: i64 = 2026113001;
+    let db = TestDb::empty().await;
+    let all = schema::migrator();
+    let before = db::Migrator::new(
+        all.migrations()
+            .iter()
+            .filter(|migration| migration.version < JOBS_HOT)
+            .copied()
+            .collect(),
+    );
+    before.up(&db.owner).await.unwrap();
+    let n_later = all
+        .migrations()
+        .iter()
+        .filter(|migration| migration.version >= JOBS_HOT)
+        .count();
+    // Two jobs running under one worker's claim, one waiting.
+    let tenant_id = Uuid::new_v4();
+    let (running, waiting) = ([Uuid::new_v4(), Uuid::new_v4()], Uuid::new_v4());
+    let expires_at: time::OffsetDateTime = sqlx::query_scalar(
+        "INSERT INTO platform.jobs
+             (tenant_id, id, kind, args_version, args, attempts_max, state, attempts,
+              lease_expires_at, worker_id, fencing_token)
+         SELECT $1, id, 'test.effect', 1, '{}', 3, 'running', 1,
+                date_trunc('second', now()) + interval '20 seconds', 'node-1:7', 1
+         FROM unnest($2::uuid[]) AS ids(id)
+         RETURNING lease_expires_at",
+    )
+    .bind(tenant_id)
+    .bind(running.to_vec())
+    .fetch_all(&db.admin)
+    .await
+    .unwrap()[0];
+    sqlx::query(
+        "INSERT INTO platform.jobs (tenant_id, id, kind, args_version, args, attempts_max)
+         VALUES ($1, $2, 'test.effect', 1, '{}', 3)",
+    )
+    .bind(tenant_id)
+    .bind(waiting)
+    .execute(&db.admin)
+    .await
+    .unwrap();
+
+    assert_eq!(all.up(&db.owner).await.unwrap(), n_later);
+    let leases: Vec<(Uuid, String, time::OffsetDateTime, Vec<Uuid>)> =
+        sqlx::query_as("SELECT tenant_id, worker_id, expires_at, job_ids FROM platform.job_leases")
+            .fetch_all(&db.admin)
+            .await
+            .unwrap();
+    assert_eq!(leases.len(), 1, "one lease for the one claim");
+    let (lease_tenant, worker_id, lease_expires_at, mut job_ids) = leases[0].clone();
+    job_ids.sort();
+    let mut expected = running.to_vec();
+    expected.sort();
+    assert_eq!(
+        (lease_tenant, worker_id.as_str(), lease_expires_at, job_ids),
+        (tenant_id, "node-1:7", expires_at, expected)
+    );
+    let held: Vec<(Uuid, bool, bool)> = sqlx::query_as(
+        "SELECT j.id, j.lease_id IS NOT DISTINCT FROM l.id, j.runnable
+         FROM platform.jobs j LEFT JOIN platform.job_leases l ON true ORDER BY j.id = $1",
+    )
+    .bind(waiting)
+    .fetch_all(&db.admin)
+    .await
+    .unwrap();
+    assert_eq!(
+        held.iter()
+            .map(|(_, leased, runnable)| (*leased, *runnable))
+            .collect::<Vec<_>>(),
+        [(true, false), (true, false), (false, true)],
+        "{held:?}"
+    );
+    // The job admin view still shows the lease's expiry.
+    let shown = job(&db, JobId::new_unchecked(running[0])).await;
+    assert_eq!(shown.lease_expires_at, Some(expires_at));
+
+    // And back: the running jobs get their lease's expiry again.
+    assert_eq!(all.down(&db.owner, n_later).await.unwrap(), n_later);
+    let restored: Vec<Option<time::OffsetDateTime>> =
+        sqlx::query_scalar("SELECT lease_expires_at FROM platform.jobs ORDER BY id = $1")
+            .bind(waiting)
+            .fetch_all(&db.admin)
+            .await
+            .unwrap();
+    assert_eq!(restored, [Some(expires_at), Some(expires_at), None]);
+    assert_eq!(all.up(&db.owner).await.unwrap(), n_later);
 }
 
 #[tokio::test]

@@ -358,8 +358,9 @@ async fn a_step_whose_worker_loses_its_lease_mid_step_runs_once_in_effect() {
     });
     wait_until(
         &db,
-        "SELECT count(*) = 1 FROM platform.jobs
-         WHERE state = 'running' AND worker_id = 'late' AND lease_expires_at < now()",
+        "SELECT count(*) = 1 FROM platform.jobs j
+         JOIN platform.job_leases l ON l.tenant_id = j.tenant_id AND l.id = j.lease_id
+         WHERE j.state = 'running' AND j.worker_id = 'late' AND l.expires_at < now()",
     )
     .await;
     // The rescuer takes the job back and runs step 1 again; it waits on the row until

@@ -54,10 +54,15 @@ async fn check_fails_on_a_job_stuck_past_its_lease_or_overdue_and_notes_dead_let
     // hour and never claimed; one dead.
     tenet
         .as_superuser(
-            "WITH picked AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM platform.jobs)
+            "WITH picked AS (SELECT tenant_id, id, row_number() OVER (ORDER BY id) AS n FROM platform.jobs),
+             lease AS (
+                 INSERT INTO platform.job_leases (tenant_id, worker_id, expires_at, job_ids)
+                 SELECT tenant_id, 'node-7:4242', now() - interval '1 hour', ARRAY[id]
+                 FROM picked WHERE n = 1
+                 RETURNING id)
              UPDATE platform.jobs j SET
                  state = (ARRAY['running', 'scheduled', 'dead'])[picked.n]::platform.job_state,
-                 lease_expires_at = CASE picked.n WHEN 1 THEN now() - interval '1 hour' END,
+                 lease_id = CASE picked.n WHEN 1 THEN (SELECT id FROM lease) END,
                  worker_id = CASE picked.n WHEN 1 THEN 'node-7:4242' END,
                  run_at = now() - interval '1 hour',
                  finished_at = CASE picked.n WHEN 3 THEN now() END
