@@ -548,7 +548,7 @@ async fn webhooks_retry_on_schedule_until_the_receiver_recovers_and_every_event_
     assert_eq!(receiver.log().len(), 7);
 
     // The first event took four attempts, each recorded with the answer, and each retry
-    // came no earlier than scheduled, after a longer wait than the one before.
+    // came no earlier than scheduled, after its attempt's own, growing backoff.
     let deliveries = admin::deliveries_of_event(&db.owner, event_ids[0])
         .await
         .unwrap();
@@ -564,19 +564,26 @@ async fn webhooks_retry_on_schedule_until_the_receiver_recovers_and_every_event_
         && a.response_excerpt.as_deref() == Some("receiver says no")
         && a.error.as_deref().is_some_and(|e| e.contains("500"))));
     assert!(detail.attempts[3].succeeded && detail.attempts[3].retry_at.is_none());
-    let mut previous_wait = Duration::ZERO;
-    for pair in detail.attempts.windows(2) {
+    for (n, pair) in detail.attempts.windows(2).enumerate() {
         let retry_at = pair[0]
             .retry_at
             .expect("a retried attempt records its schedule");
         assert!(pair[1].started_at >= retry_at, "{:?}", detail.attempts);
-        let wait: Duration = (retry_at - pair[0].started_at).try_into().unwrap();
+        // Counted from the attempt's end: how long the receiver took to answer is not
+        // part of the backoff (a first connection took 36 ms once, more than the
+        // jitter between two backoffs). Attempt n waits 100 ms · 2^(n-1), capped at
+        // 400 ms, half of it fixed and half jittered; recording the attempt after it
+        // ended adds a few ms.
+        let ended = pair[0].started_at + time::Duration::milliseconds(pair[0].duration_ms.into());
+        let backoff: Duration = (retry_at - ended).try_into().unwrap();
+        let full = Duration::from_millis(100 << n).min(Duration::from_millis(400));
         assert!(
-            wait > previous_wait,
-            "backoff did not grow: {:?}",
+            backoff >= full / 2 && backoff <= full + Duration::from_millis(100),
+            "attempt {}: a backoff of {backoff:?}, not within {:?}..{full:?}: {:?}",
+            n + 1,
+            full / 2,
             detail.attempts
         );
-        previous_wait = wait;
     }
     // A success ends the subscription's run of failures.
     let mut tx = TenantTx::begin_as(&db.app, tenant_id, "user:test", None)
