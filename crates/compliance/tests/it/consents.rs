@@ -173,17 +173,7 @@ async fn another_tenants_consent_is_not_found() {
 #[tokio::test]
 async fn every_read_and_write_of_a_consent_leaves_an_audit_event() {
     let world = world().await;
-    let tenant_id = world.tenant("Clinic").await;
-    let patient_id = world.patient(tenant_id).await;
-    let granted = world
-        .grant(
-            tenant_id,
-            patient_id,
-            Scope::ReleaseOfInformation,
-            Some(CANARY),
-            None,
-        )
-        .await;
+    let (tenant_id, patient_id, granted) = world.consented_clinic().await;
     let mut tx = world.tx(tenant_id).await;
     consent::read(&mut tx, &world.keyring, granted.id)
         .await
@@ -223,17 +213,7 @@ async fn every_read_and_write_of_a_consent_leaves_an_audit_event() {
 #[tokio::test]
 async fn the_recipient_is_sealed_at_rest_and_appears_in_no_event_audit_detail_or_debug() {
     let world = world().await;
-    let tenant_id = world.tenant("Clinic").await;
-    let patient_id = world.patient(tenant_id).await;
-    let granted = world
-        .grant(
-            tenant_id,
-            patient_id,
-            Scope::ReleaseOfInformation,
-            Some(CANARY),
-            None,
-        )
-        .await;
+    let (_, _, granted) = world.consented_clinic().await;
     let canary_hits: i64 = sqlx::query_scalar(
         "SELECT (SELECT count(*) FROM compliance.consents c
                   WHERE position(convert_to($1, 'UTF8') IN c.recipient_sealed) > 0 OR c::text ILIKE '%' || $1 || '%')

@@ -84,6 +84,23 @@ impl World {
         document.id.into_uuid()
     }
 
+    /// A clinic with a committed patient who consented to releasing information to
+    /// [`CANARY`], with no end date: the clinic, the patient and the consent.
+    pub async fn consented_clinic(&self) -> (TenantId, PatientId, Consent) {
+        let tenant_id = self.tenant("Clinic").await;
+        let patient_id = self.patient(tenant_id).await;
+        let consent = self
+            .grant(
+                tenant_id,
+                patient_id,
+                Scope::ReleaseOfInformation,
+                Some(CANARY),
+                None,
+            )
+            .await;
+        (tenant_id, patient_id, consent)
+    }
+
     /// A committed consent.
     pub async fn grant(
         &self,

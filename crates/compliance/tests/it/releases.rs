@@ -72,17 +72,7 @@ async fn a_release_is_refused_without_consent_and_records_nothing() {
 #[tokio::test]
 async fn a_release_is_refused_after_the_consent_is_revoked() {
     let world = world().await;
-    let tenant_id = world.tenant("Clinic").await;
-    let patient_id = world.patient(tenant_id).await;
-    let granted = world
-        .grant(
-            tenant_id,
-            patient_id,
-            Scope::ReleaseOfInformation,
-            Some(CANARY),
-            None,
-        )
-        .await;
+    let (tenant_id, patient_id, granted) = world.consented_clinic().await;
     let mut tx = world.tx(tenant_id).await;
     consent::revoke(
         &mut tx,
@@ -147,17 +137,7 @@ async fn a_release_is_refused_after_the_consent_expires() {
 #[tokio::test]
 async fn a_release_is_refused_for_a_recipient_the_consent_does_not_name() {
     let world = world().await;
-    let tenant_id = world.tenant("Clinic").await;
-    let patient_id = world.patient(tenant_id).await;
-    world
-        .grant(
-            tenant_id,
-            patient_id,
-            Scope::ReleaseOfInformation,
-            Some(CANARY),
-            None,
-        )
-        .await;
+    let (tenant_id, patient_id, _) = world.consented_clinic().await;
     let refused = try_release(
         &world,
         tenant_id,
@@ -283,17 +263,7 @@ async fn a_release_with_a_valid_consent_is_recorded_and_listed_in_the_disclosure
 #[tokio::test]
 async fn the_accounting_of_disclosures_is_append_only() {
     let world = world().await;
-    let tenant_id = world.tenant("Clinic").await;
-    let patient_id = world.patient(tenant_id).await;
-    world
-        .grant(
-            tenant_id,
-            patient_id,
-            Scope::ReleaseOfInformation,
-            Some(CANARY),
-            None,
-        )
-        .await;
+    let (tenant_id, patient_id, _) = world.consented_clinic().await;
     let released = try_release(
         &world,
         tenant_id,
@@ -388,17 +358,7 @@ async fn revoking_the_newest_consent_to_a_recipient_leaves_no_older_one_in_force
 #[tokio::test]
 async fn a_release_naming_a_document_that_is_not_this_patients_is_refused() {
     let world = world().await;
-    let tenant_id = world.tenant("Clinic").await;
-    let patient_id = world.patient(tenant_id).await;
-    world
-        .grant(
-            tenant_id,
-            patient_id,
-            Scope::ReleaseOfInformation,
-            Some(CANARY),
-            None,
-        )
-        .await;
+    let (tenant_id, patient_id, _) = world.consented_clinic().await;
     let other_patient = world.patient(tenant_id).await;
     let others_document = world.document(tenant_id, other_patient).await;
     let other_tenant = world.tenant("Elsewhere").await;
@@ -439,17 +399,7 @@ async fn a_release_naming_a_document_that_is_not_this_patients_is_refused() {
 #[tokio::test]
 async fn a_document_being_released_cannot_be_deleted_until_the_release_commits() {
     let world = world().await;
-    let tenant_id = world.tenant("Clinic").await;
-    let patient_id = world.patient(tenant_id).await;
-    world
-        .grant(
-            tenant_id,
-            patient_id,
-            Scope::ReleaseOfInformation,
-            Some(CANARY),
-            None,
-        )
-        .await;
+    let (tenant_id, patient_id, _) = world.consented_clinic().await;
     let new = new_release(&world, tenant_id, patient_id, CANARY).await;
     let document_id = documents::DocumentId::new_unchecked(new.document_ids[0]);
     let mut releasing = world.tx(tenant_id).await;
@@ -482,17 +432,7 @@ async fn a_document_being_released_cannot_be_deleted_until_the_release_commits()
 #[tokio::test]
 async fn a_release_naming_documents_newest_first_cannot_deadlock_with_their_deletion() {
     let world = world().await;
-    let tenant_id = world.tenant("Clinic").await;
-    let patient_id = world.patient(tenant_id).await;
-    world
-        .grant(
-            tenant_id,
-            patient_id,
-            Scope::ReleaseOfInformation,
-            Some(CANARY),
-            None,
-        )
-        .await;
+    let (tenant_id, patient_id, _) = world.consented_clinic().await;
     let older = world.document(tenant_id, patient_id).await;
     let newer = world.document(tenant_id, patient_id).await;
     // A deletion takes the older document (the retention sweep locks in creation

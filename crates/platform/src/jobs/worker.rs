@@ -916,13 +916,11 @@ impl Worker {
             .rows_affected())
     }
 
-    /// Deletes every lease this worker knows of that no job is still held under (at
-    /// shutdown: after the hand-back, a lease may still hold a job whose transaction
-    /// failed; it stays, to expire and be rescued).
-    async fn release_all(
-        &self,
-        (mut tenants, mut ids): (Vec<Uuid>, Vec<i64>),
-    ) -> Result<u64, sqlx::Error> {
+    /// At shutdown: deletes every lease this worker knows of, and `also` (the leases of
+    /// handed-back jobs), that no job is still under. A lease may still hold a job
+    /// whose transaction failed; it stays, to expire and be rescued.
+    async fn release_all(&self, also: (Vec<Uuid>, Vec<i64>)) -> Result<u64, sqlx::Error> {
+        let (mut tenants, mut ids) = also;
         {
             let mut leases = self.leases();
             let (held_tenants, held) = leases.held();
@@ -1060,15 +1058,15 @@ impl Worker {
             }
         })
         .await;
-        // The leases to delete once their jobs are no longer under them; read before an
-        // abort, which forgets the leases of the aborted jobs as it drops them.
-        let mut leases = self.leases().held();
+        // The leases of the jobs handed back, to delete once those jobs left them.
+        let mut handed_back = (Vec::new(), Vec::new());
         if drained.is_err() {
             // Their transactions roll back as the tasks are dropped; the hand-back
             // moves the token on, so nothing they did can still complete.
-            // Read the set first: an aborted task leaves it as it drops.
+            // Read the sets first: an aborted task leaves them as it drops (its lease
+            // counts as not settled, so it is no longer held).
             let (tenants, ids, tokens) = self.in_flight_arrays();
-            leases = self.leases().held();
+            handed_back = self.leases().held();
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
             match sqlx::query(HAND_BACK)
@@ -1089,7 +1087,7 @@ impl Worker {
         }
         heartbeat.abort();
         let _ = heartbeat.await;
-        if let Err(err) = self.release_all(leases).await {
+        if let Err(err) = self.release_all(handed_back).await {
             tracing::warn!(error = %err, "deleting finished leases failed; they expire and the rescue deletes them");
         }
         tracing::info!(worker_id = %self.config.worker_id, "job worker stopped");
