@@ -3,14 +3,15 @@
 //! The event is written by the same transaction as the access it records: if the
 //! append fails, the caller's transaction fails with it, and an access that rolled
 //! back leaves no event. A lane's head row is locked until the transaction ends, so
-//! each lane is a strict chain; the append takes any lane no one else holds.
+//! each lane is a strict chain; the append takes any lane no one else holds. Taking
+//! the lane, hashing the event after its head and writing both is one statement.
 
 use db::TenantTx;
 use kernel::{AuditEventId, PatientId};
 use time::OffsetDateTime;
 
 use crate::LANES;
-use crate::chain::{ChainedEvent, Hash, genesis, to_stored_json, to_stored_precision};
+use crate::chain::{ChainedEvent, genesis, to_stored_json, to_stored_precision};
 
 /// What to record. Never put PHI values here: ids, an action and a purpose.
 #[derive(Debug, Clone)]
@@ -90,42 +91,53 @@ async fn fail_transaction(tx: &mut TenantTx) -> AuditError {
     AuditError::NoChain
 }
 
+/// The append as one statement, around the `WITH head AS (…)` that picks and locks
+/// the lane: the event's hash is made where its place is learnt, from the head's
+/// hash and the canonical encoding around the place ([`ChainedEvent::encode_around_place`],
+/// `$2` and `$3`), so the lane costs no round trip of its own. Returns the lane
+/// appended to; no row when no lane was taken.
+macro_rules! append_with_head {
+    ($head:literal) => {
+        concat!(
+            "WITH head AS (",
+            $head,
+            "),
+             event AS (
+                 SELECT lane, seq + 1 AS seq, hash AS prev_hash,
+                        pg_catalog.sha256(hash || $2 || pg_catalog.int2send(lane) || pg_catalog.int8send(seq + 1) || $3) AS hash
+                 FROM head
+             ),
+             inserted AS (
+                 INSERT INTO audit.events (tenant_id, lane, seq, id, occurred_at, actor, action, patient_id,
+                                           purpose, request_id, break_glass, details, prev_hash, hash)
+                 SELECT $1, lane, seq, $4, $5, $6, $7, $8, $9, $10, $11, $12, prev_hash, hash FROM event
+             )
+             UPDATE audit.chain_heads h SET seq = event.seq, hash = event.hash FROM event
+             WHERE h.tenant_id = $1 AND h.lane = event.lane
+             RETURNING h.lane"
+        )
+    };
+}
+
+/// Appends to a lane nobody holds.
+const APPEND_TO_A_FREE_LANE: &str = append_with_head!(
+    "SELECT lane, seq, hash FROM audit.chain_heads WHERE tenant_id = $1
+     ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED"
+);
+
+/// Appends to lane `$13`, waiting for whoever holds it.
+const APPEND_TO_LANE: &str = append_with_head!(
+    "SELECT lane, seq, hash FROM audit.chain_heads WHERE tenant_id = $1 AND lane = $13 FOR UPDATE"
+);
+
 /// Appends `entry` to the tenant's log in `tx`.
 pub async fn append(tx: &mut TenantTx, entry: AuditEntry) -> Result<AuditEventId, AuditError> {
     let tenant_id = tx.tenant_id();
-    // Prefer a lane nobody holds; when every lane is busy, wait for one.
-    let head: Option<(i16, i64, Vec<u8>)> = sqlx::query_as(
-        "SELECT lane, seq, hash FROM audit.chain_heads WHERE tenant_id = $1
-         ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED",
-    )
-    .bind(tenant_id.as_uuid())
-    .fetch_optional(&mut **tx)
-    .await?;
-    let (lane, seq, prev) = match head {
-        Some(head) => head,
-        None => {
-            let lane = i16::try_from(rand::random::<u16>() % LANES.unsigned_abs())
-                .expect("BUG: lane fits i16");
-            let head = sqlx::query_as(
-                "SELECT lane, seq, hash FROM audit.chain_heads WHERE tenant_id = $1 AND lane = $2 FOR UPDATE",
-            )
-            .bind(tenant_id.as_uuid())
-            .bind(lane)
-            .fetch_optional(&mut **tx)
-            .await?;
-            match head {
-                Some(head) => head,
-                None => return Err(fail_transaction(tx).await),
-            }
-        }
-    };
-    let Ok(prev) = Hash::try_from(prev) else {
-        return Err(fail_transaction(tx).await);
-    };
     let event = ChainedEvent {
         tenant_id,
-        lane,
-        seq: seq + 1,
+        // Taken in the database, below.
+        lane: 0,
+        seq: 0,
         id: uuid::Uuid::now_v7(),
         occurred_at: to_stored_precision(OffsetDateTime::now_utc()),
         actor: tx.actor().to_owned(),
@@ -136,31 +148,37 @@ pub async fn append(tx: &mut TenantTx, entry: AuditEntry) -> Result<AuditEventId
         break_glass: entry.break_glass,
         details: to_stored_json(entry.details),
     };
-    let hash = event.hash(&prev, &mut Vec::with_capacity(256));
-    sqlx::query(
-        "WITH event AS (
-             INSERT INTO audit.events (tenant_id, lane, seq, id, occurred_at, actor, action, patient_id,
-                                       purpose, request_id, break_glass, details, prev_hash, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-         )
-         UPDATE audit.chain_heads SET seq = $3, hash = $14 WHERE tenant_id = $1 AND lane = $2",
-    )
-    .bind(tenant_id.as_uuid())
-    .bind(lane)
-    .bind(event.seq)
-    .bind(event.id)
-    .bind(event.occurred_at)
-    .bind(&event.actor)
-    .bind(&event.action)
-    .bind(event.patient_id.map(|id| id.into_uuid()))
-    .bind(&event.purpose)
-    .bind(event.request_id.map(|id| id.into_uuid()))
-    .bind(event.break_glass)
-    .bind(&event.details)
-    .bind(&prev[..])
-    .bind(&hash[..])
-    .execute(&mut **tx)
-    .await?;
+    let (before_place, after_place) = event.encode_around_place();
+    let statement = |sql| {
+        sqlx::query_scalar::<_, i16>(sql)
+            .bind(tenant_id.as_uuid())
+            .bind(&before_place)
+            .bind(&after_place)
+            .bind(event.id)
+            .bind(event.occurred_at)
+            .bind(&event.actor)
+            .bind(&event.action)
+            .bind(event.patient_id.map(|id| id.into_uuid()))
+            .bind(&event.purpose)
+            .bind(event.request_id.map(|id| id.into_uuid()))
+            .bind(event.break_glass)
+            .bind(&event.details)
+    };
+    // Prefer a lane nobody holds; when every lane is busy, wait for one.
+    let mut appended = statement(APPEND_TO_A_FREE_LANE)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if appended.is_none() {
+        let lane = i16::try_from(rand::random::<u16>() % LANES.unsigned_abs())
+            .expect("BUG: lane fits i16");
+        appended = statement(APPEND_TO_LANE)
+            .bind(lane)
+            .fetch_optional(&mut **tx)
+            .await?;
+    }
+    if appended.is_none() {
+        return Err(fail_transaction(tx).await);
+    }
     crate::APPENDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(AuditEventId::new_unchecked(event.id))
 }

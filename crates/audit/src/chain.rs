@@ -110,10 +110,20 @@ pub struct RawEvent<'a> {
 impl RawEvent<'_> {
     /// The canonical encoding, appended to `buf`.
     pub fn encode(&self, buf: &mut Vec<u8>) {
-        buf.extend_from_slice(b"tenet-audit-v1");
-        buf.extend_from_slice(self.tenant_id);
+        self.encode_before_place(buf);
         buf.extend_from_slice(&self.lane.to_be_bytes());
         buf.extend_from_slice(&self.seq.to_be_bytes());
+        self.encode_after_place(buf);
+    }
+
+    /// What precedes the event's place (lane, seq) in its encoding.
+    fn encode_before_place(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(b"tenet-audit-v1");
+        buf.extend_from_slice(self.tenant_id);
+    }
+
+    /// What follows the event's place (lane, seq) in its encoding.
+    fn encode_after_place(&self, buf: &mut Vec<u8>) {
         buf.extend_from_slice(self.id);
         buf.extend_from_slice(&self.occurred_at_micros.to_be_bytes());
         put_bytes(buf, self.actor);
@@ -175,6 +185,22 @@ impl ChainedEvent {
             serde_json::to_string(&self.details).expect("BUG: JSON value always serialises");
         self.raw(details.as_bytes()).hash(prev, scratch)
     }
+
+    /// The canonical encoding without the event's place, for an append that takes its
+    /// lane and seq in the database: `(before, after)` such that `before || lane ||
+    /// seq || after` (lane as 2 and seq as 8 big-endian bytes, which PostgreSQL's
+    /// `int2send` and `int8send` produce) is [`ChainedEvent::encode`]'s output. This
+    /// event's own `lane` and `seq` are ignored.
+    pub fn encode_around_place(&self) -> (Vec<u8>, Vec<u8>) {
+        let details =
+            serde_json::to_string(&self.details).expect("BUG: JSON value always serialises");
+        let raw = self.raw(details.as_bytes());
+        let mut before = Vec::with_capacity(32);
+        raw.encode_before_place(&mut before);
+        let mut after = Vec::with_capacity(160 + details.len());
+        raw.encode_after_place(&mut after);
+        (before, after)
+    }
 }
 
 #[cfg(test)]
@@ -196,6 +222,22 @@ mod tests {
             break_glass: false,
             details: serde_json::json!({"b": 1, "a": "x"}),
         }
+    }
+
+    #[test]
+    fn the_encoding_around_a_place_joins_into_the_whole_encoding() {
+        let event = event();
+        let (before, after) = event.encode_around_place();
+        let joined = [
+            &before[..],
+            &event.lane.to_be_bytes(),
+            &event.seq.to_be_bytes(),
+            &after[..],
+        ]
+        .concat();
+        let mut whole = Vec::new();
+        event.encode(&mut whole);
+        assert_eq!(joined, whole);
     }
 
     #[test]

@@ -243,9 +243,13 @@ pub async fn serve(global: &Global, args: &ServeArgs, database: &Database) -> an
     ] {
         let Some(listener) = listener else { continue };
         let mut server_shutdown = shutdown_rx.clone();
-        let serving = axum::serve(listener, router).with_graceful_shutdown(async move {
-            let _ = server_shutdown.wait_for(|stop| *stop).await;
-        });
+        // As a make-service, a connection shares the router, whose routes already
+        // hold the state; served as a bare `Router`, axum would copy every route for
+        // each new connection.
+        let serving =
+            axum::serve(listener, router.into_make_service()).with_graceful_shutdown(async move {
+                let _ = server_shutdown.wait_for(|stop| *stop).await;
+            });
         servers.spawn(async move { (what, serving.await) });
     }
     tracing::info!(

@@ -29,6 +29,17 @@ async fn head_seqs_total(db: &TestDb, tenant_id: TenantId) -> i64 {
     .unwrap()
 }
 
+/// A transaction of `actor` that appended event `n` and is still open.
+async fn open_append(app: &sqlx::PgPool, tenant_id: TenantId, actor: &str, n: usize) -> TenantTx {
+    let mut tx = TenantTx::begin_as(app, tenant_id, actor, None)
+        .await
+        .unwrap();
+    audit::append(&mut tx, crate::entry(n, PatientId::generate()))
+        .await
+        .unwrap();
+    tx
+}
+
 #[tokio::test]
 async fn a_clean_log_of_hundreds_of_events_across_lanes_verifies_with_no_problem() {
     let db = database().await;
@@ -181,6 +192,62 @@ async fn concurrent_appends_from_16_tasks_all_land_and_no_lane_forks() {
     assert_eq!(report.n_events, n_total as u64);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_with_every_lane_held_waits_and_chains_after_the_holders_event() {
+    let db = database().await;
+    let tenant_id = create_tenant(&db, "Full clinic").await;
+    // Every lane held by a transaction that appended and has not committed.
+    let mut holders = Vec::new();
+    for i in 0..usize::try_from(LANES).unwrap() {
+        holders.push(open_append(&db.app, tenant_id, &format!("user:holder-{i}"), i).await);
+    }
+    let waiter = tokio::spawn({
+        let app = db.app.clone();
+        async move {
+            let tx = open_append(&app, tenant_id, "user:waiter", 99).await;
+            tx.commit().await.unwrap();
+        }
+    });
+    // Wait until the waiter is blocked on a lane's lock, so the holders commit after
+    // its statement began.
+    let blocked = async {
+        loop {
+            let n_waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND state = 'active'
+                   AND wait_event_type = 'Lock' AND query LIKE '%audit.chain_heads%'",
+            )
+            .fetch_one(&db.admin)
+            .await
+            .unwrap();
+            if n_waiting == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), blocked)
+        .await
+        .expect("the waiter waits for a lane while every lane is held");
+    assert!(!waiter.is_finished(), "appended while every lane was held");
+    assert_eq!(n_events(&db, tenant_id).await, 0, "nothing committed yet");
+    // The holders commit: the waiter's lane head moved on after its statement began,
+    // and its event must follow the head as it is now, not as it was.
+    for tx in holders {
+        tx.commit().await.unwrap();
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter got a lane once the holders committed")
+        .unwrap();
+    let n_total = i64::from(LANES) + 1;
+    assert_eq!(n_events(&db, tenant_id).await, n_total);
+    assert_eq!(head_seqs_total(&db, tenant_id).await, n_total);
+    let report = verify_with(&db, tenant_id, &[]).await;
+    assert_eq!(report.problems, vec![]);
+    assert_eq!(report.n_events, u64::try_from(n_total).unwrap());
+}
+
 #[tokio::test]
 async fn an_append_whose_transaction_rolls_back_leaves_no_event() {
     let db = database().await;
@@ -188,21 +255,10 @@ async fn an_append_whose_transaction_rolls_back_leaves_no_event() {
     let key = CheckpointKey::generate();
     append_events(&db, tenant_id, 5).await;
 
-    let mut tx = TenantTx::begin_as(&db.app, tenant_id, "user:tester", None)
-        .await
-        .unwrap();
-    audit::append(&mut tx, crate::entry(0, PatientId::generate()))
-        .await
-        .unwrap();
+    let tx = open_append(&db.app, tenant_id, "user:tester", 0).await;
     tx.rollback().await.unwrap();
     // A transaction dropped without commit (a handler that returned early) too.
-    let mut tx = TenantTx::begin_as(&db.app, tenant_id, "user:tester", None)
-        .await
-        .unwrap();
-    audit::append(&mut tx, crate::entry(1, PatientId::generate()))
-        .await
-        .unwrap();
-    drop(tx);
+    drop(open_append(&db.app, tenant_id, "user:tester", 1).await);
 
     assert_eq!(n_events(&db, tenant_id).await, 5);
     assert_eq!(head_seqs_total(&db, tenant_id).await, 5);

@@ -460,10 +460,11 @@ fn parse_args<K: JobKind>(args_version: u32, args: serde_json::Value) -> Result<
     }
 }
 
-/// The job kinds a worker runs, by name.
+/// The job kinds a worker runs, by name. Cheap to clone (the API's state holds one,
+/// and is cloned for every request): clones share the table.
 #[derive(Clone, Default)]
 pub struct Registry {
-    kinds: HashMap<&'static str, Arc<dyn ErasedKind>>,
+    kinds: Arc<HashMap<&'static str, Arc<dyn ErasedKind>>>,
 }
 
 impl Registry {
@@ -473,7 +474,7 @@ impl Registry {
 
     /// Adds a kind. Registering a name twice is a wiring mistake and panics.
     pub fn register<K: JobKind>(mut self, kind: K) -> Self {
-        let previous = self.kinds.insert(K::NAME, Arc::new(Erased(kind)));
+        let previous = Arc::make_mut(&mut self.kinds).insert(K::NAME, Arc::new(Erased(kind)));
         assert!(
             previous.is_none(),
             "BUG: job kind {} registered twice",

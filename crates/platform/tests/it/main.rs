@@ -104,7 +104,25 @@ impl JobKind for Snoop {
             .execute(&mut **tx)
             .await?
             .rows_affected();
-        if n_effects + n_jobs + i64::try_from(n_updated).unwrap() > 0 {
+        // Leases: the other tenant's by its tenant id, by its job, or any lease of a
+        // tenant other than ours; and our own, which this very run is under.
+        let (n_other_leases, n_own_leases): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE tenant_id = $1 OR $2 = ANY(job_ids) OR tenant_id <> $3),
+                    count(*) FILTER (WHERE tenant_id = $3 AND $4 = ANY(job_ids))
+             FROM platform.job_leases",
+        )
+        .bind(args.other_tenant_id)
+        .bind(args.other_job_id)
+        .bind(ctx.tenant_id.as_uuid())
+        .bind(ctx.job_id.as_uuid())
+        .fetch_one(&mut **tx)
+        .await?;
+        if n_own_leases != 1 {
+            return Err(JobError::Fail(format!(
+                "saw {n_own_leases} leases of its own run"
+            )));
+        }
+        if n_effects + n_jobs + n_other_leases + i64::try_from(n_updated).unwrap() > 0 {
             return Err(JobError::Fail("saw another tenant's rows".to_owned()));
         }
         sqlx::query("INSERT INTO public.effects (tenant_id, job_id) VALUES ($1, $2)")
@@ -228,6 +246,28 @@ fn effect(fail_first: bool) -> JobSpec<Effect> {
         fail_first,
         sleep_ms: 0,
     })
+}
+
+/// A [`Snoop`] for `other_job` of `other_tenant`.
+fn snoop(other_tenant: TenantId, other_job: JobId) -> JobSpec<Snoop> {
+    JobSpec::new(SnoopArgs {
+        other_tenant_id: *other_tenant.as_uuid(),
+        other_job_id: *other_job.as_uuid(),
+    })
+}
+
+/// An [`Effect`] that takes `sleep_ms` before writing its row.
+fn slow_effect(sleep_ms: u64) -> JobSpec<Effect> {
+    JobSpec::new(EffectArgs {
+        fail_first: false,
+        sleep_ms,
+    })
+}
+
+/// Runs one job on `worker` in a task of its own.
+fn run_one_in_background(worker: &Arc<Worker>) -> tokio::task::JoinHandle<Option<Outcome>> {
+    let worker = worker.clone();
+    tokio::spawn(async move { worker.try_run_one().await.unwrap() })
 }
 
 async fn n_effects(db: &TestDb, job_id: JobId) -> i64 {
@@ -569,15 +609,7 @@ async fn a_job_runs_under_its_tenants_row_level_security() {
     );
     assert_eq!(n_effects(&db, job_b).await, 1);
 
-    let snoop = enqueue(
-        &db,
-        tenant_a,
-        JobSpec::<Snoop>::new(SnoopArgs {
-            other_tenant_id: *tenant_b.as_uuid(),
-            other_job_id: *job_b.as_uuid(),
-        }),
-    )
-    .await;
+    let snoop = enqueue(&db, tenant_a, snoop(tenant_b, job_b)).await;
     assert_eq!(
         worker.try_run_one().await.unwrap(),
         Some(Outcome::Succeeded(snoop))
@@ -586,18 +618,60 @@ async fn a_job_runs_under_its_tenants_row_level_security() {
 }
 
 #[tokio::test]
+async fn a_job_cannot_see_or_touch_another_tenants_live_lease() {
+    let db = setup().await;
+    let tenant_a = TenantId::generate();
+    let tenant_b = TenantId::generate();
+    let slow_b = enqueue(&db, tenant_b, slow_effect(1500)).await;
+    let holder = Arc::new(worker(&db, config("holder")));
+    let holding = run_one_in_background(&holder);
+    wait_until(
+        &db,
+        "SELECT count(*) = 1 FROM platform.job_leases l JOIN platform.jobs j
+             ON (j.tenant_id, j.lease_id) = (l.tenant_id, l.id) AND j.state = 'running'",
+    )
+    .await;
+
+    // Tenant A's job, run by another worker while B's lease is live, finds no lease
+    // but its own ...
+    let snoop = enqueue(&db, tenant_a, snoop(tenant_b, slow_b)).await;
+    let snooper = worker(&db, config("snooper"));
+    assert_eq!(
+        snooper.try_run_one().await.unwrap(),
+        Some(Outcome::Succeeded(snoop))
+    );
+    // ... and the service role, even in B's own transaction, cannot shorten or drop
+    // a lease: only the worker's owner role writes them.
+    for statement in [
+        "UPDATE platform.job_leases SET expires_at = now() - interval '1 hour'",
+        "DELETE FROM platform.job_leases",
+    ] {
+        let mut tx = TenantTx::begin_as(&db.app, tenant_b, "system", None)
+            .await
+            .unwrap();
+        let err = sqlx::query(statement)
+            .execute(&mut *tx)
+            .await
+            .expect_err("the service role may only read leases");
+        assert_eq!(
+            err.as_database_error().and_then(|e| e.code()).as_deref(),
+            Some("42501"),
+            "{statement}: {err}"
+        );
+    }
+    assert_eq!(
+        holding.await.unwrap(),
+        Some(Outcome::Succeeded(slow_b)),
+        "B's job kept its lease and completed under it"
+    );
+    assert_eq!(n_effects(&db, slow_b).await, 1);
+}
+
+#[tokio::test]
 async fn a_heartbeat_keeps_a_slow_jobs_lease_and_shutdown_hands_back_what_cannot_finish() {
     let db = setup().await;
     let tenant_id = TenantId::generate();
-    let slow = enqueue(
-        &db,
-        tenant_id,
-        JobSpec::<Effect>::new(EffectArgs {
-            fail_first: false,
-            sleep_ms: 1500,
-        }),
-    )
-    .await;
+    let slow = enqueue(&db, tenant_id, slow_effect(1500)).await;
     let mut config = config("slow");
     config.lease = Duration::from_millis(400);
     let worker = Arc::new(worker(&db, config));
@@ -625,15 +699,7 @@ async fn a_heartbeat_keeps_a_slow_jobs_lease_and_shutdown_hands_back_what_cannot
     assert_eq!(n_effects(&db, slow).await, 1);
 
     // A job that cannot finish within the shutdown grace is handed back.
-    let endless = enqueue(
-        &db,
-        tenant_id,
-        JobSpec::<Effect>::new(EffectArgs {
-            fail_first: false,
-            sleep_ms: 60_000,
-        }),
-    )
-    .await;
+    let endless = enqueue(&db, tenant_id, slow_effect(60_000)).await;
     wait_until(
         &db,
         "SELECT count(*) = 1 FROM platform.jobs WHERE state = 'running'",
@@ -665,20 +731,9 @@ async fn a_heartbeat_keeps_a_slow_jobs_lease_and_shutdown_hands_back_what_cannot
 #[tokio::test]
 async fn a_job_that_lost_an_expired_lease_nobody_rescued_yet_is_still_rescued() {
     let db = setup().await;
-    let job_id = enqueue(
-        &db,
-        TenantId::generate(),
-        JobSpec::<Effect>::new(EffectArgs {
-            fail_first: false,
-            sleep_ms: 1000,
-        }),
-    )
-    .await;
+    let job_id = enqueue(&db, TenantId::generate(), slow_effect(1000)).await;
     let worker = Arc::new(worker(&db, config("w")));
-    let running = tokio::spawn({
-        let worker = worker.clone();
-        async move { worker.try_run_one().await.unwrap() }
-    });
+    let running = run_one_in_background(&worker);
     wait_until(
         &db,
         "SELECT count(*) = 1 FROM platform.jobs WHERE state = 'running'",
