@@ -26,28 +26,39 @@ pub fn run_ci() -> anyhow::Result<()> {
         "poppler-utils (the PDF reader of the notes PDF tests)",
         ensure_poppler_utils,
     )?;
-    step(
-        "moto's S3-compatible server (the documents store's S3 test)",
-        ensure_moto_server,
-    )?;
-    step("cargo fmt --check", || {
-        shell("cargo", &["fmt", "--all", "--", "--check"])
-    })?;
-    step("cargo clippy -D warnings", || {
-        shell(
-            "cargo",
-            &[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                // Features off by default (`hl7`'s `serde`) have code and tests too.
-                "--all-features",
-                "--",
-                "-D",
-                "warnings",
-            ],
+    // moto's install waits on PyPI more than on the CPU (about 90 s on a fresh
+    // machine): it runs beside fmt and clippy, and the tests wait for it.
+    let moto = std::thread::spawn(|| {
+        step(
+            "moto's S3-compatible server (the documents store's S3 test)",
+            ensure_moto_server,
         )
-    })?;
+    });
+    let checks = step("cargo fmt --check", || {
+        shell("cargo", &["fmt", "--all", "--", "--check"])
+    })
+    .and_then(|()| {
+        step("cargo clippy -D warnings", || {
+            shell(
+                "cargo",
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    // Features off by default (`hl7`'s `serde`) have code and tests too.
+                    "--all-features",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+            )
+        })
+    });
+    let moto = moto
+        .join()
+        .unwrap_or_else(|_| bail!("BUG: installing moto panicked"));
+    checks?;
+    moto?;
     step("cargo test", || {
         shell("cargo", &["test", "--workspace", "--all-features"])
     })?;
