@@ -143,18 +143,8 @@ async fn the_database_refuses_to_unrevoke_change_or_delete_a_consent_even_for_th
 #[tokio::test]
 async fn another_tenants_consent_is_not_found() {
     let world = world().await;
-    let clinic = world.tenant("Clinic").await;
+    let (_clinic, _patient_id, granted) = world.consented_clinic().await;
     let other = world.tenant("Other").await;
-    let patient_id = world.patient(clinic).await;
-    let granted = world
-        .grant(
-            clinic,
-            patient_id,
-            Scope::ReleaseOfInformation,
-            Some(CANARY),
-            None,
-        )
-        .await;
     let mut tx = world.tx(other).await;
     assert!(matches!(
         consent::read(&mut tx, &world.keyring, granted.id).await,

@@ -804,8 +804,10 @@ async fn completing_jobs_writes_no_index_entries_and_a_drained_worker_leaves_no_
     // versions forces an index entry, and so does one that other transactions' open
     // snapshots keep from being pruned (the benchmark, alone, sees ~95 % heap-only;
     // beside the other tests, fewer).
-    eprintln!("heap-only: {hot} of {all} updates");
-    assert!(hot >= n_updates / 2 / 4, "{updates:?}");
+    assert!(
+        hot >= n_updates / 2 / 4,
+        "only {hot} of {all} updates were heap-only"
+    );
 }
 
 async fn wait_until(db: &TestDb, condition: &str) {
