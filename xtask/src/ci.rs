@@ -1,6 +1,6 @@
 //! `cargo xtask ci`: the whole check, runnable on a fresh Debian machine as root.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -67,18 +67,62 @@ pub fn run_ci() -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+pub fn run() -> anyhow::Result<()> {
     let result = run_ci();
     // The tests' cluster is ours to stop once everything has run.
-    runtime.block_on(async {
-        let home = std::env::var_os("TENET_TEST_PG_HOME")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::env::temp_dir().join("tenet-test-pg"));
-        if let Ok(cluster) = db::cluster::Cluster::at(&home) {
-            let _ = cluster.stop().await;
-        }
-    });
+    if let Err(error) = stop_test_cluster() {
+        eprintln!("ci: stopping the tests' PostgreSQL failed: {error:#}");
+    }
     result
+}
+
+/// Builds every test binary and the debug `tenet` binary the tests run (a no-op when
+/// the tests were built): the very build `cargo test` makes, so nothing compiles twice.
+pub fn build_tests() -> anyhow::Result<()> {
+    shell(
+        "cargo",
+        &[
+            "test",
+            "--workspace",
+            "--all-features",
+            "--no-run",
+            "--quiet",
+        ],
+    )
+}
+
+/// The debug `tenet` binary of the tests' build.
+fn debug_tenet() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"));
+    root().join(target).join("debug").join("tenet")
+}
+
+/// Stops the throwaway cluster the tests start and leave running, at
+/// `TENET_TEST_PG_HOME` or its default: with `tenet db stop`, whose embedded cluster
+/// has the same layout. Nothing to stop when the tests were never built.
+pub fn stop_test_cluster() -> anyhow::Result<()> {
+    let tenet = debug_tenet();
+    if !tenet.is_file() {
+        return Ok(());
+    }
+    let home = std::env::var_os("TENET_TEST_PG_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("tenet-test-pg"));
+    if !home.join("pgdata").is_dir() {
+        return Ok(());
+    }
+    let status = std::process::Command::new(&tenet)
+        .args(["db", "stop"])
+        .env("TENET_HOME", &home)
+        .env_remove("DATABASE_URL")
+        .status()
+        .with_context(|| format!("running {}", tenet.display()))?;
+    if !status.success() {
+        bail!("`tenet db stop` of the tests' cluster failed ({status})");
+    }
+    Ok(())
 }
 
 fn step(name: &str, f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
@@ -306,22 +350,13 @@ fn apt_install(package: &str) -> anyhow::Result<()> {
 fn tenet_check() -> anyhow::Result<()> {
     // The binary the tests ran (a no-op after the test step). `cargo build -p tenet`
     // would build it again, with other features and profile: two minutes in CI.
-    shell(
-        "cargo",
-        &[
-            "test",
-            "--workspace",
-            "--all-features",
-            "--no-run",
-            "--quiet",
-        ],
-    )?;
+    build_tests()?;
     let home = root().join("target/ci-tenet-home");
     if home.exists() {
         std::fs::remove_dir_all(&home).context("clearing the previous CI database")?;
     }
     for args in [&["migrate"][..], &["check"][..]] {
-        let status = std::process::Command::new(root().join("target/debug/tenet"))
+        let status = std::process::Command::new(debug_tenet())
             .args(args)
             .current_dir(root())
             .env("TENET_HOME", &home)
