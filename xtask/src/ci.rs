@@ -35,23 +35,20 @@ pub fn run_ci() -> anyhow::Result<()> {
         )
     });
     let checks = step("cargo fmt --check", || {
-        shell("cargo", &["fmt", "--all", "--", "--check"])
+        cargo(&["fmt", "--all", "--", "--check"])
     })
     .and_then(|()| {
         step("cargo clippy -D warnings", || {
-            shell(
-                "cargo",
-                &[
-                    "clippy",
-                    "--workspace",
-                    "--all-targets",
-                    // Features off by default (`hl7`'s `serde`) have code and tests too.
-                    "--all-features",
-                    "--",
-                    "-D",
-                    "warnings",
-                ],
-            )
+            cargo(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                // Features off by default (`hl7`'s `serde`) have code and tests too.
+                "--all-features",
+                "--",
+                "-D",
+                "warnings",
+            ])
         })
     });
     let moto = moto
@@ -60,7 +57,7 @@ pub fn run_ci() -> anyhow::Result<()> {
     checks?;
     moto?;
     step("cargo test", || {
-        shell("cargo", &["test", "--workspace", "--all-features"])
+        cargo(&["test", "--workspace", "--all-features"])
     })?;
     step("tenet check on a freshly migrated database", tenet_check)?;
     eprintln!("ci: all green in {:.0}s", started.elapsed().as_secs_f64());
@@ -79,16 +76,31 @@ pub fn run() -> anyhow::Result<()> {
 /// Builds every test binary and the debug `tenet` binary the tests run (a no-op when
 /// the tests were built): the very build `cargo test` makes, so nothing compiles twice.
 pub fn build_tests() -> anyhow::Result<()> {
-    shell(
-        "cargo",
-        &[
-            "test",
-            "--workspace",
-            "--all-features",
-            "--no-run",
-            "--quiet",
-        ],
-    )
+    cargo(&[
+        "test",
+        "--workspace",
+        "--all-features",
+        "--no-run",
+        "--quiet",
+    ])
+}
+
+/// Runs cargo in the workspace root. Where `CI` is set (a fresh clone, built once),
+/// without incremental compilation unless `CARGO_INCREMENTAL` says otherwise: its
+/// bookkeeping only pays on a rebuild. Every cargo of a CI run gets the same setting,
+/// since it is part of what a build's artifacts are reused for.
+fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let mut command = xtask::command("cargo", args);
+    if std::env::var_os("CI").is_some_and(|ci| !ci.is_empty())
+        && std::env::var_os("CARGO_INCREMENTAL").is_none()
+    {
+        command.env("CARGO_INCREMENTAL", "0");
+    }
+    let status = command.status().context("running cargo")?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
 }
 
 /// The debug `tenet` binary of the tests' build.

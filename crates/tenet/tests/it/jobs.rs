@@ -25,6 +25,9 @@ const N_PROBES: i64 = 3000;
 const PROBE_WORK_MS: &str = "50";
 /// The worker processes' lease: a killed worker's jobs come back within seconds.
 const LEASE_SECS: &str = "2";
+/// Kills in the SIGKILL run, one every 300 ms while jobs are left: many, and a bound,
+/// since each restart of a debug build costs CPU the rest of the suite waits for.
+const N_KILLS_MAX: usize = 40;
 /// How long a run may take before the test gives up.
 const RUN_TIMEOUT: Duration = Duration::from_secs(240);
 
@@ -169,9 +172,10 @@ async fn workers_killed_mid_job_lose_nothing_and_double_nothing() {
     let mut n_spawned = 2;
 
     // Kill a worker with SIGKILL every 300 ms, alternately, and start a new one,
-    // while jobs are left; count the kills that found the victim holding jobs.
+    // while jobs are left, up to N_KILLS_MAX times; count the kills that found the
+    // victim holding jobs.
     let (mut n_kills, mut n_kills_mid_job) = (0, 0);
-    while n_unfinished(&tenet.db.admin).await.unwrap() > N_PROBES / 10 {
+    while n_kills < N_KILLS_MAX && n_unfinished(&tenet.db.admin).await.unwrap() > N_PROBES / 10 {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let victim = &mut workers[n_kills % 2];
         let pid = victim.id().expect("the worker is running");
