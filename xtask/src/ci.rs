@@ -104,7 +104,7 @@ fn cargo(args: &[&str]) -> anyhow::Result<()> {
 }
 
 /// The debug `tenet` binary of the tests' build.
-fn debug_tenet() -> PathBuf {
+pub fn debug_tenet() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target"));

@@ -98,7 +98,10 @@ fn main() -> anyhow::Result<()> {
         Task::TestDb {
             command: TestDbCommand::Stop,
         } => {
-            ci::build_tests()?;
+            // Any debug build of `tenet` can stop it; build one only when there is none.
+            if !ci::debug_tenet().is_file() {
+                ci::build_tests()?;
+            }
             ci::stop_test_cluster()
         }
     }
