@@ -96,19 +96,12 @@ fn cargo(args: &[&str]) -> anyhow::Result<()> {
     {
         command.env("CARGO_INCREMENTAL", "0");
     }
-    let status = command.status().context("running cargo")?;
-    if !status.success() {
-        bail!("`cargo {}` failed ({status})", args.join(" "));
-    }
-    Ok(())
+    xtask::succeed(command, "cargo", args)
 }
 
 /// The debug `tenet` binary of the tests' build.
 pub fn debug_tenet() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target"));
-    root().join(target).join("debug").join("tenet")
+    xtask::debug_bin("tenet")
 }
 
 /// Stops the throwaway cluster the tests start and leave running, at
@@ -119,6 +112,7 @@ pub fn stop_test_cluster() -> anyhow::Result<()> {
     if !tenet.is_file() {
         return Ok(());
     }
+    // Where `db::testing` keeps it.
     let home = std::env::var_os("TENET_TEST_PG_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("tenet-test-pg"));

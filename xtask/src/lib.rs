@@ -17,16 +17,30 @@ pub fn root() -> PathBuf {
 /// A binary of the workspace's release build, in Cargo's target directory (which
 /// `CARGO_TARGET_DIR` may move out of the workspace).
 pub fn release_bin(name: &str) -> PathBuf {
+    target_dir().join("release").join(name)
+}
+
+/// A binary of the workspace's debug build (the one the tests run).
+pub fn debug_bin(name: &str) -> PathBuf {
+    target_dir().join("debug").join(name)
+}
+
+fn target_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target"));
     // A relative target directory is relative to where cargo ran: the workspace root.
-    root().join(target).join("release").join(name)
+    root().join(target)
 }
 
 /// Runs a command in the workspace root, failing on a non-zero exit.
 pub fn shell(program: &str, args: &[&str]) -> anyhow::Result<()> {
-    let status = command(program, args)
+    succeed(command(program, args), program, args)
+}
+
+/// Runs `command` (`program` with `args`), failing on a non-zero exit.
+pub fn succeed(mut command: Command, program: &str, args: &[&str]) -> anyhow::Result<()> {
+    let status = command
         .status()
         .with_context(|| format!("running {program}"))?;
     if !status.success() {
